@@ -1,0 +1,98 @@
+// swift-tools-version:6.1
+// Berth: a container daemon built as an actor-based microkernel. The kernel loads every
+// subsystem from plugin.conf as a shared object through the C contract in SDK/.
+import PackageDescription
+
+/// Each in-tree plugin is a shared object built exactly as a third party would build one.
+let pluginNames = ["Snapshotter", "Content", "RuntimeLinux", "RuntimeWindowsStub"]
+
+let pluginProducts: [Product] = pluginNames.map {
+    .library(name: "Berth\($0)", type: .dynamic, targets: [$0])
+}
+
+let pluginTargets: [Target] = pluginNames.map {
+    .target(
+        name: $0,
+        dependencies: [.product(name: "BerthPluginSDK", package: "SDK")],
+        path: "Plugins/\($0)"
+    )
+}
+
+let package = Package(
+    name: "Berth",
+    products: [
+        .executable(name: "berthd", targets: ["berthd"]),
+        .executable(name: "berth", targets: ["berth"]),
+    ] + pluginProducts,
+    dependencies: [
+        .package(path: "SDK"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .target(
+            name: "Kernel",
+            dependencies: [
+                "CSQLite",
+                .product(name: "CBerthPlugin", package: "SDK"),
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(
+            name: "BerthAPI",
+            dependencies: [
+                "Kernel",
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+        .executableTarget(
+            name: "berthd",
+            dependencies: [
+                "Kernel", "BerthAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "berth",
+            dependencies: [
+                "BerthAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "berth-bench",
+            dependencies: ["Kernel"],
+            path: "Benchmarks/berth-bench"
+        ),
+        .testTarget(
+            name: "KernelTests",
+            dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK")]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "Kernel", "BerthAPI",
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+    ] + pluginTargets
+)

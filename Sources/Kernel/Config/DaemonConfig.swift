@@ -1,0 +1,196 @@
+import Foundation
+import TOMLKit
+
+/// berthd's configuration, read from plugin.conf (TOML). docs/plugin-conf.md lists every key.
+///
+/// Parsing is strict: an unknown key, a value of the wrong type or a malformed file is refused
+/// with the file, the line and the key, so a typo never silently falls back to a default.
+public struct DaemonConfig: Sendable, Equatable {
+    /// One `[plugins."type.id"]` table.
+    public struct PluginEntry: Sendable, Equatable {
+        public var name: PluginName
+        /// The shared object; relative paths are resolved against `pluginDirectory`.
+        public var path: String
+        public var enabled: Bool
+        /// When true, a failure of this plugin stops the daemon.
+        public var required: Bool
+        /// The `config` sub-table, as JSON, handed to the plugin untouched.
+        public var configJSON: String
+    }
+
+    /// Persistent data (metadata database, snapshots, blobs).
+    public var root: String = "/var/lib/berth"
+    /// Volatile data (sockets, mounts, the lock); normally on tmpfs.
+    public var state: String = "/run/berth"
+    /// The gRPC unix socket.
+    public var address: String = "/run/berth/berth.sock"
+    /// Where relative plugin paths are found; empty means the folder holding berthd.
+    public var pluginDirectory: String = ""
+    /// One of trace, debug, info, notice, warning, error, critical.
+    public var logLevel: String = "info"
+    /// Runtime names clients send (`io.containerd.runc.v2`) mapped to a runtime plugin's `type.id`.
+    public var runtimeAliases: [String: String] = [:]
+    public var plugins: [PluginEntry] = []
+
+    public init() {}
+
+    /// Reads and checks the file at `path`.
+    public init(contentsOf path: String) throws(BerthError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .notFound("config file \(path) does not exist or cannot be read")
+        }
+        try self.init(text: String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    /// Parses `text`; `file` names the source in errors.
+    public init(text: String, file: String) throws(BerthError) {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw .invalidArgument("\(file):\(error.source.begin.line): \(error.description)")
+        } catch {
+            throw .invalidArgument("\(file): \(error)")
+        }
+        let reader = ConfigReader(text: text, file: file)
+        try reader.read(table, into: &self)
+    }
+}
+
+/// Walks the parsed table, checking every key and type against the schema.
+private struct ConfigReader {
+    let text: String
+    let file: String
+
+    func read(_ table: TOMLTable, into config: inout DaemonConfig) throws(BerthError) {
+        for key in table.keys.sorted() {
+            let value = table[key]!
+            switch key {
+            case "version":
+                guard try int(value, key: key, section: nil) == 1 else {
+                    throw error("version must be 1", key: key, section: nil)
+                }
+            case "root": config.root = try string(value, key: key, section: nil)
+            case "state": config.state = try string(value, key: key, section: nil)
+            case "plugin_dir": config.pluginDirectory = try string(value, key: key, section: nil)
+            case "log_level": config.logLevel = try logLevel(value, key: key)
+            case "grpc": try readGRPC(try subtable(value, key: key, section: nil), into: &config)
+            case "runtime_aliases": config.runtimeAliases = try aliases(try subtable(value, key: key, section: nil))
+            case "plugins": config.plugins = try plugins(try subtable(value, key: key, section: nil))
+            default: throw error("unknown key \"\(key)\"", key: key, section: nil)
+            }
+        }
+    }
+
+    private func readGRPC(_ table: TOMLTable, into config: inout DaemonConfig) throws(BerthError) {
+        for key in table.keys {
+            guard key == "address" else { throw error("unknown key \"grpc.\(key)\"", key: key, section: "grpc") }
+            config.address = try string(table[key]!, key: key, section: "grpc")
+        }
+    }
+
+    private func aliases(_ table: TOMLTable) throws(BerthError) -> [String: String] {
+        var result = [String: String]()
+        for key in table.keys { result[key] = try string(table[key]!, key: key, section: "runtime_aliases") }
+        return result
+    }
+
+    private func plugins(_ table: TOMLTable) throws(BerthError) -> [DaemonConfig.PluginEntry] {
+        var entries = [DaemonConfig.PluginEntry]()
+        for key in table.keys.sorted() {
+            let section = "plugins.\"\(key)\""
+            guard let dot = key.lastIndex(of: "."), dot != key.startIndex, key.index(after: dot) != key.endIndex else {
+                throw error("plugin table \"\(key)\" must be named \"type.id\"", key: key, section: "plugins")
+            }
+            let name = PluginName(type: PluginType(String(key[..<dot])), id: String(key[key.index(after: dot)...]))
+            entries.append(try plugin(try subtable(table[key]!, key: key, section: "plugins"), name: name, section: section))
+        }
+        return entries
+    }
+
+    private func plugin(_ table: TOMLTable, name: PluginName, section: String) throws(BerthError) -> DaemonConfig.PluginEntry {
+        var entry = DaemonConfig.PluginEntry(name: name, path: "", enabled: true, required: false, configJSON: "{}")
+        for key in table.keys {
+            let value = table[key]!
+            switch key {
+            case "path": entry.path = try string(value, key: key, section: section)
+            case "enabled": entry.enabled = try bool(value, key: key, section: section)
+            case "required": entry.required = try bool(value, key: key, section: section)
+            case "config": entry.configJSON = try subtable(value, key: key, section: section).convert(to: .json)
+            default: throw error("unknown key \"\(key)\" in plugin \(name)", key: key, section: section)
+            }
+        }
+        guard !entry.path.isEmpty else { throw error("plugin \(name) has no \"path\"", key: nil, section: section) }
+        return entry
+    }
+
+    private func logLevel(_ value: any TOMLValueConvertible, key: String) throws(BerthError) -> String {
+        let level = try string(value, key: key, section: nil)
+        let known = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard known.contains(level) else {
+            throw error("log_level \"\(level)\" is not one of \(known.joined(separator: ", "))", key: key, section: nil)
+        }
+        return level
+    }
+
+    private func string(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> String {
+        guard let string = value.string else { throw typeError(value, "a string", key: key, section: section) }
+        return string
+    }
+
+    private func bool(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> Bool {
+        guard let bool = value.bool else { throw typeError(value, "a boolean", key: key, section: section) }
+        return bool
+    }
+
+    private func int(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> Int {
+        guard let int = value.int else { throw typeError(value, "an integer", key: key, section: section) }
+        return int
+    }
+
+    private func subtable(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> TOMLTable {
+        guard let table = value.table else { throw typeError(value, "a table", key: key, section: section) }
+        return table
+    }
+
+    private func typeError(_ value: any TOMLValueConvertible, _ expected: String, key: String, section: String?) -> BerthError {
+        error("key \"\(key)\" must be \(expected), found \(value.type)", key: key, section: section)
+    }
+
+    private func error(_ message: String, key: String?, section: String?) -> BerthError {
+        let line = ConfigLines.line(of: key, in: section, text: text)
+        return .invalidArgument("\(file)\(line.map { ":\($0)" } ?? ""): \(message)")
+    }
+}
+
+/// Finds the line of a key for error messages (the TOML parser does not keep node positions).
+enum ConfigLines {
+    /// The 1-based line where `key` is assigned inside table `section` (nil: the top level),
+    /// or where the table itself is opened when `key` is nil or not found.
+    static func line(of key: String?, in section: String?, text: String) -> Int? {
+        var current: String? = nil
+        var sectionLine: Int? = nil
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[") {
+                current = normalize(line.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
+                if let section, current == normalize(section) { sectionLine = index + 1 }
+                if let section, let key, current == normalize(section + "." + quoteIfDotted(key)) { return index + 1 }
+                if section == nil, let key, current == normalize(key) || current?.hasPrefix(normalize(key) + ".") == true { return index + 1 }
+                continue
+            }
+            guard let key, current == section.map(normalize) else { continue }
+            let name = line.split(separator: "=", maxSplits: 1).first.map { normalize(String($0)) }
+            if name == normalize(quoteIfDotted(key)) || name == key { return index + 1 }
+        }
+        return sectionLine
+    }
+
+    private static func normalize(_ text: String) -> String {
+        text.replacingOccurrences(of: " ", with: "")
+    }
+
+    private static func quoteIfDotted(_ key: String) -> String {
+        key.contains(".") ? "\"\(key)\"" : key
+    }
+}

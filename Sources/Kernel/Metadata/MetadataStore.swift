@@ -1,0 +1,158 @@
+import Foundation
+
+/// Tables that one part of Berth keeps in the metadata store.
+///
+/// Parts register their schema when the store opens; the store creates missing tables and
+/// learns which tables hold namespaced objects, so that deleting a namespace can refuse while
+/// any of them still has a row in it.
+public struct MetadataSchema: Sendable {
+    /// `CREATE TABLE IF NOT EXISTS ...` and index statements; run on every open.
+    public var statements: [String]
+    /// Tables with a `namespace` column, with the plural noun used in errors ("snapshots").
+    public var namespacedTables: [(table: String, noun: String)]
+
+    public init(statements: [String], namespacedTables: [(table: String, noun: String)] = []) {
+        self.statements = statements
+        self.namespacedTables = namespacedTables
+    }
+}
+
+/// One namespace: a name and free-form labels.
+public struct NamespaceRecord: Sendable, Equatable {
+    public var name: String
+    public var labels: [String: String]
+
+    public init(name: String, labels: [String: String] = [:]) {
+        self.name = name
+        self.labels = labels
+    }
+}
+
+/// Berth's crash-safe, transactional metadata: namespaces, the daemon's identity, and the
+/// tables other parts register. Every method is one SQLite transaction, so a crash leaves
+/// either all of a change or none of it (containerd keeps the same facts in bbolt).
+public actor MetadataStore {
+    private let database: SQLiteDatabase
+    private let namespacedTables: [(table: String, noun: String)]
+
+    /// The store's own tables.
+    static let coreSchema = MetadataSchema(statements: [
+        """
+        CREATE TABLE IF NOT EXISTS namespaces (
+            name TEXT PRIMARY KEY NOT NULL,
+            labels TEXT NOT NULL,
+            created INTEGER NOT NULL,
+            updated INTEGER NOT NULL)
+        """,
+        "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    ])
+
+    /// Opens (creating if needed) the database at `path` with the core tables and `schemas`.
+    public init(path: String, schemas: [MetadataSchema] = []) throws(BerthError) {
+        database = try SQLiteDatabase(path: path)
+        let all = [Self.coreSchema] + schemas
+        let database = database
+        try database.transaction { () throws(BerthError) in
+            for statement in all.flatMap(\.statements) { try database.execute(statement) }
+        }
+        namespacedTables = all.flatMap(\.namespacedTables)
+    }
+
+    /// The daemon's stable identity (`ctr version` shows it), made on first use.
+    public func serverUUID() throws(BerthError) -> String {
+        try database.transaction { () throws(BerthError) in
+            if let row = try database.query("SELECT value FROM settings WHERE key='uuid'").first,
+               let uuid = row[0].text {
+                return uuid
+            }
+            let uuid = UUID().uuidString.lowercased()
+            try database.query("INSERT INTO settings (key, value) VALUES ('uuid', ?)", [.text(uuid)])
+            return uuid
+        }
+    }
+
+    /// Creates a namespace; `.alreadyExists` when the name is taken.
+    public func createNamespace(_ record: NamespaceRecord) throws(BerthError) -> NamespaceRecord {
+        try Validation.namespaceName(record.name)
+        try Validation.labels(record.labels)
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        return try database.transaction { () throws(BerthError) in
+            if try exists(record.name) { throw .alreadyExists("namespace \"\(record.name)\": already exists") }
+            try database.query("INSERT INTO namespaces (name, labels, created, updated) VALUES (?, ?, ?, ?)",
+                               [.text(record.name), .text(try encode(record.labels)), .integer(now), .integer(now)])
+            return record
+        }
+    }
+
+    /// The namespace called `name`; `.notFound` when there is none.
+    public func namespace(_ name: String) throws(BerthError) -> NamespaceRecord {
+        let rows = try database.query("SELECT name, labels FROM namespaces WHERE name=?", [.text(name)])
+        guard let row = rows.first else { throw .notFound("namespace \"\(name)\": not found") }
+        return try record(row)
+    }
+
+    /// Every namespace, sorted by name.
+    public func namespaces() throws(BerthError) -> [NamespaceRecord] {
+        var records = [NamespaceRecord]()
+        for row in try database.query("SELECT name, labels FROM namespaces ORDER BY name") {
+            records.append(try record(row))
+        }
+        return records
+    }
+
+    /// Replaces the labels named by `paths` ("labels" or "labels.KEY"); no paths replaces all.
+    /// A label path whose new value is absent removes that label.
+    public func updateNamespace(_ update: NamespaceRecord, paths: [String]) throws(BerthError) -> NamespaceRecord {
+        try database.transaction { () throws(BerthError) in
+            var current = try namespace(update.name)
+            current.labels = try LabelUpdate.apply(update.labels, to: current.labels, paths: paths, object: "namespace \"\(update.name)\"")
+            try Validation.labels(current.labels)
+            let now = Int64(Date().timeIntervalSince1970 * 1e9)
+            try database.query("UPDATE namespaces SET labels=?, updated=? WHERE name=?",
+                               [.text(try encode(current.labels)), .integer(now), .text(update.name)])
+            return current
+        }
+    }
+
+    /// Deletes an empty namespace; `.failedPrecondition` while any object still lives in it.
+    public func deleteNamespace(_ name: String) throws(BerthError) {
+        try database.transaction { () throws(BerthError) in
+            guard try exists(name) else { throw .notFound("namespace \"\(name)\": not found") }
+            var holding = [String]()
+            for (table, noun) in namespacedTables
+            where !(try database.query("SELECT 1 FROM \(table) WHERE namespace=? LIMIT 1", [.text(name)]).isEmpty) {
+                holding.append(noun)
+            }
+            guard holding.isEmpty else {
+                throw .failedPrecondition("namespace \"\(name)\" must be empty, but it still has \(holding.joined(separator: ", "))")
+            }
+            try database.query("DELETE FROM namespaces WHERE name=?", [.text(name)])
+        }
+    }
+
+    /// Runs raw SQL inside one transaction; for parts that registered their own tables.
+    func withDatabase<T>(_ body: (SQLiteDatabase) throws(BerthError) -> T) throws(BerthError) -> T {
+        try database.transaction { () throws(BerthError) in try body(database) }
+    }
+
+    private func exists(_ name: String) throws(BerthError) -> Bool {
+        !(try database.query("SELECT 1 FROM namespaces WHERE name=?", [.text(name)]).isEmpty)
+    }
+
+    private func record(_ row: [SQLiteValue]) throws(BerthError) -> NamespaceRecord {
+        let labels = row[1].text.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+        guard let name = row[0].text, let labels else { throw .dataLoss("metadata database: unreadable namespace row") }
+        return NamespaceRecord(name: name, labels: labels)
+    }
+
+    private func encode(_ labels: [String: String]) throws(BerthError) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        guard let data = try? encoder.encode(labels) else { throw .internal("cannot encode labels") }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+extension BerthError {
+    public static func dataLoss(_ message: String) -> BerthError { .init(.dataLoss, message) }
+}

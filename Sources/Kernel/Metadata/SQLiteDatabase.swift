@@ -1,0 +1,117 @@
+import CSQLite
+import Foundation
+
+/// A thin, synchronous handle on one SQLite database file.
+///
+/// SQLite is the embedded database under Berth's metadata: a committed transaction survives a
+/// crash or power loss (WAL journal with `synchronous=FULL`), and an interrupted one leaves no
+/// trace. Not thread-safe by itself; `MetadataStore` (an actor) is its only owner.
+final class SQLiteDatabase {
+    private var handle: OpaquePointer?
+    let path: String
+
+    /// Opens or creates the database at `path`.
+    init(path: String) throws(BerthError) {
+        self.path = path
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &handle, flags, nil)
+        guard rc == SQLITE_OK else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close(handle)
+            throw .internal("cannot open metadata database \(path): \(message)")
+        }
+        sqlite3_busy_timeout(handle, 5000)
+        try execute("PRAGMA journal_mode=WAL")
+        try execute("PRAGMA synchronous=FULL")
+        try execute("PRAGMA foreign_keys=ON")
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    /// Runs statements that return no rows.
+    func execute(_ sql: String) throws(BerthError) {
+        var error: UnsafeMutablePointer<CChar>?
+        guard sqlite3_exec(handle, sql, nil, nil, &error) == SQLITE_OK else {
+            let message = error.map { String(cString: $0) } ?? "unknown error"
+            sqlite3_free(error)
+            throw .internal("metadata database \(path): \(message) (in: \(sql.prefix(80)))")
+        }
+    }
+
+    /// Runs one statement with bound values and returns every row as an array of columns.
+    @discardableResult
+    func query(_ sql: String, _ values: [SQLiteValue] = []) throws(BerthError) -> [[SQLiteValue]] {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK else {
+            throw .internal("metadata database \(path): \(lastError) (in: \(sql.prefix(80)))")
+        }
+        defer { sqlite3_finalize(statement) }
+        for (offset, value) in values.enumerated() {
+            value.bind(to: statement, at: Int32(offset + 1))
+        }
+        var rows = [[SQLiteValue]]()
+        while true {
+            switch sqlite3_step(statement) {
+            case SQLITE_ROW: rows.append(Self.row(statement))
+            case SQLITE_DONE: return rows
+            case SQLITE_CONSTRAINT:
+                throw .alreadyExists("metadata database \(path): \(lastError)")
+            default:
+                throw .internal("metadata database \(path): \(lastError) (in: \(sql.prefix(80)))")
+            }
+        }
+    }
+
+    /// Runs `body` inside one write transaction: all of it commits, or none of it does.
+    func transaction<T>(_ body: () throws(BerthError) -> T) throws(BerthError) -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    private var lastError: String { String(cString: sqlite3_errmsg(handle)) }
+
+    private static func row(_ statement: OpaquePointer?) -> [SQLiteValue] {
+        (0..<sqlite3_column_count(statement)).map { column in
+            switch sqlite3_column_type(statement, column) {
+            case SQLITE_INTEGER: return .integer(sqlite3_column_int64(statement, column))
+            case SQLITE_NULL: return .null
+            case SQLITE_BLOB:
+                let count = Int(sqlite3_column_bytes(statement, column))
+                guard let bytes = sqlite3_column_blob(statement, column), count > 0 else { return .blob([]) }
+                return .blob(Array(UnsafeRawBufferPointer(start: bytes, count: count)))
+            default: return .text(String(cString: sqlite3_column_text(statement, column)))
+            }
+        }
+    }
+}
+
+/// A value bound into or read from a SQLite statement.
+enum SQLiteValue: Equatable {
+    case integer(Int64)
+    case text(String)
+    case blob([UInt8])
+    case null
+
+    var text: String? { if case .text(let value) = self { value } else { nil } }
+    var integer: Int64? { if case .integer(let value) = self { value } else { nil } }
+
+    /// SQLITE_TRANSIENT: SQLite copies the bytes before the bind call returns.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    fileprivate func bind(to statement: OpaquePointer?, at index: Int32) {
+        switch self {
+        case .integer(let value): sqlite3_bind_int64(statement, index, value)
+        case .text(let value): sqlite3_bind_text(statement, index, value, -1, Self.transient)
+        case .blob(let value):
+            value.withUnsafeBytes { sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), Self.transient) }
+        case .null: sqlite3_bind_null(statement, index)
+        }
+    }
+}

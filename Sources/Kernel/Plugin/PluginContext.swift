@@ -1,0 +1,89 @@
+import Logging
+import Synchronization
+
+/// What the kernel hands a plugin when it starts it.
+public struct PluginContext: Sendable {
+    public var name: PluginName
+    /// The plugin's own persistent directory (`<root>/<type>.<id>`), already created.
+    public var rootDirectory: String
+    /// The plugin's own volatile directory (`<state>/<type>.<id>`), already created.
+    public var stateDirectory: String
+    /// The plugin's table from plugin.conf, less the kernel's keys, as JSON.
+    public var configJSON: String
+    public var events: EventBus
+    public var logger: Logger
+    /// The plugins started before this one, to look up dependencies.
+    public var plugins: PluginDirectory
+    /// Calls from shared-object plugins into other plugins, served by the kernel's run loop.
+    var hostCalls: HostCallQueue
+    /// The metadata store, for built-in plugins that keep records.
+    public var metadata: MetadataStore
+    /// Runtime names clients send mapped to runtime plugin names (from plugin.conf).
+    public var runtimeAliases: [String: String]
+}
+
+/// The started plugins, by name; readable from any thread.
+public final class PluginDirectory: Sendable {
+    private let started = Mutex<[(PluginName, any PluginInstance)]>([])
+
+    public init() {}
+
+    func add(_ name: PluginName, _ instance: any PluginInstance) {
+        started.withLock { $0.append((name, instance)) }
+    }
+
+    /// Removes and returns every instance, last started first.
+    func drainInReverse() -> [(PluginName, any PluginInstance)] {
+        started.withLock { list in
+            defer { list.removeAll() }
+            return list.reversed()
+        }
+    }
+
+    /// The instance named `target`: "type.id", or a type that exactly one started plugin has.
+    public func resolve(_ target: String) throws(BerthError) -> any PluginInstance {
+        let list = started.withLock { $0 }
+        if let match = list.first(where: { $0.0.description == target }) { return match.1 }
+        let ofType = list.filter { $0.0.type.rawValue == target }
+        guard ofType.count == 1 else {
+            throw ofType.isEmpty
+                ? .notFound("no started plugin is named \(target)")
+                : .failedPrecondition("\(ofType.count) started plugins have type \(target); name one as type.id")
+        }
+        return ofType[0].1
+    }
+
+    /// Every started instance of `type`, by id.
+    public func instances(of type: PluginType) -> [String: any PluginInstance] {
+        let list = started.withLock { $0 }
+        return Dictionary(list.filter { $0.0.type == type }.map { ($0.0.id, $0.1) }, uniquingKeysWith: { a, _ in a })
+    }
+}
+
+/// One call from a plugin into another, waiting for the kernel's run loop.
+struct HostCall: Sendable {
+    var target: String
+    var method: String
+    var request: [UInt8]
+    var context: CallContext
+    var reply: @Sendable (PluginReply) -> Void
+}
+
+/// Carries host calls from C threads into the kernel's structured run loop.
+final class HostCallQueue: Sendable {
+    let calls: AsyncStream<HostCall>
+    private let continuation: AsyncStream<HostCall>.Continuation
+
+    init() {
+        (calls, continuation) = AsyncStream.makeStream(of: HostCall.self, bufferingPolicy: .unbounded)
+    }
+
+    /// Queues a call; answered with `.unavailable` once the kernel has stopped serving.
+    func submit(_ call: HostCall) {
+        if case .terminated = continuation.yield(call) {
+            call.reply(.failure(.unavailable("the kernel is shutting down; call to \(call.target) refused")))
+        }
+    }
+
+    func finish() { continuation.finish() }
+}
