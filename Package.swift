@@ -73,6 +73,10 @@ let package = Package(
             name: "berth",
             dependencies: [
                 "BerthAPI",
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

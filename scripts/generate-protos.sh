@@ -28,4 +28,6 @@ protoc --plugin=protoc-gen-grpc-swift="$bin/protoc-gen-grpc-swift-2" \
   --grpc-swift_opt=FileNaming=PathToUnderscores \
   --grpc-swift_opt=ProtoPathModuleMappings="$mapping" \
   $services_files
+# Services are generated apart from their messages, which live in the BerthProto module.
+sed -i 's/^import GRPCProtobuf$/import GRPCProtobuf\nimport BerthProto/' "$services"/*.swift
 echo "generated $(ls "$messages" | wc -l) message files, $(ls "$services" | wc -l) service files"

@@ -12,6 +12,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import BerthProto
 
 // MARK: - grpc.health.v1.Health
 

@@ -13,6 +13,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import BerthProto
 import SwiftProtobuf
 
 // MARK: - containerd.services.introspection.v1.Introspection

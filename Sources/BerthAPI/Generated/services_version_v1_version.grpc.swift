@@ -12,6 +12,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import BerthProto
 import SwiftProtobuf
 
 // MARK: - containerd.services.version.v1.Version

@@ -38,18 +38,20 @@ public enum Validation {
 
 /// Applies a field-mask update to a label map, as containerd's services do.
 public enum LabelUpdate {
-    /// `paths` empty or containing "labels" replaces the map; "labels.KEY" sets or removes one key.
-    /// Any other path is refused with `.invalidArgument` naming `object`.
+    /// `paths` empty or containing "labels" replaces the map; "labels.KEY" sets one key, or
+    /// removes it when the new value is absent or empty (containerd's `SetLabel` rule, which
+    /// `ctr namespaces label NAME key=` relies on). Any other path is `.invalidArgument`.
     public static func apply(_ new: [String: String], to current: [String: String], paths: [String],
                              object: String) throws(BerthError) -> [String: String] {
-        if paths.isEmpty || paths.contains("labels") { return new }
+        if paths.isEmpty || paths.contains("labels") { return new.filter { !$0.value.isEmpty } }
         var result = current
         for path in paths {
             guard path.hasPrefix("labels.") else {
                 throw .invalidArgument("cannot update field \"\(path)\" of \(object)")
             }
             let key = String(path.dropFirst("labels.".count))
-            result[key] = new[key]
+            let value = new[key] ?? ""
+            result[key] = value.isEmpty ? nil : value
         }
         return result
     }

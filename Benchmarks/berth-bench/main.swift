@@ -1,0 +1,1 @@
+print("berth-bench: see Benchmarks/README.md")

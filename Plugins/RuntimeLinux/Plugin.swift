@@ -1,0 +1,11 @@
+// Entry point of the Linux runtime shared object: registrations only, no logic.
+import BerthPluginSDK
+
+private let module = PluginModule([
+    PluginRegistration(type: "io.containerd.runtime.v2", id: "linux",
+                       requires: ["io.containerd.event.v1"], platforms: ["linux"]) { RuntimeLinuxPlugin(host: $0) },
+])
+
+/// The one symbol the daemon looks up in this file.
+@_cdecl("berth_plugin_entry")
+public func berthPluginEntry() -> UnsafeRawPointer? { module.descriptor }

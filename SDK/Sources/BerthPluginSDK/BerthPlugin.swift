@@ -1,0 +1,74 @@
+import SwiftProtobuf
+
+/// What a Swift plugin author implements. The SDK turns it into the C contract of
+/// `berth_plugin.h`; nothing Swift-typed ever crosses into the host.
+///
+/// Lifecycle: the registration's `make` creates the plugin (no blocking work), then the SDK
+/// calls `start()` once; if that returns, `methods` serves calls concurrently until `stop()`.
+/// Throw `PluginSkip` from `start()` to be recorded as skipped, any other error to fail.
+public protocol BerthPlugin: AnyObject, Sendable {
+    /// Opens stores and reloads state.
+    func start() async throws
+    /// The methods this plugin serves, by gRPC path.
+    var methods: MethodTable { get }
+    /// Ends work in flight and releases system resources.
+    func stop() async
+}
+
+extension BerthPlugin {
+    public func start() async throws {}
+    public func stop() async {}
+}
+
+/// Per-call facts from the API edge.
+public struct CallInfo: Sendable {
+    /// The containerd namespace of the request.
+    public var namespace: String
+    /// The lease the request runs under, or "".
+    public var lease: String
+
+    public init(namespace: String, lease: String) {
+        self.namespace = namespace
+        self.lease = lease
+    }
+}
+
+/// Typed handlers by gRPC method path, built once when the plugin is made.
+public struct MethodTable: Sendable {
+    public typealias RawHandler = @Sendable ([UInt8], CallInfo) async throws -> [UInt8]
+    private var handlers = [String: RawHandler]()
+
+    public init() {}
+
+    /// Serves `path` ("/package.Service/Method") with a handler on decoded messages.
+    public mutating func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ path: String, _ request: Request.Type = Request.self,
+        _ handler: @escaping @Sendable (Request, CallInfo) async throws -> Response
+    ) {
+        handlers[path] = { bytes, info in
+            let decoded: Request
+            do {
+                decoded = try Request(serializedBytes: bytes)
+            } catch {
+                throw PluginError(.invalidArgument, "\(path): request is not a valid \(Request.protoMessageName)")
+            }
+            return try await handler(decoded, info).serializedBytes()
+        }
+    }
+
+    /// Answers `path` with `.unimplemented` and a message saying what is missing and why.
+    public mutating func unimplemented(_ path: String, because reason: String) {
+        handlers[path] = { _, _ in throw PluginError(.unimplemented, "\(path) is not implemented: \(reason)") }
+    }
+
+    /// Runs the handler for `path`; an unknown path is `.unimplemented`.
+    public func dispatch(_ path: String, _ request: [UInt8], _ info: CallInfo) async throws -> [UInt8] {
+        guard let handler = handlers[path] else {
+            throw PluginError(.unimplemented, "method \(path) is not served by this plugin")
+        }
+        return try await handler(request, info)
+    }
+
+    /// Every path with a handler, sorted.
+    public var paths: [String] { handlers.keys.sorted() }
+}

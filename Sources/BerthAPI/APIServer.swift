@@ -1,0 +1,56 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Kernel
+import Logging
+import ServiceLifecycle
+
+/// The gRPC API on a unix socket: a thin forwarder over the kernel's services, wire-compatible
+/// with containerd's v1 API. It binds only after the kernel has started every plugin, so a
+/// client that can connect sees the final plugin list.
+public struct APIServer: Service {
+    /// ctr (containerd 1.6) allows 16 MiB messages each way; so does Berth.
+    public static let maxMessageSize = 16 << 20
+
+    let kernel: Kernel
+    let address: String
+    let logger: Logger
+
+    public init(kernel: Kernel, address: String, logger: Logger) {
+        self.kernel = kernel
+        self.address = address
+        self.logger = logger
+    }
+
+    /// The services every berthd serves; plugins add theirs in later stages.
+    static func services(for kernel: Kernel) -> [any RegistrableRPCService] {
+        [
+            VersionService(),
+            IntrospectionService(kernel: kernel),
+            NamespacesService(metadata: kernel.metadata, events: kernel.events),
+            HealthService(),
+        ]
+    }
+
+    public func run() async throws {
+        try await kernel.waitUntilStarted()
+        let fd = try UnixListener.listen(at: address)
+        let server = GRPCServer(
+            transport: .http2NIOPosix(
+                listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext,
+                config: .defaults { $0.rpc.maxRequestPayloadSize = Self.maxMessageSize }),
+            services: Self.services(for: kernel),
+            interceptors: [RequestContextInterceptor()])
+        defer { unlink(address) }
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                if let listening = try await server.listeningAddress {
+                    logger.info("serving gRPC", metadata: ["address": "\(listening)"])
+                }
+            }
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
+    }
+}

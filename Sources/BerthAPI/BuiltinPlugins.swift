@@ -1,0 +1,24 @@
+import Kernel
+
+/// The registrations compiled into berthd, listed by introspection like any other plugin so
+/// that clients see containerd's familiar types.
+public enum BuiltinPlugins {
+    struct Marker: PluginInstance {
+        var exports: [String: String] = [:]
+    }
+
+    /// The event bus, the metadata store and the gRPC services of this stage.
+    public static func registrations(metadataPath: String) -> [Registration] {
+        let core: [Registration] = [
+            Registration(name: PluginName(type: .event, id: "exchange"), origin: .builtin { _ in Marker() }),
+            Registration(name: PluginName(type: .metadata, id: "sqlite"), origin: .builtin { _ in
+                Marker(exports: ["path": metadataPath])
+            }),
+        ]
+        let services = ["version", "introspection", "namespaces", "healthcheck"].map { id in
+            Registration(name: PluginName(type: .grpcService, id: id), requires: [.metadata, .event],
+                         origin: .builtin { _ in Marker() })
+        }
+        return core + services
+    }
+}

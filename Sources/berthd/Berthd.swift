@@ -1,0 +1,93 @@
+import ArgumentParser
+import BerthAPI
+import Foundation
+import Kernel
+import Logging
+import ServiceLifecycle
+
+/// berthd: loads the plugins plugin.conf names and serves containerd's v1 API on a unix socket.
+@main
+struct Berthd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berthd",
+        abstract: "The Berth container daemon.",
+        version: "\(BerthVersion.version) (\(BerthVersion.revision))")
+
+    @Option(name: .long, help: "The plugin.conf file to read.")
+    var config: String = "/etc/berth/plugin.conf"
+
+    @Option(name: .long, help: "Persistent data directory (overrides the file's root).")
+    var root: String?
+
+    @Option(name: .long, help: "Volatile state directory (overrides the file's state).")
+    var state: String?
+
+    @Option(name: .long, help: "gRPC unix socket path (overrides the file's grpc.address).")
+    var address: String?
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (overrides the file's log_level).")
+    var logLevel: String?
+
+    func run() async throws {
+        do {
+            try await serve()
+        } catch let error as BerthError {
+            FileHandle.standardError.write(Data("berthd: \(error.message)\n".utf8))
+            throw ExitCode.failure
+        } catch let error as ServiceGroupError {
+            FileHandle.standardError.write(Data("berthd: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    private func loadConfig() throws(BerthError) -> DaemonConfig {
+        var config = try DaemonConfig(contentsOf: self.config)
+        if let root { config.root = root }
+        if let state { config.state = state }
+        if let address { config.address = address }
+        if let logLevel {
+            guard Logger.Level(rawValue: logLevel) != nil else { throw .invalidArgument("--log-level \(logLevel) is not a log level") }
+            config.logLevel = logLevel
+        }
+        config.root = Self.absolute(config.root)
+        config.state = Self.absolute(config.state)
+        config.address = Self.absolute(config.address)
+        return config
+    }
+
+    private func serve() async throws {
+        let config = try loadConfig()
+        let level = Logger.Level(rawValue: config.logLevel) ?? .info
+        LoggingSystem.bootstrap { LogfmtHandler(label: $0, level: level) }
+        let logger = Logger(label: "berthd")
+        for directory in [config.root, config.state] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o711])
+        }
+        let lock = try DaemonLock(root: config.root)
+        let metadataDirectory = config.root + "/io.containerd.metadata.v1.sqlite"
+        try FileManager.default.createDirectory(atPath: metadataDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let metadataPath = metadataDirectory + "/meta.db"
+        let metadata = try MetadataStore(path: metadataPath)
+        let events = EventBus()
+        let kernel = Kernel(config: config, events: events, metadata: metadata,
+                            builtins: BuiltinPlugins.registrations(metadataPath: metadataPath), logger: logger)
+        let api = APIServer(kernel: kernel, address: config.address, logger: logger)
+        logger.info("berthd starting", metadata: ["version": "\(BerthVersion.version)", "root": "\(config.root)",
+                                                  "state": "\(config.state)", "config": "\(self.config)"])
+        // Services start in this order and stop in reverse: the API closes before the kernel
+        // stops the plugins, and the event bus outlives both.
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: events), .init(service: kernel), .init(service: api)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+        logger.info("berthd stopped")
+        withExtendedLifetime(lock) {}
+    }
+
+    private static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+}
