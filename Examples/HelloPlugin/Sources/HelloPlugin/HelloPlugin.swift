@@ -1,0 +1,31 @@
+import BerthPluginSDK
+import SwiftProtobuf
+
+/// Greets by name: `/berth.example.v1.Hello/Greet` takes a StringValue and answers one.
+/// Its greeting comes from plugin.conf (`config.greeting`), and each greeting is published
+/// as a `/example/greeted` event, so the example touches config, methods and events.
+final class HelloPlugin: BerthPlugin {
+    struct Config: Decodable {
+        var greeting: String?
+    }
+
+    private let host: PluginHost
+    let methods: MethodTable
+
+    init(host: PluginHost) {
+        self.host = host
+        let greeting = (try? host.config(as: Config.self))?.greeting ?? "hello"
+        var methods = MethodTable()
+        methods.unary("/berth.example.v1.Hello/Greet", Google_Protobuf_StringValue.self) { name, info in
+            guard !name.value.isEmpty else { throw PluginError(.invalidArgument, "Greet needs a name") }
+            let answer = Google_Protobuf_StringValue(stringLiteral: "\(greeting), \(name.value)")
+            host.publish(topic: "/example/greeted", namespace: info.namespace, answer)
+            return answer
+        }
+        self.methods = methods
+    }
+
+    func start() async throws {
+        host.log(.info, "hello plugin ready")
+    }
+}

@@ -1,0 +1,12 @@
+// Entry point of the example plugin: registrations only, no logic.
+import BerthPluginSDK
+
+private let module = PluginModule([
+    PluginRegistration(type: "io.berth.example.v1", id: "hello", requires: ["io.containerd.event.v1"]) {
+        HelloPlugin(host: $0)
+    },
+])
+
+/// The one symbol berthd looks up in this file.
+@_cdecl("berth_plugin_entry")
+public func berthPluginEntry() -> UnsafeRawPointer? { module.descriptor }
