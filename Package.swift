@@ -80,11 +80,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(
-            name: "berth-bench",
-            dependencies: ["Kernel"],
-            path: "Benchmarks/berth-bench"
-        ),
         .testTarget(
             name: "KernelTests",
             dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK")]

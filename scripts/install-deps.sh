@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Berth's build and tests need. Idempotent; run as root.
+#   libsqlite3-dev  SQLite, under the metadata store
+#   containerd      its `ctr` client drives berthd in the tests; its daemon is the benchmark anchor
+#   gcc             builds the C example plugin and the loader's test fixtures
+#   python3         runs the benchmark scripts
+set -euo pipefail
+packages=(libsqlite3-dev containerd gcc python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
