@@ -13,7 +13,11 @@ let pluginProducts: [Product] = pluginNames.map {
 let pluginTargets: [Target] = pluginNames.map {
     .target(
         name: $0,
-        dependencies: [.product(name: "BerthPluginSDK", package: "SDK")],
+        dependencies: [
+            .product(name: "BerthPluginSDK", package: "SDK"),
+            .product(name: "BerthProto", package: "SDK"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ],
         path: "Plugins/\($0)"
     )
 }

@@ -1,28 +1,55 @@
 import BerthPluginSDK
+import BerthProto
 import Foundation
+import SwiftProtobuf
 
-/// The snapshotter plugin at its first stage: it checks that its driver can run on this host
-/// and keeps its directories; the Snapshots operations are not built yet and say so.
+/// A snapshot driver: layers on disk under numeric ids, nothing else. The kernel keeps keys,
+/// kinds, parents, labels and times, and sends the whole parent chain with every request, so
+/// this plugin has no database and nothing to reload at start.
 final class SnapshotterPlugin: BerthPlugin {
     /// How layers are stored on disk.
     enum Driver: Sendable {
-        /// overlayfs lower/upper layers (Linux only).
+        /// overlayfs: each layer holds only its own changes; mounts stack the chain (Linux only).
         case overlay
-        /// Full copies per snapshot; works on any filesystem.
+        /// Full copies: each new layer starts as a copy of its parent; works on any filesystem.
         case native
     }
 
     private let host: PluginHost
     private let driver: Driver
+    private let layers: LayerDirectory
     let methods: MethodTable
 
     init(host: PluginHost, driver: Driver) {
         self.host = host
         self.driver = driver
+        let layers = LayerDirectory(root: host.rootDirectory + "/snapshots", driver: driver)
+        self.layers = layers
         var methods = MethodTable()
-        for name in ["Prepare", "View", "Mounts", "Commit", "Remove", "Stat", "Update", "List", "Usage", "Cleanup"] {
-            methods.unimplemented("/containerd.services.snapshots.v1.Snapshots/\(name)",
-                                  because: "snapshot operations are not built yet in Berth")
+        let prefix = "/berth.snapshots.v1.Driver/"
+        methods.unary(prefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.self) { request, _ in
+            try layers.create(id: request.id, parents: request.parents)
+            return Google_Protobuf_Empty()
+        }
+        methods.unary(prefix + "Mounts", Berth_Snapshots_V1_LayerMountsRequest.self) { request, _ in
+            try Containerd_Services_Snapshots_V1_MountsResponse.with {
+                $0.mounts = try layers.mounts(id: request.id, parents: request.parents, readonly: request.readonly)
+            }
+        }
+        methods.unary(prefix + "Commit", Berth_Snapshots_V1_LayerRequest.self) { request, _ in
+            try layers.requireExisting(request.id)
+            return Google_Protobuf_Empty()
+        }
+        methods.unary(prefix + "Remove", Berth_Snapshots_V1_LayerRequest.self) { request, _ in
+            try layers.remove(id: request.id)
+            return Google_Protobuf_Empty()
+        }
+        methods.unary(prefix + "Usage", Berth_Snapshots_V1_LayerRequest.self) { request, _ in
+            let (size, inodes) = try layers.usage(id: request.id)
+            return Containerd_Services_Snapshots_V1_UsageResponse.with { $0.size = size; $0.inodes = inodes }
+        }
+        methods.unary(prefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.self) { request, _ in
+            Berth_Snapshots_V1_CleanupLayersResponse.with { $0.removed = layers.cleanup(keeping: Set(request.keep)) }
         }
         self.methods = methods
     }
@@ -31,9 +58,10 @@ final class SnapshotterPlugin: BerthPlugin {
         if driver == .overlay, !Self.kernelHasOverlay() {
             throw PluginSkip("skip plugin: the running kernel does not list overlay in /proc/filesystems")
         }
-        try FileManager.default.createDirectory(atPath: host.rootDirectory + "/snapshots",
-                                                withIntermediateDirectories: true,
+        try FileManager.default.createDirectory(atPath: layers.root, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        // Half-made or half-removed layers from a crash carry a prefix; they are never in use.
+        layers.removeLeftovers()
     }
 
     /// overlayfs is usable when the kernel lists it (possibly after loading the module).

@@ -29,6 +29,8 @@ public struct APIServer: Service {
             IntrospectionService(kernel: kernel),
             NamespacesService(metadata: kernel.metadata, events: kernel.events),
             HealthService(),
+            SnapshotsService(snapshots: SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins,
+                                                        events: kernel.events)),
         ]
     }
 
@@ -39,8 +41,7 @@ public struct APIServer: Service {
             transport: .http2NIOPosix(
                 listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext,
                 config: .defaults { $0.rpc.maxRequestPayloadSize = Self.maxMessageSize }),
-            services: Self.services(for: kernel),
-            interceptors: [RequestContextInterceptor()])
+            services: Self.services(for: kernel))
         defer { unlink(address) }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in

@@ -19,6 +19,8 @@ public enum BuiltinPlugins {
             Registration(name: PluginName(type: .grpcService, id: id), requires: [.metadata, .event],
                          origin: .builtin { _ in Marker() })
         }
-        return core + services
+        let snapshots = Registration(name: PluginName(type: .grpcService, id: "snapshots"),
+                                     requires: [.metadata, .event, .snapshotter], origin: .builtin { _ in Marker() })
+        return core + services + [snapshots]
     }
 }

@@ -145,6 +145,8 @@ public actor MetadataStore {
         return NamespaceRecord(name: name, labels: labels)
     }
 
+    func encodeLabels(_ labels: [String: String]) throws(BerthError) -> String { try encode(labels) }
+
     private func encode(_ labels: [String: String]) throws(BerthError) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys

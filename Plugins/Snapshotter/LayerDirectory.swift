@@ -1,0 +1,148 @@
+import BerthPluginSDK
+import BerthProto
+import Foundation
+
+/// Layers on disk: `<root>/<id>/fs` holds the files (overlay: this layer's changes; native: the
+/// whole tree), `<root>/<id>/work` is overlayfs's scratch space. A layer is built under
+/// `new-<id>` and renamed into place, and removed by renaming to `old-<id>` first, so a crash
+/// never leaves a half-made layer under a live id.
+struct LayerDirectory: Sendable {
+    let root: String
+    let driver: SnapshotterPlugin.Driver
+
+    func path(_ id: UInt64) -> String { "\(root)/\(id)" }
+
+    func create(id: UInt64, parents: [UInt64]) throws {
+        let final = path(id)
+        guard !FileManager.default.fileExists(atPath: final) else {
+            throw PluginError(.alreadyExists, "layer \(id) already exists on disk")
+        }
+        for parent in parents { try requireExisting(parent) }
+        let staging = "\(root)/new-\(id)"
+        try? FileManager.default.removeItem(atPath: staging)
+        try makeDirectory(staging, mode: 0o700)
+        do {
+            if driver == .native, let parent = parents.first {
+                try copyTree(from: path(parent) + "/fs", to: staging + "/fs")
+            } else {
+                // The root of a new, empty snapshot is 0755, as containerd's snapshotters make it.
+                try makeDirectory(staging + "/fs", mode: 0o755)
+            }
+            if driver == .overlay { try makeDirectory(staging + "/work", mode: 0o700) }
+            guard rename(staging, final) == 0 else {
+                throw PluginError(.internal, "cannot move layer \(id) into place: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
+    }
+
+    /// How a client mounts layer `id` over `parents` (nearest first).
+    func mounts(id: UInt64, parents: [UInt64], readonly: Bool) throws -> [Containerd_Types_Mount] {
+        try requireExisting(id)
+        let own = path(id) + "/fs"
+        let access = readonly ? "ro" : "rw"
+        if driver == .native || parents.isEmpty {
+            return [bind(own, access)]
+        }
+        let lower = parents.map { path($0) + "/fs" }
+        if readonly {
+            // A view changes nothing: the parents alone, a bind when there is only one.
+            return lower.count == 1 ? [bind(lower[0], "ro")]
+                : [overlay(["lowerdir=" + lower.joined(separator: ":")])]
+        }
+        return [overlay(["workdir=\(path(id))/work", "upperdir=\(own)", "lowerdir=" + lower.joined(separator: ":")])]
+    }
+
+    func requireExisting(_ id: UInt64) throws {
+        guard FileManager.default.fileExists(atPath: path(id)) else {
+            throw PluginError(.notFound, "layer \(id) does not exist on disk")
+        }
+    }
+
+    /// Removes layer `id`; a layer already gone is not an error.
+    func remove(id: UInt64) throws {
+        let doomed = "\(root)/old-\(id)"
+        guard rename(path(id), doomed) == 0 else {
+            if errno == ENOENT { return }
+            throw PluginError(.internal, "cannot remove layer \(id): \(String(cString: strerror(errno)))")
+        }
+        try FileManager.default.removeItem(atPath: doomed)
+    }
+
+    /// Bytes (allocated blocks) and inodes of the layer's own files.
+    func usage(id: UInt64) throws -> (Int64, Int64) {
+        try requireExisting(id)
+        var seen = Set<UInt64>()
+        var size: Int64 = 0
+        let top = path(id) + "/fs"
+        let enumerator = FileManager.default.enumerator(atPath: top)
+        var paths = [top]
+        while let next = enumerator?.nextObject() as? String { paths.append(top + "/" + next) }
+        for item in paths {
+            var info = stat()
+            guard lstat(item, &info) == 0, seen.insert(UInt64(info.st_ino)).inserted else { continue }
+            size += Int64(info.st_blocks) * 512
+        }
+        return (size, Int64(seen.count))
+    }
+
+    /// Removes every layer whose id is not in `keep`; returns the removed ids.
+    func cleanup(keeping keep: Set<UInt64>) -> [UInt64] {
+        removeLeftovers()
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        var removed = [UInt64]()
+        for name in names {
+            guard let id = UInt64(name), !keep.contains(id) else { continue }
+            if (try? remove(id: id)) != nil { removed.append(id) }
+        }
+        return removed.sorted()
+    }
+
+    /// Deletes `new-*` and `old-*` entries, which no record can refer to.
+    func removeLeftovers() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        where name.hasPrefix("new-") || name.hasPrefix("old-") {
+            try? FileManager.default.removeItem(atPath: "\(root)/\(name)")
+        }
+    }
+
+    private func bind(_ source: String, _ access: String) -> Containerd_Types_Mount {
+        .with {
+            $0.type = "bind"
+            $0.source = source
+            $0.options = [access, "rbind"]
+        }
+    }
+
+    private func overlay(_ options: [String]) -> Containerd_Types_Mount {
+        .with {
+            $0.type = "overlay"
+            $0.source = "overlay"
+            $0.options = options
+        }
+    }
+
+    private func makeDirectory(_ path: String, mode: mode_t) throws {
+        guard mkdir(path, mode) == 0, chmod(path, mode) == 0 else {
+            throw PluginError(.internal, "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// A full copy keeping owners, modes, times, links, devices and xattrs (cp -a), sharing
+    /// blocks where the filesystem can (--reflink=auto).
+    private func copyTree(from source: String, to destination: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/cp")
+        process.arguments = ["-a", "--reflink=auto", source, destination]
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw PluginError(.internal, "copying \(source) failed: \(message)")
+        }
+    }
+}

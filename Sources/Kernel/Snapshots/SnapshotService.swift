@@ -1,0 +1,179 @@
+import BerthProto
+import Foundation
+import SwiftProtobuf
+
+/// The snapshot contract, kept by the kernel so that drivers stay simple.
+///
+/// Terms: a snapshot is **active** (writable; made by `prepare`), a **view** (read-only active;
+/// made by `view`) or **committed** (made from an active one by `commit`, which retires the
+/// active key). Keys of every kind share one keyspace per namespace and snapshotter, and only
+/// committed snapshots can be parents. The kernel keeps keys, kinds, parents, labels and times in
+/// its metadata store; the driver plugin keeps layers on disk under numeric ids and is told the
+/// whole parent chain on every call (see `berth/snapshots/v1/driver.proto`).
+///
+/// Worked example: `prepare("a")` → write files through its mounts → `commit("base", "a")` →
+/// `prepare("b", parent: "base")` sees base's files; `remove("base")` fails while "b" exists.
+///
+/// Repeats and absences: a second prepare/view/commit onto a used key is `.alreadyExists`; any
+/// operation on a missing key is `.notFound`; a driver failure during prepare leaves no record.
+public struct SnapshotService: Sendable {
+    /// The snapshotter used when a request names none, as in containerd.
+    public static let defaultSnapshotter = "overlayfs"
+
+    let metadata: MetadataStore
+    let plugins: PluginDirectory
+    let events: EventBus
+
+    public init(metadata: MetadataStore, plugins: PluginDirectory, events: EventBus) {
+        self.metadata = metadata
+        self.plugins = plugins
+        self.events = events
+    }
+
+    public typealias Mount = Containerd_Types_Mount
+
+    /// Creates active snapshot `key` on committed `parent` and returns its mounts.
+    public func prepare(namespace: String, snapshotter: String, key: String, parent: String,
+                        labels: [String: String]) async throws -> [Mount] {
+        try await create(namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
+                         labels: labels, kind: .active)
+    }
+
+    /// Creates read-only view `key` of committed `parent` and returns its mounts.
+    public func view(namespace: String, snapshotter: String, key: String, parent: String,
+                     labels: [String: String]) async throws -> [Mount] {
+        try await create(namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
+                         labels: labels, kind: .view)
+    }
+
+    /// The mounts of an existing snapshot, as prepare or view returned them.
+    public func mounts(namespace: String, snapshotter: String, key: String) async throws -> [Mount] {
+        let (name, driver) = try resolve(snapshotter)
+        let (record, parents) = try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key)
+        return try await mounts(driver, record: record, parents: parents)
+    }
+
+    /// Commits active `key` as `name`; the active key disappears.
+    public func commit(namespace: String, snapshotter: String, name: String, key: String,
+                       labels: [String: String]) async throws {
+        let (snapshotterName, driver) = try resolve(snapshotter)
+        try Self.validate(key: name, labels: labels)
+        let record = try await metadata.commitSnapshot(namespace: namespace, snapshotter: snapshotterName,
+                                                       key: key, name: name, labels: labels)
+        _ = try await Self.call(driver, "Commit", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
+                                Google_Protobuf_Empty.self)
+        events.publish(topic: "/snapshot/commit", namespace: namespace, Containerd_Events_SnapshotCommit.with {
+            $0.key = key; $0.name = name; $0.snapshotter = snapshotterName
+        })
+    }
+
+    /// Removes `key` of either kind; a committed snapshot with children is refused.
+    public func remove(namespace: String, snapshotter: String, key: String) async throws {
+        let (name, driver) = try resolve(snapshotter)
+        let record = try await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
+        // The record is gone first: if the driver fails now, Cleanup removes the orphan layer.
+        _ = try await Self.call(driver, "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
+                                Google_Protobuf_Empty.self)
+        events.publish(topic: "/snapshot/remove", namespace: namespace, Containerd_Events_SnapshotRemove.with {
+            $0.key = key; $0.snapshotter = name
+        })
+    }
+
+    /// The record of `key`.
+    public func stat(namespace: String, snapshotter: String, key: String) async throws -> SnapshotRecord {
+        let (name, _) = try resolve(snapshotter)
+        return try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key).record
+    }
+
+    /// Changes labels of `key` (field paths "labels" or "labels.KEY"; none replaces all).
+    public func update(namespace: String, snapshotter: String, key: String, labels: [String: String],
+                       paths: [String]) async throws -> SnapshotRecord {
+        let (name, _) = try resolve(snapshotter)
+        return try await metadata.updateSnapshotLabels(namespace: namespace, snapshotter: name, key: key,
+                                                       labels: labels, paths: paths)
+    }
+
+    /// Every snapshot in `namespace` matching any of `filters`.
+    public func list(namespace: String, snapshotter: String, filters: [String]) async throws -> [SnapshotRecord] {
+        let (name, _) = try resolve(snapshotter)
+        let filterSet = try FilterSet(filters)
+        return try await metadata.snapshots(namespace: namespace, snapshotter: name).filter { filterSet.matches($0.field) }
+    }
+
+    /// Disk use of `key`'s own layer: bytes and inodes.
+    public func usage(namespace: String, snapshotter: String, key: String) async throws -> (size: Int64, inodes: Int64) {
+        let (name, driver) = try resolve(snapshotter)
+        let record = try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key).record
+        let usage = try await Self.call(driver, "Usage", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
+                                        Containerd_Services_Snapshots_V1_UsageResponse.self)
+        return (usage.size, usage.inodes)
+    }
+
+    /// Removes layers on disk that no record names (left by a crash or a failed removal).
+    public func cleanup(snapshotter: String) async throws -> [UInt64] {
+        let (name, driver) = try resolve(snapshotter)
+        let keep = try await metadata.snapshotIDs(snapshotter: name).map { UInt64($0) }
+        return try await Self.call(driver, "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.with { $0.keep = keep },
+                                   Berth_Snapshots_V1_CleanupLayersResponse.self).removed
+    }
+
+    // MARK: -
+
+    private func create(namespace: String, snapshotter: String, key: String, parent: String,
+                        labels: [String: String], kind: SnapshotRecord.Kind) async throws -> [Mount] {
+        let (name, driver) = try resolve(snapshotter)
+        try Self.validate(key: key, labels: labels)
+        let (record, parents) = try await metadata.insertSnapshot(namespace: namespace, snapshotter: name, key: key,
+                                                                  parent: parent, kind: kind, labels: labels)
+        do {
+            _ = try await Self.call(driver, "Create", Berth_Snapshots_V1_CreateLayerRequest.with {
+                $0.id = UInt64(record.id)
+                $0.parents = parents.map { UInt64($0) }
+                $0.readonly = kind == .view
+            }, Google_Protobuf_Empty.self)
+            let mounts = try await mounts(driver, record: record, parents: parents)
+            events.publish(topic: "/snapshot/prepare", namespace: namespace, Containerd_Events_SnapshotPrepare.with {
+                $0.key = key; $0.parent = parent; $0.snapshotter = name
+            })
+            return mounts
+        } catch {
+            // Nothing half-made stays listed: drop the record and whatever the driver made.
+            _ = try? await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
+            _ = try? await Self.call(driver, "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
+                                     Google_Protobuf_Empty.self)
+            throw error
+        }
+    }
+
+    private func mounts(_ driver: any PluginInstance, record: SnapshotRecord, parents: [Int64]) async throws -> [Mount] {
+        try await Self.call(driver, "Mounts", Berth_Snapshots_V1_LayerMountsRequest.with {
+            $0.id = UInt64(record.id)
+            $0.parents = parents.map { UInt64($0) }
+            $0.readonly = record.kind != .active
+        }, Containerd_Services_Snapshots_V1_MountsResponse.self).mounts
+    }
+
+    /// The snapshotter's name ("" means the default) and its running driver plugin.
+    private func resolve(_ snapshotter: String) throws(BerthError) -> (String, any PluginInstance) {
+        let name = snapshotter.isEmpty ? Self.defaultSnapshotter : snapshotter
+        guard let driver = plugins.instances(of: .snapshotter)[name] else {
+            throw .invalidArgument("snapshotter \"\(name)\" is not loaded")
+        }
+        return (name, driver)
+    }
+
+    private static func validate(key: String, labels: [String: String]) throws(BerthError) {
+        guard !key.isEmpty else { throw .invalidArgument("snapshot key must not be empty") }
+        guard key.utf8.count <= 4096 else { throw .invalidArgument("snapshot key \"\(key.prefix(64))...\" is longer than 4096 bytes") }
+        try Validation.labels(labels)
+    }
+
+    /// Calls one driver method with typed messages.
+    static func call<Response: SwiftProtobuf.Message>(_ driver: any PluginInstance, _ method: String,
+                                                      _ request: some SwiftProtobuf.Message,
+                                                      _ response: Response.Type) async throws -> Response {
+        let bytes = try await driver.call("/berth.snapshots.v1.Driver/\(method)", request: try request.serializedBytes(),
+                                          context: CallContext())
+        return try Response(serializedBytes: bytes)
+    }
+}
