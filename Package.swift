@@ -27,6 +27,7 @@ let package = Package(
     products: [
         .executable(name: "berthd", targets: ["berthd"]),
         .executable(name: "berth", targets: ["berth"]),
+        .library(name: "SnapshotterKit", targets: ["SnapshotterKit"]),
     ] + pluginProducts,
     dependencies: [
         .package(path: "SDK"),
@@ -83,6 +84,14 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .target(
+            name: "SnapshotterKit",
+            dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK")]
+        ),
+        .testTarget(
+            name: "SnapshotterConformanceTests",
+            dependencies: ["SnapshotterKit", "Kernel"]
         ),
         .testTarget(
             name: "KernelTests",

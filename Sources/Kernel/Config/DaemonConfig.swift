@@ -16,6 +16,15 @@ public struct DaemonConfig: Sendable, Equatable {
         public var required: Bool
         /// The `config` sub-table, as JSON, handed to the plugin untouched.
         public var configJSON: String
+
+        public init(name: PluginName, path: String, enabled: Bool = true, required: Bool = false,
+                    configJSON: String = "{}") {
+            self.name = name
+            self.path = path
+            self.enabled = enabled
+            self.required = required
+            self.configJSON = configJSON
+        }
     }
 
     /// Persistent data (metadata database, snapshots, blobs).

@@ -1,0 +1,66 @@
+import Foundation
+import Kernel
+
+/// A failed conformance expectation, with what was expected and what was found.
+public struct ConformanceFailure: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The snapshotter contract as runnable cases: one named case per rule, usable by any
+/// snapshotter plugin, ours or a third party's. Run each case in its own harness:
+///
+///     for c in SnapshotterConformance.cases {
+///         try await SnapshotterHarness.with(plugin: "/path/libX.so", id: "x") { try await c.run($0) }
+///     }
+///
+/// The cases mount what the snapshotter returns, so they need root and a Linux host.
+public enum SnapshotterConformance {
+    /// One rule and its check.
+    public struct Case: Sendable, CustomStringConvertible {
+        public let name: String
+        public let run: @Sendable (SnapshotterHarness) async throws -> Void
+        public var description: String { name }
+    }
+
+    static let ns = "conformance"
+
+    public static let cases: [Case] = layerCases + keyspaceCases + recordCases
+}
+
+// MARK: - Checks
+
+func expect(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+    if !condition { throw ConformanceFailure(description: message()) }
+}
+
+func expectEqual<T: Equatable>(_ found: T, _ expected: T, _ what: String) throws {
+    try expect(found == expected, "\(what): expected \(expected), found \(found)")
+}
+
+/// Runs `body` and checks it fails with `code`.
+func expectError(_ code: BerthError.Code, _ what: String, _ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as BerthError {
+        try expectEqual(error.code, code, "\(what): error code (message: \(error.message))")
+        return
+    }
+    throw ConformanceFailure(description: "\(what): expected \(code), but it succeeded")
+}
+
+extension SnapshotterHarness {
+    func prepare(_ key: String, _ parent: String = "", namespace: String = SnapshotterConformance.ns) async throws -> [SnapshotService.Mount] {
+        try await snapshots.prepare(namespace: namespace, snapshotter: snapshotter, key: key, parent: parent, labels: [:])
+    }
+
+    func commit(_ name: String, _ key: String, namespace: String = SnapshotterConformance.ns) async throws {
+        try await snapshots.commit(namespace: namespace, snapshotter: snapshotter, name: name, key: key, labels: [:])
+    }
+
+    /// Prepares `key` on `parent`, lets `write` change its files, and commits it as `name`.
+    func layer(_ name: String, on parent: String = "", _ write: (String) throws -> Void) async throws {
+        let mounts = try await prepare("active-\(name)", parent)
+        try withMounted(mounts, write)
+        try await commit(name, "active-\(name)")
+    }
+}
