@@ -29,6 +29,7 @@ public struct APIServer: Service {
             IntrospectionService(kernel: kernel),
             NamespacesService(metadata: kernel.metadata, events: kernel.events),
             HealthService(),
+            EventsService(events: kernel.events),
             SnapshotsService(snapshots: SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins,
                                                         events: kernel.events)),
         ]

@@ -15,7 +15,7 @@ public enum BuiltinPlugins {
                 Marker(exports: ["path": metadataPath])
             }),
         ]
-        let services = ["version", "introspection", "namespaces", "healthcheck"].map { id in
+        let services = ["version", "introspection", "namespaces", "healthcheck", "events"].map { id in
             Registration(name: PluginName(type: .grpcService, id: id), requires: [.metadata, .event],
                          origin: .builtin { _ in Marker() })
         }
