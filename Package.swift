@@ -10,6 +10,12 @@ let pluginProducts: [Product] = pluginNames.map {
     .library(name: "Berth\($0)", type: .dynamic, targets: [$0])
 }
 
+/// Libraries a plugin links besides the SDK (statically, into its own shared object).
+let pluginExtras: [String: [Target.Dependency]] = [
+    // BoringSSL's SHA-256 uses the CPU's SHA instructions where present.
+    "Content": [.product(name: "Crypto", package: "swift-crypto")],
+]
+
 let pluginTargets: [Target] = pluginNames.map {
     .target(
         name: $0,
@@ -17,7 +23,7 @@ let pluginTargets: [Target] = pluginNames.map {
             .product(name: "BerthPluginSDK", package: "SDK"),
             .product(name: "BerthProto", package: "SDK"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-        ],
+        ] + pluginExtras[$0, default: []],
         path: "Plugins/\($0)"
     )
 }
@@ -27,7 +33,7 @@ let package = Package(
     products: [
         .executable(name: "berthd", targets: ["berthd"]),
         .executable(name: "berth", targets: ["berth"]),
-        .library(name: "SnapshotterKit", targets: ["SnapshotterKit"]),
+        .library(name: "ConformanceKit", targets: ["ConformanceKit"]),
     ] + pluginProducts,
     dependencies: [
         .package(path: "SDK"),
@@ -39,6 +45,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
@@ -87,12 +94,14 @@ let package = Package(
             ]
         ),
         .target(
-            name: "SnapshotterKit",
-            dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK")]
+            name: "ConformanceKit",
+            dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK"),
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
-            name: "SnapshotterConformanceTests",
-            dependencies: ["SnapshotterKit", "Kernel"]
+            name: "ConformanceTests",
+            dependencies: ["ConformanceKit", "Kernel"]
         ),
         .testTarget(
             name: "KernelTests",

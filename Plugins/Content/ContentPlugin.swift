@@ -1,27 +1,63 @@
 import BerthPluginSDK
+import BerthProto
 import Foundation
+import SwiftProtobuf
 
-/// The content store plugin at its first stage: it lays out its blob and ingest directories;
-/// the Content operations are not built yet and say so.
+/// The content store: blobs by digest and ingests by ref, on disk. The kernel keeps which
+/// namespace sees which blob, with labels and times; this plugin keeps bytes.
 final class ContentPlugin: BerthPlugin {
     private let host: PluginHost
+    private let blobs: BlobStore
+    private let ingests: IngestStore
     let methods: MethodTable
 
     init(host: PluginHost) {
         self.host = host
-        var methods = MethodTable()
-        for name in ["Info", "Update", "List", "Delete", "Read", "Status", "ListStatuses", "Write", "Abort"] {
-            methods.unimplemented("/containerd.services.content.v1.Content/\(name)",
-                                  because: "content operations are not built yet in Berth")
+        let blobs = BlobStore(root: host.rootDirectory + "/blobs/sha256")
+        let ingests = IngestStore(root: host.rootDirectory + "/ingest", blobs: blobs)
+        self.blobs = blobs
+        self.ingests = ingests
+        var m = MethodTable()
+        let p = "/berth.content.v1.Store/"
+        m.unary(p + "Info", Berth_Content_V1_BlobRequest.self) { r, _ in try blobs.info(r.digest) }
+        m.unary(p + "ReadAt", Berth_Content_V1_ReadAtRequest.self) { r, _ in
+            try Berth_Content_V1_ReadAtReply.with { $0.data = try blobs.read(r.digest, offset: r.offset, size: r.size) }
         }
-        self.methods = methods
+        m.unary(p + "Delete", Berth_Content_V1_BlobRequest.self) { r, _ in
+            try blobs.delete(r.digest)
+            return Google_Protobuf_Empty()
+        }
+        m.unary(p + "Walk", Google_Protobuf_Empty.self) { _, _ in try Berth_Content_V1_BlobList.with { $0.blobs = try blobs.walk() } }
+        m.unary(p + "Open", Berth_Content_V1_OpenIngestRequest.self) { r, _ in
+            try ingests.open(ref: r.ref, total: r.total, expected: r.expected)
+        }
+        m.unary(p + "Write", Berth_Content_V1_IngestWriteRequest.self) { r, _ in try ingests.write(r) }
+        m.unary(p + "Commit", Berth_Content_V1_IngestCommitRequest.self) { r, _ in
+            try ingests.commit(ref: r.ref, size: r.size, expected: r.expected)
+        }
+        m.unary(p + "Close", Berth_Content_V1_IngestRef.self) { r, _ in
+            ingests.close(ref: r.ref)
+            return Google_Protobuf_Empty()
+        }
+        m.unary(p + "Abort", Berth_Content_V1_IngestRef.self) { r, _ in
+            try ingests.abort(ref: r.ref)
+            return Google_Protobuf_Empty()
+        }
+        m.unary(p + "Status", Berth_Content_V1_IngestRef.self) { r, _ in try ingests.status(ref: r.ref) }
+        m.unary(p + "Ingests", Berth_Content_V1_IngestRef.self) { r, _ in
+            Berth_Content_V1_IngestList.with { $0.ingests = ingests.list(prefix: r.ref) }
+        }
+        methods = m
     }
 
     func start() async throws {
-        for folder in ["blobs/sha256", "ingest"] {
-            try FileManager.default.createDirectory(atPath: "\(host.rootDirectory)/\(folder)",
-                                                    withIntermediateDirectories: true,
+        for folder in [blobs.root, ingests.root] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         }
+    }
+
+    func stop() async {
+        blobs.closeAll()
     }
 }

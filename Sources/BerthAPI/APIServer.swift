@@ -30,6 +30,7 @@ public struct APIServer: Service {
             NamespacesService(metadata: kernel.metadata, events: kernel.events),
             HealthService(),
             EventsService(events: kernel.events),
+            ContentGRPCService(content: ContentService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events)),
             SnapshotsService(snapshots: SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins,
                                                         events: kernel.events)),
         ]

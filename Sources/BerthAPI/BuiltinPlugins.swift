@@ -21,6 +21,8 @@ public enum BuiltinPlugins {
         }
         let snapshots = Registration(name: PluginName(type: .grpcService, id: "snapshots"),
                                      requires: [.metadata, .event, .snapshotter], origin: .builtin { _ in Marker() })
-        return core + services + [snapshots]
+        let content = Registration(name: PluginName(type: .grpcService, id: "content"),
+                                   requires: [.metadata, .event, .content], origin: .builtin { _ in Marker() })
+        return core + services + [snapshots, content]
     }
 }

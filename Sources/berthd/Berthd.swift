@@ -69,7 +69,7 @@ struct Berthd: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: metadataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let metadataPath = metadataDirectory + "/meta.db"
-        let metadata = try MetadataStore(path: metadataPath, schemas: [.snapshots])
+        let metadata = try MetadataStore(path: metadataPath, schemas: [.snapshots, .content])
         let events = EventBus()
         let kernel = Kernel(config: config, events: events, metadata: metadata,
                             builtins: BuiltinPlugins.registrations(metadataPath: metadataPath), logger: logger)

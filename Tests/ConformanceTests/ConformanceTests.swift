@@ -1,9 +1,9 @@
 import Foundation
-import SnapshotterKit
+import ConformanceKit
 import Testing
 
 /// Both in-tree drivers through every case of the snapshotter conformance kit.
-@Suite struct SnapshotterConformanceTests {
+@Suite struct ConformanceTests {
     static let plugin = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path + "/.build/debug/libBerthSnapshotter.so"
 

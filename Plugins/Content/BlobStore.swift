@@ -1,0 +1,99 @@
+import BerthPluginSDK
+import BerthProto
+import Foundation
+
+/// Committed blobs, one file per digest under `<root>/<hex>`, written once by a rename.
+///
+/// Reads keep a small cache of open descriptors: `ctr content get` reads 32 KiB per RPC, and
+/// reopening the file for each piece is what makes containerd 1.6's reads slow.
+final class BlobStore: @unchecked Sendable {
+    let root: String
+    private let lock = NSLock()
+    private var open = [String: Int32]()
+    private var order = [String]()
+    private static let cachedDescriptors = 64
+
+    init(root: String) { self.root = root }
+
+    func path(hex: String) -> String { "\(root)/\(hex)" }
+
+    func info(_ digest: String) throws -> Berth_Content_V1_BlobInfo {
+        let hex = try Digest.hex(digest)
+        var info = stat()
+        guard stat(path(hex: hex), &info) == 0 else { throw PluginError(.notFound, "content \(digest) not found") }
+        return .with { $0.digest = digest; $0.size = Int64(info.st_size) }
+    }
+
+    func exists(hex: String) -> Bool { access(path(hex: hex), F_OK) == 0 }
+
+    /// Up to `size` bytes from `offset` (fewer at the end of the blob; `size` 0 means to the end).
+    func read(_ digest: String, offset: Int64, size: Int64) throws -> Data {
+        let hex = try Digest.hex(digest)
+        let fd = try descriptor(hex, digest)
+        var wanted = Int(size)
+        if wanted <= 0 {
+            var info = stat()
+            fstat(fd, &info)
+            wanted = max(0, Int(info.st_size) - Int(offset))
+        }
+        var data = Data(count: wanted)
+        let count = data.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(max(0, offset))) }
+        guard count >= 0 else { throw PluginError(.internal, "reading \(digest): \(String(cString: strerror(errno)))") }
+        data.count = count
+        return data
+    }
+
+    func delete(_ digest: String) throws {
+        let hex = try Digest.hex(digest)
+        forget(hex)
+        guard unlink(path(hex: hex)) == 0 else {
+            if errno == ENOENT { throw PluginError(.notFound, "content \(digest) not found") }
+            throw PluginError(.internal, "deleting \(digest): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func walk() throws -> [Berth_Content_V1_BlobInfo] {
+        try FileManager.default.contentsOfDirectory(atPath: root).sorted().compactMap { hex in
+            var info = stat()
+            guard hex.utf8.count == 64, stat(path(hex: hex), &info) == 0 else { return nil }
+            return .with { $0.digest = "sha256:" + hex; $0.size = Int64(info.st_size) }
+        }
+    }
+
+    func closeAll() {
+        lock.withLock {
+            for fd in open.values { close(fd) }
+            open.removeAll()
+            order.removeAll()
+        }
+    }
+
+    private func descriptor(_ hex: String, _ digest: String) throws -> Int32 {
+        if let fd = lock.withLock({ open[hex] }) { return fd }
+        let fd = Glibc.open(path(hex: hex), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw PluginError(.notFound, "content \(digest) not found") }
+            throw PluginError(.internal, "opening \(digest): \(String(cString: strerror(errno)))")
+        }
+        return lock.withLock {
+            if let existing = open[hex] {
+                close(fd)
+                return existing
+            }
+            if order.count >= Self.cachedDescriptors {
+                let evicted = order.removeFirst()
+                if let old = open.removeValue(forKey: evicted) { close(old) }
+            }
+            open[hex] = fd
+            order.append(hex)
+            return fd
+        }
+    }
+
+    private func forget(_ hex: String) {
+        lock.withLock {
+            if let fd = open.removeValue(forKey: hex) { close(fd) }
+            order.removeAll { $0 == hex }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import BerthProto
+import Foundation
+import SwiftProtobuf
+
+/// The content contract, kept by the kernel over a content store plugin.
+///
+/// Terms: a blob is addressed by its sha256 digest and stored once; each namespace sees the
+/// blobs recorded for it, with its own labels. Writes go through an *ingest* named by a
+/// client-chosen ref: resumable (reopening reports what is written and its digest so far),
+/// exclusive (a second writer gets `.unavailable`), and ended by a commit that checks the
+/// expected size and digest (a mismatch is `.failedPrecondition` and the ingest stays usable;
+/// content the namespace already has is `.alreadyExists`).
+///
+/// Worked example: `openWriter(ref: "r")` → `write(offset: 0, data)` → `commit(expected: d)` →
+/// `info(d)` answers the size; `read(d, offset: 0, size: 32768)` the first bytes.
+public struct ContentService: Sendable {
+    let metadata: MetadataStore
+    let plugins: PluginDirectory
+    let events: EventBus
+
+    public init(metadata: MetadataStore, plugins: PluginDirectory, events: EventBus) {
+        self.metadata = metadata
+        self.plugins = plugins
+        self.events = events
+    }
+
+    public func info(namespace: String, digest: String) async throws -> ContentRecord {
+        try ContentDigest.validate(digest)
+        return try await metadata.content(namespace: namespace, digest: digest)
+    }
+
+    public func update(namespace: String, digest: String, labels: [String: String], paths: [String]) async throws -> ContentRecord {
+        try ContentDigest.validate(digest)
+        return try await metadata.updateContentLabels(namespace: namespace, digest: digest, labels: labels, paths: paths)
+    }
+
+    public func list(namespace: String, filters: [String]) async throws -> [ContentRecord] {
+        let filterSet = try FilterSet(filters)
+        return try await metadata.contents(namespace: namespace).filter { filterSet.matches($0.field) }
+    }
+
+    /// Forgets `digest` in `namespace`; the bytes go once no namespace records them.
+    public func delete(namespace: String, digest: String) async throws {
+        try ContentDigest.validate(digest)
+        let stillUsed = try await metadata.deleteContent(namespace: namespace, digest: digest)
+        if !stillUsed {
+            _ = try? await call("Delete", Berth_Content_V1_BlobRequest.with { $0.digest = digest }, Google_Protobuf_Empty.self)
+        }
+        events.publish(topic: "/content/delete", namespace: namespace, Containerd_Events_ContentDelete.with { $0.digest = digest })
+    }
+
+    /// Up to `size` bytes of `digest` from `offset` (fewer at the end).
+    public func read(namespace: String, digest: String, offset: Int64, size: Int64) async throws -> Data {
+        try ContentDigest.validate(digest)
+        _ = try await metadata.content(namespace: namespace, digest: digest)
+        return try await call("ReadAt", Berth_Content_V1_ReadAtRequest.with {
+            $0.digest = digest; $0.offset = offset; $0.size = size
+        }, Berth_Content_V1_ReadAtReply.self).data
+    }
+
+    /// Opens (or resumes) the ingest `ref`, holding it until the writer is closed.
+    public func openWriter(namespace: String, ref: String, total: Int64, expected: String) async throws -> ContentWriter {
+        guard !ref.isEmpty else { throw BerthError.invalidArgument("ingest ref must not be empty") }
+        if !expected.isEmpty { try ContentDigest.validate(expected) }
+        if !expected.isEmpty, (try? await metadata.content(namespace: namespace, digest: expected)) != nil {
+            throw BerthError.alreadyExists("content \(expected): already exists")
+        }
+        let store = try store()
+        let state = try await Self.call(store, "Open", Berth_Content_V1_OpenIngestRequest.with {
+            $0.ref = Self.storeRef(namespace, ref); $0.total = total; $0.expected = expected
+        }, Berth_Content_V1_IngestState.self)
+        return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, state: Self.unprefixed(state, namespace))
+    }
+
+    public func status(namespace: String, ref: String) async throws -> Berth_Content_V1_IngestState {
+        let state = try await call("Status", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) },
+                                   Berth_Content_V1_IngestState.self)
+        return Self.unprefixed(state, namespace)
+    }
+
+    /// Ingests of `namespace` matching any of `filters` (field `ref`).
+    public func listStatuses(namespace: String, filters: [String]) async throws -> [Berth_Content_V1_IngestState] {
+        let filterSet = try FilterSet(filters)
+        let list = try await call("Ingests", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, "") },
+                                  Berth_Content_V1_IngestList.self)
+        return list.ingests.map { Self.unprefixed($0, namespace) }.filter { state in
+            filterSet.matches { $0 == ["ref"] ? state.ref : nil }
+        }
+    }
+
+    public func abort(namespace: String, ref: String) async throws {
+        _ = try await call("Abort", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) }, Google_Protobuf_Empty.self)
+    }
+
+    // MARK: -
+
+    /// Ingest refs are per namespace; the store sees them prefixed.
+    static func storeRef(_ namespace: String, _ ref: String) -> String { "\(namespace)/\(ref)" }
+
+    static func unprefixed(_ state: Berth_Content_V1_IngestState, _ namespace: String) -> Berth_Content_V1_IngestState {
+        var state = state
+        state.ref = String(state.ref.dropFirst(namespace.count + 1))
+        return state
+    }
+
+    func store() throws(BerthError) -> any PluginInstance {
+        guard let store = plugins.instances(of: .content).values.first else {
+            throw .unavailable("no content store plugin is running")
+        }
+        return store
+    }
+
+    func call<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,
+                                               _ response: Response.Type) async throws -> Response {
+        try await Self.call(try store(), method, request, response)
+    }
+
+    static func call<Response: SwiftProtobuf.Message>(_ store: any PluginInstance, _ method: String,
+                                                      _ request: some SwiftProtobuf.Message,
+                                                      _ response: Response.Type) async throws -> Response {
+        let bytes = try await store.call("/berth.content.v1.Store/\(method)", request: try request.serializedBytes(),
+                                         context: CallContext())
+        return try Response(serializedBytes: bytes)
+    }
+}
+
+/// One held ingest. Close it when the client's stream ends, committed or not.
+public final class ContentWriter: Sendable {
+    let service: ContentService
+    let store: any PluginInstance
+    public let namespace: String
+    public let ref: String
+    /// The state when opened: bytes already written and their digest.
+    public let opened: Berth_Content_V1_IngestState
+
+    init(service: ContentService, store: any PluginInstance, namespace: String, ref: String, state: Berth_Content_V1_IngestState) {
+        self.service = service
+        self.store = store
+        self.namespace = namespace
+        self.ref = ref
+        self.opened = state
+    }
+
+    public func status() async throws -> Berth_Content_V1_IngestState {
+        try await service.status(namespace: namespace, ref: ref)
+    }
+
+    /// Writes `data` at `offset` (the current size, or 0 to start over).
+    public func write(offset: Int64, data: Data, total: Int64, expected: String) async throws -> Berth_Content_V1_IngestState {
+        let state = try await ContentService.call(store, "Write", Berth_Content_V1_IngestWriteRequest.with {
+            $0.ref = ContentService.storeRef(namespace, ref); $0.offset = offset; $0.data = data
+            $0.total = total; $0.expected = expected
+        }, Berth_Content_V1_IngestState.self)
+        return ContentService.unprefixed(state, namespace)
+    }
+
+    /// Verifies and stores the blob, then records it in the namespace with `labels`.
+    public func commit(size: Int64, expected: String, labels: [String: String]) async throws -> ContentRecord {
+        try Validation.labels(labels)
+        let blob: Berth_Content_V1_BlobInfo
+        do {
+            blob = try await ContentService.call(store, "Commit", Berth_Content_V1_IngestCommitRequest.with {
+                $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
+            }, Berth_Content_V1_BlobInfo.self)
+        } catch let error as BerthError where error.code == .alreadyExists && !expected.isEmpty {
+            // The bytes are stored already (another namespace has them): record them here.
+            let existing = try await ContentService.call(store, "Info", Berth_Content_V1_BlobRequest.with { $0.digest = expected },
+                                                         Berth_Content_V1_BlobInfo.self)
+            blob = existing
+        }
+        let record = try await service.metadata.insertContent(namespace: namespace, digest: blob.digest, size: blob.size, labels: labels)
+        service.events.publish(topic: "/content/create", namespace: namespace, Containerd_Events_ContentCreate.with {
+            $0.digest = blob.digest; $0.size = blob.size
+        })
+        return record
+    }
+
+    /// Releases the ingest; its bytes stay for a later writer to resume.
+    public func close() async {
+        _ = try? await ContentService.call(store, "Close", Berth_Content_V1_IngestRef.with {
+            $0.ref = ContentService.storeRef(namespace, ref)
+        }, Google_Protobuf_Empty.self)
+    }
+}
