@@ -156,10 +156,11 @@ final class IngestStore: @unchecked Sendable {
 
     func list(prefix: String) -> [Berth_Content_V1_IngestState] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return names.sorted().compactMap { name in
+        let refs = names.compactMap { name -> String? in
             guard let ref = try? String(contentsOfFile: "\(root)/\(name)/ref", encoding: .utf8), ref.hasPrefix(prefix) else { return nil }
-            return try? status(ref: ref)
+            return ref
         }
+        return refs.sorted().compactMap { try? status(ref: $0) }
     }
 
     // MARK: -

@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+
+/// `ctr content` against berthd. Outputs and exit codes were compared with containerd 1.6.20
+/// running the same commands on this machine; error texts are Berth's own words.
+@Suite(.serialized) struct CtrContentTests {
+    @Test func ctrContent_ingestGetLabelActiveDelete_behaveAsContainerd() throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let blob = daemon.directory + "/blob"
+        let bytes = Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) })
+        try bytes.write(to: URL(fileURLWithPath: blob))
+        let digest = try run("/usr/bin/sha256sum", [blob]).stdout.split(separator: " ")[0]
+        let ref = "sha256:\(digest)"
+        func ctr(_ arguments: [String], stdin: String? = nil) throws -> RunResult {
+            guard let stdin else { return try daemon.ctr(["content"] + arguments) }
+            let line = (["/usr/bin/ctr", "--address", daemon.socket, "content"] + arguments).joined(separator: " ")
+            return try run("/bin/sh", ["-c", "\(line) < \(stdin)"])
+        }
+
+        #expect(try ctr(["ingest", "r1"], stdin: blob).status == 0)
+        let listed = try ctr(["ls"]).stdout.split(separator: "\n")
+        #expect(listed.count == 2)
+        #expect(listed.last?.hasPrefix("\(ref)\t3MB\t") == true)
+        let got = try run("/bin/sh", ["-c", "/usr/bin/ctr --address \(daemon.socket) content get \(ref) | sha256sum"])
+        #expect(got.stdout.hasPrefix(String(digest)))
+        // Ingesting content that exists succeeds, as with containerd (the client treats it as done).
+        #expect(try ctr(["ingest", "--expected-digest", ref, "r2"], stdin: blob).status == 0)
+        #expect(try ctr(["label", ref, "a=b"]).stdout == "a=b\n")
+        #expect(try ctr(["ls"]).stdout.hasSuffix("\ta=b\n"))
+
+        let small = daemon.directory + "/small"
+        try Data(repeating: 7, count: 100).write(to: URL(fileURLWithPath: small))
+        let wrong = try ctr(["ingest", "--expected-digest", "sha256:" + String(repeating: "0", count: 64), "r3"], stdin: small)
+        #expect(wrong.status == 1 && wrong.stderr.contains("failed precondition"))
+        let short = try ctr(["ingest", "--expected-size", "5", "r4"], stdin: small)
+        #expect(short.status == 1 && short.stderr.contains("expected size 5, wrote 100 bytes: failed precondition"))
+        let active = try ctr(["active"]).stdout.split(separator: "\n").map { $0.split(separator: "\t").prefix(2).joined(separator: " ") }
+        #expect(active == ["REF SIZE", "r3 100B", "r4 100B"])
+        // The failed expectation held for that session only: the same ref now commits.
+        #expect(try ctr(["ingest", "r3"], stdin: small).status == 0)
+
+        let bad = try ctr(["get", "sha256:bad"])
+        #expect(bad.status == 1)
+        #expect(try ctr(["delete", ref]).status == 0)
+        let missing = try ctr(["get", ref])
+        #expect(missing.status == 1 && missing.stderr.contains("not found"))
+    }
+}
