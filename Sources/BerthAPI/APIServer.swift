@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Kernel
@@ -42,7 +43,13 @@ public struct APIServer: Service {
         let server = GRPCServer(
             transport: .http2NIOPosix(
                 listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext,
-                config: .defaults { $0.rpc.maxRequestPayloadSize = Self.maxMessageSize }),
+                config: .defaults {
+                    $0.rpc.maxRequestPayloadSize = Self.maxMessageSize
+                    // Go clients (ctr) ping after each DATA frame they receive; see PingResponder.
+                    $0.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                        channel.pipeline.addHandler(PingResponder(), position: .first)
+                    }
+                }),
             services: Self.services(for: kernel))
         defer { unlink(address) }
         try await withGracefulShutdownHandler {

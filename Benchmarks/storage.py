@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Storage benchmark through containerd's ctr: berthd beside containerd 1.6 (when installed).
+
+Per daemon, on a fresh temporary root:
+  snapshot ops  - N x (prepare, commit, info) through ctr: median wall time per op and the
+                  daemon's CPU time per op (utime+stime of the daemon process, /proc/PID/stat)
+  ingest        - `ctr content ingest` of one SIZE-MiB random file: MB/s
+  get           - `ctr content get` of that blob to /dev/null: MB/s (ctr reads 32 KiB per RPC)
+Targets (issue 3): daemon CPU per snapshot op <= 0.5 ms; ingest >= 300 MB/s; get >= 5x containerd.
+
+Usage: Benchmarks/storage.py [--berthd PATH] [--ops N] [--size-mib M]
+"""
+import argparse, hashlib, os, shutil, signal, statistics, subprocess, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def ctr(sock, *args, stdin=None, stdout=subprocess.DEVNULL):
+    subprocess.run(["ctr", "--address", sock, *args], stdin=stdin, stdout=stdout, check=True)
+
+
+def wait_ready(sock, proc):
+    for _ in range(2000):
+        if proc.poll() is not None:
+            raise RuntimeError("daemon exited")
+        if subprocess.run(["ctr", "--address", sock, "version"], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.01)
+    raise RuntimeError("daemon not ready")
+
+
+def run_daemon(start, ops, blob, digest, size):
+    work = tempfile.mkdtemp(prefix="storage-bench-")
+    sock = os.path.join(work, "d.sock")
+    proc = start(work, sock)
+    try:
+        wait_ready(sock, proc)
+        times, cpu0 = {"prepare": [], "commit": [], "info": []}, cpu_seconds(proc.pid)
+        for i in range(ops):
+            for name, args in (("prepare", ["snapshots", "prepare", f"k{i}"]),
+                               ("commit", ["snapshots", "commit", f"c{i}", f"k{i}"]),
+                               ("info", ["snapshots", "info", f"c{i}"])):
+                t = time.monotonic()
+                ctr(sock, *args)
+                times[name].append((time.monotonic() - t) * 1000)
+        cpu_per_op = (cpu_seconds(proc.pid) - cpu0) * 1000 / (3 * ops)
+        with open(blob, "rb") as f:
+            t = time.monotonic()
+            ctr(sock, "content", "ingest", "--expected-digest", digest, "bench", stdin=f)
+            ingest = size / (time.monotonic() - t) / 1e6
+        t = time.monotonic()
+        ctr(sock, "content", "get", digest)
+        get = size / (time.monotonic() - t) / 1e6
+        return {k: statistics.median(v) for k, v in times.items()}, cpu_per_op, ingest, get
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def berthd(binary):
+    def start(work, sock):
+        return subprocess.Popen([binary, "--config", os.path.join(ROOT, "plugin.conf"), "--root", f"{work}/root",
+                                 "--state", f"{work}/state", "--address", sock, "--log-level", "warning"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start
+
+
+def containerd(work, sock):
+    config = os.path.join(work, "config.toml")
+    with open(config, "w") as f:
+        f.write(f'version = 2\nroot = "{work}/root"\nstate = "{work}/state"\n[grpc]\naddress = "{sock}"\n')
+    return subprocess.Popen(["containerd", "--config", config, "--log-level", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    default = os.path.join(ROOT, ".build/release/berthd")
+    parser.add_argument("--berthd", default=default if os.path.exists(default) else os.path.join(ROOT, ".build/debug/berthd"))
+    parser.add_argument("--ops", type=int, default=30)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    args = parser.parse_args()
+    size = args.size_mib << 20
+    blob = tempfile.mktemp(prefix="storage-bench-blob-")
+    with open(blob, "wb") as f:
+        f.write(os.urandom(size))
+    with open(blob, "rb") as f:
+        digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    try:
+        rows = [("berthd (" + os.path.relpath(args.berthd, ROOT) + ")", run_daemon(berthd(args.berthd), args.ops, blob, digest, size))]
+        if shutil.which("containerd"):
+            rows.append(("containerd", run_daemon(containerd, args.ops, blob, digest, size)))
+    finally:
+        os.unlink(blob)
+    print(f"{args.ops} x prepare/commit/info via ctr; ingest/get of {args.size_mib} MiB via ctr")
+    print(f"{'daemon':<28}{'prepare ms':>11}{'commit ms':>10}{'info ms':>9}{'CPU/op ms':>10}{'ingest MB/s':>12}{'get MB/s':>10}")
+    for name, (t, cpu, ingest, get) in rows:
+        print(f"{name:<28}{t['prepare']:>11.1f}{t['commit']:>10.1f}{t['info']:>9.1f}{cpu:>10.2f}{ingest:>12.0f}{get:>10.0f}")
+    print(f"{'target (issue 3)':<28}{'':>11}{'':>10}{'':>9}{'<= 0.5':>10}{'>= 300':>12}{'5x ctrd':>10}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+import NIOCore
+
+/// Answers HTTP/2 PING frames itself, below the HTTP/2 handler, and hides them from it.
+///
+/// Why: Go gRPC clients (containerd's `ctr`) send a bandwidth-estimation PING after receiving
+/// DATA whenever none is outstanding, and a client uploading (Content.Write) receives one small
+/// DATA frame per 1 MiB it sends, so its PINGs never stop. swift-nio-http2 allows 200 control
+/// frames per 30 s and then closes the connection with ENHANCE_YOUR_CALM; grpc-swift offers no
+/// setting for that limit. PING has no HTTP/2 state: acknowledging it here (RFC 9113 §6.7, same
+/// 8 payload bytes, ACK flag) is what the HTTP/2 handler would have done.
+final class PingResponder: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The client connection preface (RFC 9113 §3.4) precedes the first frame.
+    private static let prefaceLength = 24
+    private static let headerLength = 9
+    private static let pingType: UInt8 = 0x6
+    private static let ackFlag: UInt8 = 0x1
+
+    private var buffer: ByteBuffer?
+    private var prefaceSeen = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
+        var pass = context.channel.allocator.buffer(capacity: buffer!.readableBytes)
+        if !prefaceSeen {
+            guard buffer!.readableBytes >= Self.prefaceLength else { return }
+            var preface = buffer!.readSlice(length: Self.prefaceLength)!
+            pass.writeBuffer(&preface)
+            prefaceSeen = true
+        }
+        while let frame = nextFrame() {
+            if let ack = Self.ack(for: frame, allocator: context.channel.allocator) {
+                context.writeAndFlush(wrapOutboundOut(ack), promise: nil)
+            } else {
+                var copy = frame
+                pass.writeBuffer(&copy)
+            }
+        }
+        if buffer!.readableBytes == 0 { buffer = nil } else { buffer!.discardReadBytes() }
+        if pass.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(pass)) }
+    }
+
+    /// The next complete frame (header and payload), if the buffer holds one.
+    private func nextFrame() -> ByteBuffer? {
+        guard let readable = buffer, readable.readableBytes >= Self.headerLength,
+              let b0 = readable.getInteger(at: readable.readerIndex, as: UInt8.self),
+              let b12 = readable.getInteger(at: readable.readerIndex + 1, as: UInt16.self) else { return nil }
+        let length = Int(b0) << 16 | Int(b12)
+        guard readable.readableBytes >= Self.headerLength + length else { return nil }
+        return buffer!.readSlice(length: Self.headerLength + length)
+    }
+
+    /// A PING ACK for `frame` when it is a PING without the ACK flag.
+    private static func ack(for frame: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        let start = frame.readerIndex
+        guard frame.getInteger(at: start + 3, as: UInt8.self) == pingType,
+              let flags = frame.getInteger(at: start + 4, as: UInt8.self), flags & ackFlag == 0,
+              frame.readableBytes == headerLength + 8, let payload = frame.getSlice(at: start + headerLength, length: 8) else {
+            return nil
+        }
+        var reply = allocator.buffer(capacity: headerLength + 8)
+        reply.writeBytes([0, 0, 8, pingType, ackFlag, 0, 0, 0, 0])
+        var body = payload
+        reply.writeBuffer(&body)
+        return reply
+    }
+}
