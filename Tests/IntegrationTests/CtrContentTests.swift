@@ -47,4 +47,18 @@ import Testing
         let missing = try ctr(["get", ref])
         #expect(missing.status == 1 && missing.stderr.contains("not found"))
     }
+
+    /// ctr sends a PING after each reply it reads; more than 200 in 30 s used to make the HTTP/2
+    /// layer close the connection mid-ingest. 300 MiB is 300 replies.
+    @Test func ctrContent_ingestOf300MiB_survivesClientPings() throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let blob = daemon.directory + "/big"
+        #expect(try run("/bin/sh", ["-c", "head -c 314572800 /dev/zero | tr '\\0' x > \(blob)"]).status == 0)
+        let digest = "sha256:" + (try run("/usr/bin/sha256sum", [blob]).stdout.split(separator: " ")[0])
+        let ingest = try run("/bin/sh", ["-c", "/usr/bin/ctr --address \(daemon.socket) content ingest --expected-digest \(digest) big < \(blob)"])
+        #expect(ingest.status == 0, "\(ingest.stderr)")
+        #expect(try daemon.ctr(["content", "ls", "-q"]).stdout == "\(digest)\n")
+    }
 }
