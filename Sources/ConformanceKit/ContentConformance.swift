@@ -2,7 +2,6 @@ import BerthProto
 import Crypto
 import Foundation
 import Kernel
-import Logging
 
 /// A kernel running one content store plugin from a shared object, on a private root.
 public final class ContentHarness: Sendable {
@@ -17,24 +16,10 @@ public final class ContentHarness: Sendable {
     /// Loads `plugin` as content store `id`, runs `body`, then stops everything.
     public static func with(plugin: String, id: String = "content",
                             _ body: @Sendable (ContentHarness) async throws -> Void) async throws {
-        let directory = NSTemporaryDirectory() + "contentkit-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var config = DaemonConfig()
-        config.root = directory + "/root"
-        config.state = directory + "/state"
-        config.plugins = [.init(name: PluginName(type: .content, id: id), path: plugin, required: true)]
-        let events = EventBus()
-        let metadata = try MetadataStore(path: directory + "/meta.db", schemas: [.content])
-        let kernel = Kernel(config: config, events: events, metadata: metadata, logger: Logger(label: "contentkit"))
-        let harness = ContentHarness(content: ContentService(metadata: metadata, plugins: kernel.plugins, events: events),
-                                     directory: directory)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await events.run() }
-            group.addTask { try await kernel.run() }
-            defer { group.cancelAll() }
-            try await kernel.waitUntilStarted()
-            try await body(harness)
+        try await KernelHarness.run(plugin: plugin, name: PluginName(type: .content, id: id), schemas: [.content],
+                                    label: "contentkit") { directory, metadata, plugins, events in
+            try await body(ContentHarness(content: ContentService(metadata: metadata, plugins: plugins, events: events),
+                                          directory: directory))
         }
     }
 

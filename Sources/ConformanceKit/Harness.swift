@@ -1,6 +1,5 @@
 import Foundation
 import Kernel
-import Logging
 
 /// A kernel running one snapshotter plugin from a shared object, on a private temporary root,
 /// with helpers to mount what the snapshotter returns exactly as a client on this host would.
@@ -18,25 +17,10 @@ public final class SnapshotterHarness: Sendable {
     /// Loads `plugin` (a shared object) as snapshotter `id`, runs `body`, then stops everything.
     public static func with(plugin: String, id: String,
                             _ body: @Sendable (SnapshotterHarness) async throws -> Void) async throws {
-        let directory = NSTemporaryDirectory() + "snapkit-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var config = DaemonConfig()
-        config.root = directory + "/root"
-        config.state = directory + "/state"
-        config.plugins = [.init(name: PluginName(type: .snapshotter, id: id), path: plugin, enabled: true,
-                                required: true, configJSON: "{}")]
-        let events = EventBus()
-        let metadata = try MetadataStore(path: directory + "/meta.db", schemas: [.snapshots])
-        let kernel = Kernel(config: config, events: events, metadata: metadata, logger: Logger(label: "snapkit"))
-        let harness = SnapshotterHarness(snapshots: SnapshotService(metadata: metadata, plugins: kernel.plugins, events: events),
-                                         snapshotter: id, directory: directory)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await events.run() }
-            group.addTask { try await kernel.run() }
-            defer { group.cancelAll() }
-            try await kernel.waitUntilStarted()
-            try await body(harness)
+        try await KernelHarness.run(plugin: plugin, name: PluginName(type: .snapshotter, id: id), schemas: [.snapshots],
+                                    label: "snapkit") { directory, metadata, plugins, events in
+            try await body(SnapshotterHarness(snapshots: SnapshotService(metadata: metadata, plugins: plugins, events: events),
+                                              snapshotter: id, directory: directory))
         }
     }
 

@@ -44,7 +44,7 @@ public struct ContentService: Sendable {
         try ContentDigest.validate(digest)
         let stillUsed = try await metadata.deleteContent(namespace: namespace, digest: digest)
         if !stillUsed {
-            _ = try? await call("Delete", Berth_Content_V1_BlobRequest.with { $0.digest = digest }, Google_Protobuf_Empty.self)
+            _ = try? await call("Delete", Berth_Content_V1_BlobRequest.with { $0.digest = digest }, as: Google_Protobuf_Empty.self)
         }
         events.publish(topic: "/content/delete", namespace: namespace, Containerd_Events_ContentDelete.with { $0.digest = digest })
     }
@@ -55,7 +55,7 @@ public struct ContentService: Sendable {
         _ = try await metadata.content(namespace: namespace, digest: digest)
         return try await call("ReadAt", Berth_Content_V1_ReadAtRequest.with {
             $0.digest = digest; $0.offset = offset; $0.size = size
-        }, Berth_Content_V1_ReadAtReply.self).data
+        }, as: Berth_Content_V1_ReadAtReply.self).data
     }
 
     /// Opens (or resumes) the ingest `ref`, holding it until the writer is closed.
@@ -66,30 +66,28 @@ public struct ContentService: Sendable {
             throw BerthError.alreadyExists("content \(expected): already exists")
         }
         let store = try store()
-        let state = try await Self.call(store, "Open", Berth_Content_V1_OpenIngestRequest.with {
+        let state = try await store.call(Self.storePrefix + "Open", Berth_Content_V1_OpenIngestRequest.with {
             $0.ref = Self.storeRef(namespace, ref); $0.total = total; $0.expected = expected
-        }, Berth_Content_V1_IngestState.self)
+        }, as: Berth_Content_V1_IngestState.self)
         return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, state: Self.unprefixed(state, namespace))
     }
 
     public func status(namespace: String, ref: String) async throws -> Berth_Content_V1_IngestState {
-        let state = try await call("Status", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) },
-                                   Berth_Content_V1_IngestState.self)
+        let state = try await call("Status", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) }, as: Berth_Content_V1_IngestState.self)
         return Self.unprefixed(state, namespace)
     }
 
     /// Ingests of `namespace` matching any of `filters` (field `ref`).
     public func listStatuses(namespace: String, filters: [String]) async throws -> [Berth_Content_V1_IngestState] {
         let filterSet = try FilterSet(filters)
-        let list = try await call("Ingests", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, "") },
-                                  Berth_Content_V1_IngestList.self)
+        let list = try await call("Ingests", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, "") }, as: Berth_Content_V1_IngestList.self)
         return list.ingests.map { Self.unprefixed($0, namespace) }.filter { state in
             filterSet.matches { $0 == ["ref"] ? state.ref : nil }
         }
     }
 
     public func abort(namespace: String, ref: String) async throws {
-        _ = try await call("Abort", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) }, Google_Protobuf_Empty.self)
+        _ = try await call("Abort", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) }, as: Google_Protobuf_Empty.self)
     }
 
     // MARK: -
@@ -110,17 +108,12 @@ public struct ContentService: Sendable {
         return store
     }
 
-    func call<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,
-                                               _ response: Response.Type) async throws -> Response {
-        try await Self.call(try store(), method, request, response)
-    }
+    /// Method paths of the store contract (Protos/berth/content/v1/store.proto).
+    static let storePrefix = "/berth.content.v1.Store/"
 
-    static func call<Response: SwiftProtobuf.Message>(_ store: any PluginInstance, _ method: String,
-                                                      _ request: some SwiftProtobuf.Message,
-                                                      _ response: Response.Type) async throws -> Response {
-        let bytes = try await store.call("/berth.content.v1.Store/\(method)", request: try request.serializedBytes(),
-                                         context: CallContext())
-        return try Response(serializedBytes: bytes)
+    func call<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,
+                                               as response: Response.Type) async throws -> Response {
+        try await store().call(Self.storePrefix + method, request, as: response)
     }
 }
 
@@ -147,10 +140,10 @@ public final class ContentWriter: Sendable {
 
     /// Writes `data` at `offset` (the current size, or 0 to start over).
     public func write(offset: Int64, data: Data, total: Int64, expected: String) async throws -> Berth_Content_V1_IngestState {
-        let state = try await ContentService.call(store, "Write", Berth_Content_V1_IngestWriteRequest.with {
+        let state = try await store.call(ContentService.storePrefix + "Write", Berth_Content_V1_IngestWriteRequest.with {
             $0.ref = ContentService.storeRef(namespace, ref); $0.offset = offset; $0.data = data
             $0.total = total; $0.expected = expected
-        }, Berth_Content_V1_IngestState.self)
+        }, as: Berth_Content_V1_IngestState.self)
         return ContentService.unprefixed(state, namespace)
     }
 
@@ -159,13 +152,12 @@ public final class ContentWriter: Sendable {
         try Validation.labels(labels)
         let blob: Berth_Content_V1_BlobInfo
         do {
-            blob = try await ContentService.call(store, "Commit", Berth_Content_V1_IngestCommitRequest.with {
+            blob = try await store.call(ContentService.storePrefix + "Commit", Berth_Content_V1_IngestCommitRequest.with {
                 $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
-            }, Berth_Content_V1_BlobInfo.self)
+            }, as: Berth_Content_V1_BlobInfo.self)
         } catch let error as BerthError where error.code == .alreadyExists && !expected.isEmpty {
             // The bytes are stored already (another namespace has them): record them here.
-            let existing = try await ContentService.call(store, "Info", Berth_Content_V1_BlobRequest.with { $0.digest = expected },
-                                                         Berth_Content_V1_BlobInfo.self)
+            let existing = try await store.call(ContentService.storePrefix + "Info", Berth_Content_V1_BlobRequest.with { $0.digest = expected }, as: Berth_Content_V1_BlobInfo.self)
             blob = existing
         }
         let record = try await service.metadata.insertContent(namespace: namespace, digest: blob.digest, size: blob.size, labels: labels)
@@ -177,8 +169,8 @@ public final class ContentWriter: Sendable {
 
     /// Releases the ingest; its bytes stay for a later writer to resume.
     public func close() async {
-        _ = try? await ContentService.call(store, "Close", Berth_Content_V1_IngestRef.with {
+        _ = try? await store.call(ContentService.storePrefix + "Close", Berth_Content_V1_IngestRef.with {
             $0.ref = ContentService.storeRef(namespace, ref)
-        }, Google_Protobuf_Empty.self)
+        }, as: Google_Protobuf_Empty.self)
     }
 }

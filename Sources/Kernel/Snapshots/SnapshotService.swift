@@ -19,6 +19,8 @@ import SwiftProtobuf
 public struct SnapshotService: Sendable {
     /// The snapshotter used when a request names none, as in containerd.
     public static let defaultSnapshotter = "overlayfs"
+    /// Method paths of the driver contract (Protos/berth/snapshots/v1/driver.proto).
+    static let driverPrefix = "/berth.snapshots.v1.Driver/"
 
     let metadata: MetadataStore
     let plugins: PluginDirectory
@@ -60,8 +62,7 @@ public struct SnapshotService: Sendable {
         try Self.validate(key: name, labels: labels)
         let record = try await metadata.commitSnapshot(namespace: namespace, snapshotter: snapshotterName,
                                                        key: key, name: name, labels: labels)
-        _ = try await Self.call(driver, "Commit", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
-                                Google_Protobuf_Empty.self)
+        _ = try await driver.call(Self.driverPrefix + "Commit", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Google_Protobuf_Empty.self)
         events.publish(topic: "/snapshot/commit", namespace: namespace, Containerd_Events_SnapshotCommit.with {
             $0.key = key; $0.name = name; $0.snapshotter = snapshotterName
         })
@@ -72,8 +73,7 @@ public struct SnapshotService: Sendable {
         let (name, driver) = try resolve(snapshotter)
         let record = try await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
         // The record is gone first: if the driver fails now, Cleanup removes the orphan layer.
-        _ = try await Self.call(driver, "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
-                                Google_Protobuf_Empty.self)
+        _ = try await driver.call(Self.driverPrefix + "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Google_Protobuf_Empty.self)
         events.publish(topic: "/snapshot/remove", namespace: namespace, Containerd_Events_SnapshotRemove.with {
             $0.key = key; $0.snapshotter = name
         })
@@ -104,8 +104,7 @@ public struct SnapshotService: Sendable {
     public func usage(namespace: String, snapshotter: String, key: String) async throws -> (size: Int64, inodes: Int64) {
         let (name, driver) = try resolve(snapshotter)
         let record = try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key).record
-        let usage = try await Self.call(driver, "Usage", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
-                                        Containerd_Services_Snapshots_V1_UsageResponse.self)
+        let usage = try await driver.call(Self.driverPrefix + "Usage", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Containerd_Services_Snapshots_V1_UsageResponse.self)
         return (usage.size, usage.inodes)
     }
 
@@ -113,8 +112,7 @@ public struct SnapshotService: Sendable {
     public func cleanup(snapshotter: String) async throws -> [UInt64] {
         let (name, driver) = try resolve(snapshotter)
         let keep = try await metadata.snapshotIDs(snapshotter: name).map { UInt64($0) }
-        return try await Self.call(driver, "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.with { $0.keep = keep },
-                                   Berth_Snapshots_V1_CleanupLayersResponse.self).removed
+        return try await driver.call(Self.driverPrefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.with { $0.keep = keep }, as: Berth_Snapshots_V1_CleanupLayersResponse.self).removed
     }
 
     // MARK: -
@@ -126,11 +124,11 @@ public struct SnapshotService: Sendable {
         let (record, parents) = try await metadata.insertSnapshot(namespace: namespace, snapshotter: name, key: key,
                                                                   parent: parent, kind: kind, labels: labels)
         do {
-            _ = try await Self.call(driver, "Create", Berth_Snapshots_V1_CreateLayerRequest.with {
+            _ = try await driver.call(Self.driverPrefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.with {
                 $0.id = UInt64(record.id)
                 $0.parents = parents.map { UInt64($0) }
                 $0.readonly = kind == .view
-            }, Google_Protobuf_Empty.self)
+            }, as: Google_Protobuf_Empty.self)
             let mounts = try await mounts(driver, record: record, parents: parents)
             events.publish(topic: "/snapshot/prepare", namespace: namespace, Containerd_Events_SnapshotPrepare.with {
                 $0.key = key; $0.parent = parent; $0.snapshotter = name
@@ -139,18 +137,17 @@ public struct SnapshotService: Sendable {
         } catch {
             // Nothing half-made stays listed: drop the record and whatever the driver made.
             _ = try? await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
-            _ = try? await Self.call(driver, "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) },
-                                     Google_Protobuf_Empty.self)
+            _ = try? await driver.call(Self.driverPrefix + "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Google_Protobuf_Empty.self)
             throw error
         }
     }
 
     private func mounts(_ driver: any PluginInstance, record: SnapshotRecord, parents: [Int64]) async throws -> [Mount] {
-        try await Self.call(driver, "Mounts", Berth_Snapshots_V1_LayerMountsRequest.with {
+        try await driver.call(Self.driverPrefix + "Mounts", Berth_Snapshots_V1_LayerMountsRequest.with {
             $0.id = UInt64(record.id)
             $0.parents = parents.map { UInt64($0) }
             $0.readonly = record.kind != .active
-        }, Containerd_Services_Snapshots_V1_MountsResponse.self).mounts
+        }, as: Containerd_Services_Snapshots_V1_MountsResponse.self).mounts
     }
 
     /// The snapshotter's name ("" means the default) and its running driver plugin.
@@ -166,14 +163,5 @@ public struct SnapshotService: Sendable {
         guard !key.isEmpty else { throw .invalidArgument("snapshot key must not be empty") }
         guard key.utf8.count <= 4096 else { throw .invalidArgument("snapshot key \"\(key.prefix(64))...\" is longer than 4096 bytes") }
         try Validation.labels(labels)
-    }
-
-    /// Calls one driver method with typed messages.
-    static func call<Response: SwiftProtobuf.Message>(_ driver: any PluginInstance, _ method: String,
-                                                      _ request: some SwiftProtobuf.Message,
-                                                      _ response: Response.Type) async throws -> Response {
-        let bytes = try await driver.call("/berth.snapshots.v1.Driver/\(method)", request: try request.serializedBytes(),
-                                          context: CallContext())
-        return try Response(serializedBytes: bytes)
     }
 }
