@@ -53,7 +53,8 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
     {
         let namespace = try RequestContext.namespace(request.metadata)
         let m = request.message
-        let record = try await content.info(namespace: namespace, digest: m.digest)
+        let blob = try await content.open(namespace: namespace, digest: m.digest)
+        let record = blob.record
         let start = max(0, m.offset)
         guard start <= record.size else {
             throw BerthError(.outOfRange, "read of content \(m.digest) at offset \(start), beyond its \(record.size) bytes")
@@ -62,8 +63,7 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
         return StreamingServerResponse { writer in
             var offset = start
             while offset < end {
-                let data = try await content.read(namespace: namespace, digest: m.digest, offset: offset,
-                                                  size: min(Self.readChunk, end - offset))
+                let data = try await blob.read(offset: offset, size: min(Self.readChunk, end - offset))
                 if data.isEmpty { break }
                 try await writer.write(.with { $0.offset = offset; $0.data = data })
                 offset += Int64(data.count)
@@ -121,10 +121,9 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
             let state = try await session.write(offset: message.offset, data: message.data, total: message.total, expected: message.expected)
             try await writer.write(response(.write, state))
         case .commit:
-            var state = try await session.status()
-            if !message.data.isEmpty {
-                state = try await session.write(offset: message.offset, data: message.data, total: message.total, expected: message.expected)
-            }
+            let state = message.data.isEmpty
+                ? try await session.status()
+                : try await session.write(offset: message.offset, data: message.data, total: message.total, expected: message.expected)
             let record = try await session.commit(size: message.total, expected: message.expected, labels: message.labels)
             var reply = response(.commit, state)
             reply.offset = record.size

@@ -23,36 +23,39 @@ final class PingResponder: ChannelDuplexHandler {
     private var buffer: ByteBuffer?
     private var prefaceSeen = false
 
+    /// Passes bytes on as slices of what arrived (no copy), holding back only PING frames and an
+    /// incomplete frame at the end.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
-        var pass = context.channel.allocator.buffer(capacity: buffer!.readableBytes)
         if !prefaceSeen {
             guard buffer!.readableBytes >= Self.prefaceLength else { return }
-            var preface = buffer!.readSlice(length: Self.prefaceLength)!
-            pass.writeBuffer(&preface)
             prefaceSeen = true
+            context.fireChannelRead(wrapInboundOut(buffer!.readSlice(length: Self.prefaceLength)!))
         }
-        while let frame = nextFrame() {
-            if let ack = Self.ack(for: frame, allocator: context.channel.allocator) {
-                context.writeAndFlush(wrapOutboundOut(ack), promise: nil)
-            } else {
-                var copy = frame
-                pass.writeBuffer(&copy)
+        var run = 0   // bytes of complete non-PING frames at the reader index, not yet passed on
+        while let length = frameLength(after: run) {
+            let frame = buffer!.getSlice(at: buffer!.readerIndex + run, length: length)!
+            guard let ack = Self.ack(for: frame, allocator: context.channel.allocator) else {
+                run += length
+                continue
             }
+            if run > 0 { context.fireChannelRead(wrapInboundOut(buffer!.readSlice(length: run)!)) }
+            buffer!.moveReaderIndex(forwardBy: length)
+            run = 0
+            context.writeAndFlush(wrapOutboundOut(ack), promise: nil)
         }
-        if buffer!.readableBytes == 0 { buffer = nil } else { buffer!.discardReadBytes() }
-        if pass.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(pass)) }
+        if run > 0 { context.fireChannelRead(wrapInboundOut(buffer!.readSlice(length: run)!)) }
+        buffer = buffer!.readableBytes == 0 ? nil : buffer!.slice()
     }
 
-    /// The next complete frame (header and payload), if the buffer holds one.
-    private func nextFrame() -> ByteBuffer? {
-        guard let readable = buffer, readable.readableBytes >= Self.headerLength,
-              let b0 = readable.getInteger(at: readable.readerIndex, as: UInt8.self),
-              let b12 = readable.getInteger(at: readable.readerIndex + 1, as: UInt16.self) else { return nil }
-        let length = Int(b0) << 16 | Int(b12)
-        guard readable.readableBytes >= Self.headerLength + length else { return nil }
-        return buffer!.readSlice(length: Self.headerLength + length)
+    /// The size of the complete frame starting `offset` bytes past the reader index, if there is one.
+    private func frameLength(after offset: Int) -> Int? {
+        guard let readable = buffer, readable.readableBytes >= offset + Self.headerLength,
+              let b0 = readable.getInteger(at: readable.readerIndex + offset, as: UInt8.self),
+              let b12 = readable.getInteger(at: readable.readerIndex + offset + 1, as: UInt16.self) else { return nil }
+        let length = Self.headerLength + (Int(b0) << 16 | Int(b12))
+        return readable.readableBytes >= offset + length ? length : nil
     }
 
     /// A PING ACK for `frame` when it is a PING without the ACK flag.

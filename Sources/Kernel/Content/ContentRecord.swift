@@ -55,10 +55,8 @@ extension MetadataStore {
                               labels: [String: String]) throws(BerthError) -> ContentRecord {
         try Validation.labels(labels)
         return try withDatabase { (db) throws(BerthError) in
-            try Validation.namespaceName(namespace)
+            try ensureNamespace(namespace, db)
             let now = Self.now()
-            try db.query("INSERT OR IGNORE INTO namespaces (name, labels, created, updated) VALUES (?, '{}', ?, ?)",
-                         [.text(namespace), .integer(now), .integer(now)])
             if try findContent(namespace, digest, db) != nil { throw .alreadyExists("content \(digest): already exists") }
             try db.query("INSERT INTO content (namespace, digest, size, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
                          [.text(namespace), .text(digest), .integer(size), .text(try encodeLabels(labels)), .integer(now), .integer(now)])

@@ -51,11 +51,13 @@ public struct ContentService: Sendable {
 
     /// Up to `size` bytes of `digest` from `offset` (fewer at the end).
     public func read(namespace: String, digest: String, offset: Int64, size: Int64) async throws -> Data {
-        try ContentDigest.validate(digest)
-        _ = try await metadata.content(namespace: namespace, digest: digest)
-        return try await call("ReadAt", Berth_Content_V1_ReadAtRequest.with {
-            $0.digest = digest; $0.offset = offset; $0.size = size
-        }, as: Berth_Content_V1_ReadAtReply.self).data
+        try await open(namespace: namespace, digest: digest).read(offset: offset, size: size)
+    }
+
+    /// Checks once that `namespace` sees `digest`, for reading it in many pieces.
+    public func open(namespace: String, digest: String) async throws -> ContentBlob {
+        let record = try await info(namespace: namespace, digest: digest)
+        return ContentBlob(record: record, store: try store())
     }
 
     /// Opens (or resumes) the ingest `ref`, holding it until the writer is closed.
@@ -114,6 +116,19 @@ public struct ContentService: Sendable {
     func call<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,
                                                as response: Response.Type) async throws -> Response {
         try await store().call(Self.storePrefix + method, request, as: response)
+    }
+}
+
+/// A blob a namespace sees, opened for reads.
+public struct ContentBlob: Sendable {
+    public let record: ContentRecord
+    let store: any PluginInstance
+
+    /// Up to `size` bytes from `offset` (fewer at the end of the blob).
+    public func read(offset: Int64, size: Int64) async throws -> Data {
+        try await store.call(ContentService.storePrefix + "ReadAt", Berth_Content_V1_ReadAtRequest.with {
+            $0.digest = record.digest; $0.offset = offset; $0.size = size
+        }, as: Berth_Content_V1_ReadAtReply.self).data
     }
 }
 

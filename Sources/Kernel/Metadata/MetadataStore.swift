@@ -75,7 +75,7 @@ public actor MetadataStore {
     public func createNamespace(_ record: NamespaceRecord) throws(BerthError) -> NamespaceRecord {
         try Validation.namespaceName(record.name)
         try Validation.labels(record.labels)
-        let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        let now = Self.now()
         return try database.transaction { () throws(BerthError) in
             if try exists(record.name) { throw .alreadyExists("namespace \"\(record.name)\": already exists") }
             try database.query("INSERT INTO namespaces (name, labels, created, updated) VALUES (?, ?, ?, ?)",
@@ -107,7 +107,7 @@ public actor MetadataStore {
             var current = try namespace(update.name)
             current.labels = try LabelUpdate.apply(update.labels, to: current.labels, paths: paths, object: "namespace \"\(update.name)\"")
             try Validation.labels(current.labels)
-            let now = Int64(Date().timeIntervalSince1970 * 1e9)
+            let now = Self.now()
             try database.query("UPDATE namespaces SET labels=?, updated=? WHERE name=?",
                                [.text(try encode(current.labels)), .integer(now), .text(update.name)])
             return current
@@ -134,6 +134,19 @@ public actor MetadataStore {
     func withDatabase<T>(_ body: (SQLiteDatabase) throws(BerthError) -> T) throws(BerthError) -> T {
         try database.transaction { () throws(BerthError) in try body(database) }
     }
+
+    /// Creates namespace `name` with no labels if it does not exist: containerd makes a
+    /// namespace implicitly when the first object is created in it.
+    func ensureNamespace(_ name: String, _ db: SQLiteDatabase) throws(BerthError) {
+        try Validation.namespaceName(name)
+        let now = Self.now()
+        try db.query("INSERT OR IGNORE INTO namespaces (name, labels, created, updated) VALUES (?, '{}', ?, ?)",
+                     [.text(name), .integer(now), .integer(now)])
+    }
+
+    /// Nanoseconds since 1970, the unit of every time column.
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
+    static func date(_ nanoseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(nanoseconds) / 1e9) }
 
     private func exists(_ name: String) throws(BerthError) -> Bool {
         !(try database.query("SELECT 1 FROM namespaces WHERE name=?", [.text(name)]).isEmpty)

@@ -129,13 +129,6 @@ extension MetadataStore {
 
     // MARK: - Helpers inside a transaction
 
-    private func ensureNamespace(_ name: String, _ db: SQLiteDatabase) throws(BerthError) {
-        try Validation.namespaceName(name)
-        let now = Self.now()
-        try db.query("INSERT OR IGNORE INTO namespaces (name, labels, created, updated) VALUES (?, '{}', ?, ?)",
-                     [.text(name), .integer(now), .integer(now)])
-    }
-
     private func findSnapshot(_ namespace: String, _ snapshotter: String, _ key: String,
                               _ db: SQLiteDatabase) throws(BerthError) -> SnapshotRecord? {
         let rows = try db.query("SELECT \(Self.columns) FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?",
@@ -171,7 +164,4 @@ extension MetadataStore {
         return SnapshotRecord(id: id, namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
                               kind: kind, labels: labels, created: Self.date(created), updated: Self.date(updated))
     }
-
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
-    static func date(_ nanoseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(nanoseconds) / 1e9) }
 }
