@@ -88,16 +88,19 @@ struct LayerDirectory: Sendable {
         return (size, Int64(seen.count))
     }
 
-    /// Removes every layer whose id is not in `keep`; returns the removed ids.
-    func cleanup(keeping keep: Set<UInt64>) -> [UInt64] {
+    /// Removes every layer whose id is not in `keep`; returns the removed ids and the kept
+    /// ids that have no layer on disk.
+    func cleanup(keeping keep: Set<UInt64>) -> (removed: [UInt64], missing: [UInt64]) {
         removeLeftovers()
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         var removed = [UInt64]()
+        var present = Set<UInt64>()
         for name in names {
-            guard let id = UInt64(name), !keep.contains(id) else { continue }
+            guard let id = UInt64(name) else { continue }
+            guard !keep.contains(id) else { present.insert(id); continue }
             if (try? remove(id: id)) != nil { removed.append(id) }
         }
-        return removed.sorted()
+        return (removed.sorted(), keep.subtracting(present).sorted())
     }
 
     /// Deletes `new-*` and `old-*` entries, which no record can refer to.

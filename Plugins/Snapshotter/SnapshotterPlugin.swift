@@ -49,7 +49,8 @@ final class SnapshotterPlugin: BerthPlugin {
             return Containerd_Services_Snapshots_V1_UsageResponse.with { $0.size = size; $0.inodes = inodes }
         }
         methods.unary(prefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.self) { request, _ in
-            Berth_Snapshots_V1_CleanupLayersResponse.with { $0.removed = layers.cleanup(keeping: Set(request.keep)) }
+            let (removed, missing) = layers.cleanup(keeping: Set(request.keep))
+            return Berth_Snapshots_V1_CleanupLayersResponse.with { $0.removed = removed; $0.missing = missing }
         }
         self.methods = methods
     }

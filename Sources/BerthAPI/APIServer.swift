@@ -14,26 +14,28 @@ public struct APIServer: Service {
     public static let maxMessageSize = 16 << 20
 
     let kernel: Kernel
+    let storage: StorageServices
     let address: String
     let logger: Logger
 
-    public init(kernel: Kernel, address: String, logger: Logger) {
+    public init(kernel: Kernel, storage: StorageServices, address: String, logger: Logger) {
         self.kernel = kernel
+        self.storage = storage
         self.address = address
         self.logger = logger
     }
 
     /// The services every berthd serves; plugins add theirs in later stages.
-    static func services(for kernel: Kernel) -> [any RegistrableRPCService] {
+    static func services(for kernel: Kernel, storage: StorageServices) -> [any RegistrableRPCService] {
         [
             VersionService(),
             IntrospectionService(kernel: kernel),
             NamespacesService(metadata: kernel.metadata, events: kernel.events),
             HealthService(),
             EventsService(events: kernel.events),
-            ContentGRPCService(content: ContentService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events)),
-            SnapshotsService(snapshots: SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins,
-                                                        events: kernel.events)),
+            ContentGRPCService(content: storage.content),
+            SnapshotsService(snapshots: storage.snapshots),
+            LeasesService(leases: storage.leases),
         ]
     }
 
@@ -50,7 +52,7 @@ public struct APIServer: Service {
                         channel.pipeline.addHandler(PingResponder(), position: .first)
                     }
                 }),
-            services: Self.services(for: kernel))
+            services: Self.services(for: kernel, storage: storage))
         defer { unlink(address) }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in

@@ -23,6 +23,10 @@ public enum BuiltinPlugins {
                                      requires: [.metadata, .event, .snapshotter], origin: .builtin { _ in Marker() })
         let content = Registration(name: PluginName(type: .grpcService, id: "content"),
                                    requires: [.metadata, .event, .content], origin: .builtin { _ in Marker() })
-        return core + services + [snapshots, content]
+        let collector = Registration(name: PluginName(type: .garbageCollector, id: "scheduler"), requires: [.metadata],
+                                     origin: .builtin { _ in Marker() })
+        let leases = Registration(name: PluginName(type: .grpcService, id: "leases"), requires: [.metadata],
+                                  origin: .builtin { _ in Marker() })
+        return core + [collector] + services + [snapshots, content, leases]
     }
 }

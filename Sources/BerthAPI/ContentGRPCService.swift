@@ -91,13 +91,14 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
         -> StreamingServerResponse<Containerd_Services_Content_V1_WriteContentResponse>
     {
         let namespace = try RequestContext.namespace(request.metadata)
+        let lease = RequestContext.of(request.metadata).lease
         return StreamingServerResponse { writer in
             var session: ContentWriter?
             do {
                 for try await message in request.messages {
                     if session == nil {
                         session = try await content.openWriter(namespace: namespace, ref: message.ref,
-                                                               total: message.total, expected: message.expected)
+                                                               total: message.total, expected: message.expected, lease: lease)
                     }
                     try await Self.handle(message, session!, writer)
                     if message.action == .commit { break }

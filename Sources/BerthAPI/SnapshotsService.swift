@@ -15,7 +15,8 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
     {
         let m = request.message
         let mounts = try await snapshots.prepare(namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
-                                                 key: m.key, parent: m.parent, labels: m.labels)
+                                                 key: m.key, parent: m.parent, labels: m.labels,
+                                                 lease: RequestContext.of(request.metadata).lease)
         return ServerResponse(message: .with { $0.mounts = mounts })
     }
 
@@ -24,7 +25,8 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
     {
         let m = request.message
         let mounts = try await snapshots.view(namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
-                                              key: m.key, parent: m.parent, labels: m.labels)
+                                              key: m.key, parent: m.parent, labels: m.labels,
+                                                 lease: RequestContext.of(request.metadata).lease)
         return ServerResponse(message: .with { $0.mounts = mounts })
     }
 
@@ -41,7 +43,7 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
     {
         let m = request.message
         try await snapshots.commit(namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
-                                   name: m.name, key: m.key, labels: m.labels)
+                                   name: m.name, key: m.key, labels: m.labels, lease: RequestContext.of(request.metadata).lease)
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 

@@ -16,7 +16,7 @@ public final class ContentHarness: Sendable {
     /// Loads `plugin` as content store `id`, runs `body`, then stops everything.
     public static func with(plugin: String, id: String = "content",
                             _ body: @Sendable (ContentHarness) async throws -> Void) async throws {
-        try await KernelHarness.run(plugin: plugin, name: PluginName(type: .content, id: id), schemas: [.content],
+        try await KernelHarness.run(plugin: plugin, name: PluginName(type: .content, id: id), schemas: [.content, .leases],
                                     label: "contentkit") { directory, metadata, plugins, events in
             try await body(ContentHarness(content: ContentService(metadata: metadata, plugins: plugins, events: events),
                                           directory: directory))

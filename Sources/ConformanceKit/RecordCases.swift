@@ -108,10 +108,25 @@ extension SnapshotterConformance {
             _ = try await h.prepare("kept")
             let root = h.directory + "/root/io.containerd.snapshotter.v1.\(h.snapshotter)/snapshots"
             try FileManager.default.createDirectory(atPath: root + "/999999/fs", withIntermediateDirectories: true)
-            let removed = try await h.snapshots.cleanup(snapshotter: h.snapshotter)
-            try expectEqual(removed, [999999], "layers removed by cleanup")
+            let report = try await h.snapshots.cleanup(snapshotter: h.snapshotter)
+            try expectEqual(report.removedLayers, [999999], "layers removed by cleanup")
+            try expectEqual(report.droppedKeys, [], "records dropped by cleanup")
             try expect(!FileManager.default.fileExists(atPath: root + "/999999"), "orphan layer is gone")
             _ = try await h.snapshots.mounts(namespace: ns, snapshotter: h.snapshotter, key: "kept")
+        },
+        Case(name: "cleanup_dropsUnfinishedRecordsWhoseLayerIsMissing") { h in
+            // A crash between the metadata insert and the driver's Create leaves such a record.
+            let root = h.directory + "/root/io.containerd.snapshotter.v1.\(h.snapshotter)/snapshots"
+            let before = Set(try FileManager.default.contentsOfDirectory(atPath: root))
+            _ = try await h.prepare("half")
+            let made = Set(try FileManager.default.contentsOfDirectory(atPath: root)).subtracting(before)
+            try expectEqual(made.count, 1, "layers made by one prepare")
+            try FileManager.default.removeItem(atPath: root + "/" + made.first!)
+            let report = try await h.snapshots.cleanup(snapshotter: h.snapshotter)
+            try expectEqual(report.droppedKeys, ["\(ns)/half"], "records dropped by cleanup")
+            try await expectError(.notFound, "stat after the record was dropped") {
+                _ = try await h.snapshots.stat(namespace: ns, snapshotter: h.snapshotter, key: "half")
+            }
         },
     ]
 }

@@ -69,17 +69,18 @@ struct Berthd: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: metadataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let metadataPath = metadataDirectory + "/meta.db"
-        let metadata = try MetadataStore(path: metadataPath, schemas: [.snapshots, .content])
+        let metadata = try MetadataStore(path: metadataPath, schemas: [.snapshots, .content, .leases])
         let events = EventBus()
         let kernel = Kernel(config: config, events: events, metadata: metadata,
                             builtins: BuiltinPlugins.registrations(metadataPath: metadataPath), logger: logger)
-        let api = APIServer(kernel: kernel, address: config.address, logger: logger)
+        let storage = StorageServices(kernel: kernel, logger: logger)
+        let api = APIServer(kernel: kernel, storage: storage, address: config.address, logger: logger)
         logger.info("berthd starting", metadata: ["version": "\(BerthVersion.version)", "root": "\(config.root)",
                                                   "state": "\(config.state)", "config": "\(self.config)"])
-        // Services start in this order and stop in reverse: the API closes before the kernel
-        // stops the plugins, and the event bus outlives both.
+        // Services start in this order and stop in reverse: the API closes before the collector
+        // and the kernel stop, and the event bus outlives them all.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: events), .init(service: kernel), .init(service: api)],
+            services: [.init(service: events), .init(service: kernel), .init(service: storage.collector), .init(service: api)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

@@ -51,11 +51,13 @@ extension MetadataStore {
     private static let contentColumns = "digest, size, labels, created, updated"
 
     /// Records `digest` in `namespace` (creating the namespace); `.alreadyExists` if recorded.
+    /// A non-empty `lease` must exist and then holds the content.
     public func insertContent(namespace: String, digest: String, size: Int64,
-                              labels: [String: String]) throws(BerthError) -> ContentRecord {
+                              labels: [String: String], lease: String = "") throws(BerthError) -> ContentRecord {
         try Validation.labels(labels)
         return try withDatabase { (db) throws(BerthError) in
             try ensureNamespace(namespace, db)
+            if !lease.isEmpty { try attach(.content(digest), lease: lease, namespace: namespace, db) }
             let now = Self.now()
             if try findContent(namespace, digest, db) != nil { throw .alreadyExists("content \(digest): already exists") }
             try db.query("INSERT INTO content (namespace, digest, size, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
@@ -105,14 +107,20 @@ extension MetadataStore {
         }
     }
 
+    /// Every digest some namespace records.
+    public func recordedDigests() throws(BerthError) -> Set<String> {
+        try withDatabase { (db) throws(BerthError) in
+            Set(try db.query("SELECT DISTINCT digest FROM content").compactMap { $0[0].text })
+        }
+    }
+
     private func findContent(_ namespace: String, _ digest: String, _ db: SQLiteDatabase) throws(BerthError) -> ContentRecord? {
         let rows = try db.query("SELECT \(Self.contentColumns) FROM content WHERE namespace=? AND digest=?", [.text(namespace), .text(digest)])
         return try rows.first.map { (row) throws(BerthError) in try contentRecord(row) }
     }
 
     private func contentRecord(_ row: [SQLiteValue]) throws(BerthError) -> ContentRecord {
-        guard let digest = row[0].text, let size = row[1].integer, let labelText = row[2].text,
-              let labels = try? JSONDecoder().decode([String: String].self, from: Data(labelText.utf8)),
+        guard let digest = row[0].text, let size = row[1].integer, let labels = decodeLabels(row[2].text),
               let created = row[3].integer, let updated = row[4].integer else {
             throw .dataLoss("metadata database: unreadable content row")
         }

@@ -17,11 +17,17 @@ public struct ContentService: Sendable {
     let metadata: MetadataStore
     let plugins: PluginDirectory
     let events: EventBus
+    /// Told when a deletion or a gc label change may leave objects unreachable.
+    let collection: CollectionTrigger?
+    /// Held while deciding that a blob has no record and deleting it, and while committing a
+    /// blob and recording it: so that a blob being recorded is never deleted under it.
+    let gate = AsyncGate()
 
-    public init(metadata: MetadataStore, plugins: PluginDirectory, events: EventBus) {
+    public init(metadata: MetadataStore, plugins: PluginDirectory, events: EventBus, collection: CollectionTrigger? = nil) {
         self.metadata = metadata
         self.plugins = plugins
         self.events = events
+        self.collection = collection
     }
 
     public func info(namespace: String, digest: String) async throws -> ContentRecord {
@@ -31,7 +37,9 @@ public struct ContentService: Sendable {
 
     public func update(namespace: String, digest: String, labels: [String: String], paths: [String]) async throws -> ContentRecord {
         try ContentDigest.validate(digest)
-        return try await metadata.updateContentLabels(namespace: namespace, digest: digest, labels: labels, paths: paths)
+        let record = try await metadata.updateContentLabels(namespace: namespace, digest: digest, labels: labels, paths: paths)
+        if LabelUpdate.mayAffectCollection(labels, paths: paths) { collection?.schedule() }
+        return record
     }
 
     public func list(namespace: String, filters: [String]) async throws -> [ContentRecord] {
@@ -42,11 +50,30 @@ public struct ContentService: Sendable {
     /// Forgets `digest` in `namespace`; the bytes go once no namespace records them.
     public func delete(namespace: String, digest: String) async throws {
         try ContentDigest.validate(digest)
-        let stillUsed = try await metadata.deleteContent(namespace: namespace, digest: digest)
-        if !stillUsed {
-            _ = try? await call("Delete", Berth_Content_V1_BlobRequest.with { $0.digest = digest }, as: Google_Protobuf_Empty.self)
+        try await gate.withLock {
+            let stillUsed = try await metadata.deleteContent(namespace: namespace, digest: digest)
+            // If the store fails here, the next start removes the unrecorded blob.
+            if !stillUsed { try? await deleteBlob(digest) }
         }
         events.publish(topic: "/content/delete", namespace: namespace, Containerd_Events_ContentDelete.with { $0.digest = digest })
+        collection?.schedule()
+    }
+
+    /// Deletes the bytes of `digest`; only with `gate` held and no record left.
+    func deleteBlob(_ digest: String) async throws {
+        _ = try await call("Delete", Berth_Content_V1_BlobRequest.with { $0.digest = digest }, as: Google_Protobuf_Empty.self)
+    }
+
+    /// Deletes blobs that no namespace records (a crash between a store commit and its record
+    /// leaves one); returns their digests.
+    func removeUnrecordedBlobs() async throws -> [String] {
+        try await gate.withLock {
+            let stored = try await call("Walk", Google_Protobuf_Empty(), as: Berth_Content_V1_BlobList.self).blobs.map(\.digest)
+            let recorded = try await metadata.recordedDigests()
+            let orphans = stored.filter { !recorded.contains($0) }
+            for digest in orphans { try await deleteBlob(digest) }
+            return orphans
+        }
     }
 
     /// Up to `size` bytes of `digest` from `offset` (fewer at the end).
@@ -60,8 +87,9 @@ public struct ContentService: Sendable {
         return ContentBlob(record: record, store: try store())
     }
 
-    /// Opens (or resumes) the ingest `ref`, holding it until the writer is closed.
-    public func openWriter(namespace: String, ref: String, total: Int64, expected: String) async throws -> ContentWriter {
+    /// Opens (or resumes) the ingest `ref`, holding it until the writer is closed. A non-empty
+    /// `lease` (which must exist when the writer commits) holds the committed content.
+    public func openWriter(namespace: String, ref: String, total: Int64, expected: String, lease: String = "") async throws -> ContentWriter {
         guard !ref.isEmpty else { throw BerthError.invalidArgument("ingest ref must not be empty") }
         if !expected.isEmpty { try ContentDigest.validate(expected) }
         if !expected.isEmpty, (try? await metadata.content(namespace: namespace, digest: expected)) != nil {
@@ -71,7 +99,8 @@ public struct ContentService: Sendable {
         let state = try await store.call(Self.storePrefix + "Open", Berth_Content_V1_OpenIngestRequest.with {
             $0.ref = Self.storeRef(namespace, ref); $0.total = total; $0.expected = expected
         }, as: Berth_Content_V1_IngestState.self)
-        return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, state: Self.unprefixed(state, namespace))
+        return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, lease: lease,
+                             state: Self.unprefixed(state, namespace))
     }
 
     public func status(namespace: String, ref: String) async throws -> Berth_Content_V1_IngestState {
@@ -138,14 +167,18 @@ public final class ContentWriter: Sendable {
     let store: any PluginInstance
     public let namespace: String
     public let ref: String
+    /// The lease that holds what this writer commits, or "".
+    public let lease: String
     /// The state when opened: bytes already written and their digest.
     public let opened: Berth_Content_V1_IngestState
 
-    init(service: ContentService, store: any PluginInstance, namespace: String, ref: String, state: Berth_Content_V1_IngestState) {
+    init(service: ContentService, store: any PluginInstance, namespace: String, ref: String, lease: String,
+         state: Berth_Content_V1_IngestState) {
         self.service = service
         self.store = store
         self.namespace = namespace
         self.ref = ref
+        self.lease = lease
         self.opened = state
     }
 
@@ -165,21 +198,28 @@ public final class ContentWriter: Sendable {
     /// Verifies and stores the blob, then records it in the namespace with `labels`.
     public func commit(size: Int64, expected: String, labels: [String: String]) async throws -> ContentRecord {
         try Validation.labels(labels)
-        let blob: Berth_Content_V1_BlobInfo
-        do {
-            blob = try await store.call(ContentService.storePrefix + "Commit", Berth_Content_V1_IngestCommitRequest.with {
-                $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
-            }, as: Berth_Content_V1_BlobInfo.self)
-        } catch let error as BerthError where error.code == .alreadyExists && !expected.isEmpty {
-            // The bytes are stored already (another namespace has them): record them here.
-            let existing = try await store.call(ContentService.storePrefix + "Info", Berth_Content_V1_BlobRequest.with { $0.digest = expected }, as: Berth_Content_V1_BlobInfo.self)
-            blob = existing
+        let (blob, record) = try await service.gate.withLock {
+            let blob = try await self.storeCommit(size: size, expected: expected)
+            let record = try await self.service.metadata.insertContent(namespace: self.namespace, digest: blob.digest, size: blob.size,
+                                                                       labels: labels, lease: self.lease)
+            return (blob, record)
         }
-        let record = try await service.metadata.insertContent(namespace: namespace, digest: blob.digest, size: blob.size, labels: labels)
         service.events.publish(topic: "/content/create", namespace: namespace, Containerd_Events_ContentCreate.with {
             $0.digest = blob.digest; $0.size = blob.size
         })
         return record
+    }
+
+    /// Verifies and moves the ingest into the store; content stored for another namespace
+    /// already counts as stored.
+    private func storeCommit(size: Int64, expected: String) async throws -> Berth_Content_V1_BlobInfo {
+        do {
+            return try await store.call(ContentService.storePrefix + "Commit", Berth_Content_V1_IngestCommitRequest.with {
+                $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
+            }, as: Berth_Content_V1_BlobInfo.self)
+        } catch let error as BerthError where error.code == .alreadyExists && !expected.isEmpty {
+            return try await store.call(ContentService.storePrefix + "Info", Berth_Content_V1_BlobRequest.with { $0.digest = expected }, as: Berth_Content_V1_BlobInfo.self)
+        }
     }
 
     /// Releases the ingest; its bytes stay for a later writer to resume.

@@ -10,10 +10,14 @@ public struct MetadataSchema: Sendable {
     public var statements: [String]
     /// Tables with a `namespace` column, with the plural noun used in errors ("snapshots").
     public var namespacedTables: [(table: String, noun: String)]
+    /// Columns added after a table first shipped: added on open to databases that lack them.
+    public var addedColumns: [(table: String, column: String, definition: String)]
 
-    public init(statements: [String], namespacedTables: [(table: String, noun: String)] = []) {
+    public init(statements: [String], namespacedTables: [(table: String, noun: String)] = [],
+                addedColumns: [(table: String, column: String, definition: String)] = []) {
         self.statements = statements
         self.namespacedTables = namespacedTables
+        self.addedColumns = addedColumns
     }
 }
 
@@ -54,6 +58,10 @@ public actor MetadataStore {
         let database = database
         try database.transaction { () throws(BerthError) in
             for statement in all.flatMap(\.statements) { try database.execute(statement) }
+            for (table, column, definition) in all.flatMap(\.addedColumns)
+            where !(try database.query("SELECT name FROM pragma_table_info(?)", [.text(table)]).contains { $0[0].text == column }) {
+                try database.execute("ALTER TABLE \(table) ADD COLUMN \(column) \(definition)")
+            }
         }
         namespacedTables = all.flatMap(\.namespacedTables)
     }
@@ -153,14 +161,22 @@ public actor MetadataStore {
     }
 
     private func record(_ row: [SQLiteValue]) throws(BerthError) -> NamespaceRecord {
-        let labels = row[1].text.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+        let labels = decodeLabels(row[1].text)
         guard let name = row[0].text, let labels else { throw .dataLoss("metadata database: unreadable namespace row") }
         return NamespaceRecord(name: name, labels: labels)
     }
 
     func encodeLabels(_ labels: [String: String]) throws(BerthError) -> String { try encode(labels) }
 
+    /// The labels stored as JSON in a row; nil when the text is missing or not a JSON object.
+    nonisolated func decodeLabels(_ text: String?) -> [String: String]? {
+        guard let text else { return nil }
+        if text == "{}" { return [:] }
+        return try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))
+    }
+
     private func encode(_ labels: [String: String]) throws(BerthError) -> String {
+        if labels.isEmpty { return "{}" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         guard let data = try? encoder.encode(labels) else { throw .internal("cannot encode labels") }

@@ -55,4 +55,11 @@ public enum LabelUpdate {
         }
         return result
     }
+
+    /// Whether an update touches a `containerd.io/gc.*` label (or replaces them all), which can
+    /// change what the garbage collector keeps.
+    public static func mayAffectCollection(_ labels: [String: String], paths: [String]) -> Bool {
+        paths.isEmpty || paths.contains("labels")
+            || paths.contains { CollectionLabel.affectsCollection(String($0.dropFirst("labels.".count))) }
+    }
 }

@@ -6,13 +6,15 @@ extension MetadataStore {
     private static let columns = "id, namespace, snapshotter, key, parent, kind, labels, created, updated"
 
     /// Inserts a new active snapshot or view on top of committed `parent` (or none), creating the
-    /// namespace if needed, and returns it with the parent chain's ids, nearest first.
+    /// namespace if needed, and returns it with the parent chain's ids, nearest first. A
+    /// non-empty `lease` must exist and then holds the new snapshot.
     public func insertSnapshot(namespace: String, snapshotter: String, key: String, parent: String,
-                               kind: SnapshotRecord.Kind, labels: [String: String]) throws(BerthError)
+                               kind: SnapshotRecord.Kind, labels: [String: String], lease: String = "") throws(BerthError)
         -> (record: SnapshotRecord, parents: [Int64])
     {
         try withDatabase { (db) throws(BerthError) in
             try ensureNamespace(namespace, db)
+            if !lease.isEmpty { try attach(.snapshot(snapshotter, key), lease: lease, namespace: namespace, db) }
             if try findSnapshot(namespace, snapshotter, key, db) != nil {
                 throw .alreadyExists("snapshot \"\(key)\": already exists")
             }
@@ -30,10 +32,11 @@ extension MetadataStore {
             }
             let now = Self.now()
             try db.query("""
-                INSERT INTO snapshots (namespace, snapshotter, key, parent, parent_id, kind, labels, created, updated)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO snapshots (namespace, snapshotter, key, parent, parent_id, kind, labels, created, updated, leased)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, [.text(namespace), .text(snapshotter), .text(key), .text(parent), parentID,
-                      .integer(Int64(kind.rawValue)), .text(try encodeLabels(labels)), .integer(now), .integer(now)])
+                      .integer(Int64(kind.rawValue)), .text(try encodeLabels(labels)), .integer(now), .integer(now),
+                      .integer(lease.isEmpty ? 0 : 1)])
             guard let record = try findSnapshot(namespace, snapshotter, key, db) else {
                 throw .internal("snapshot \"\(key)\" vanished right after insert")
             }
@@ -54,10 +57,15 @@ extension MetadataStore {
         }
     }
 
-    /// Turns active `key` into committed `name` with `labels`; the key disappears.
+    /// Turns active `key` into committed `name` with `labels`; the key disappears. Under a
+    /// `lease`, the lease holds `name` instead of `key` afterwards, as in containerd.
     public func commitSnapshot(namespace: String, snapshotter: String, key: String, name: String,
-                               labels: [String: String]) throws(BerthError) -> SnapshotRecord {
+                               labels: [String: String], lease: String = "") throws(BerthError) -> SnapshotRecord {
         try withDatabase { (db) throws(BerthError) in
+            if !lease.isEmpty {
+                try attach(.snapshot(snapshotter, name), lease: lease, namespace: namespace, db)
+                try detach(.snapshot(snapshotter, key), lease: lease, namespace: namespace, db)
+            }
             guard let active = try findSnapshot(namespace, snapshotter, key, db) else {
                 throw .notFound("snapshot \"\(key)\" does not exist")
             }
@@ -127,6 +135,25 @@ extension MetadataStore {
         }
     }
 
+    /// Deletes the records of active snapshots and views among `ids` (their layers were never
+    /// made) and names the committed ones, which it keeps.
+    public func dropUnfinishedSnapshots(snapshotter: String, ids: [Int64]) throws(BerthError)
+        -> (dropped: [String], broken: [String])
+    {
+        try withDatabase { (db) throws(BerthError) in
+            var dropped = [String](), broken = [String]()
+            for id in ids {
+                guard let row = try db.query("SELECT \(Self.columns) FROM snapshots WHERE id=? AND snapshotter=?",
+                                             [.integer(id), .text(snapshotter)]).first else { continue }
+                let record = try snapshotRecord(row)
+                guard record.kind != .committed else { broken.append("\(record.namespace)/\(record.key)"); continue }
+                try db.query("DELETE FROM snapshots WHERE id=?", [.integer(id)])
+                dropped.append("\(record.namespace)/\(record.key)")
+            }
+            return (dropped, broken)
+        }
+    }
+
     // MARK: - Helpers inside a transaction
 
     private func findSnapshot(_ namespace: String, _ snapshotter: String, _ key: String,
@@ -156,8 +183,7 @@ extension MetadataStore {
     private func snapshotRecord(_ row: [SQLiteValue]) throws(BerthError) -> SnapshotRecord {
         guard let id = row[0].integer, let namespace = row[1].text, let snapshotter = row[2].text,
               let key = row[3].text, let parent = row[4].text, let kindValue = row[5].integer,
-              let kind = SnapshotRecord.Kind(rawValue: Int(kindValue)), let labelText = row[6].text,
-              let labels = try? JSONDecoder().decode([String: String].self, from: Data(labelText.utf8)),
+              let kind = SnapshotRecord.Kind(rawValue: Int(kindValue)), let labels = decodeLabels(row[6].text),
               let created = row[7].integer, let updated = row[8].integer else {
             throw .dataLoss("metadata database: unreadable snapshot row")
         }

@@ -62,5 +62,8 @@ extension MetadataSchema {
             UNIQUE (namespace, snapshotter, key))
         """,
         "CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent_id)",
-    ], namespacedTables: [("snapshots", "snapshots")])
+    ], namespacedTables: [("snapshots", "snapshots")],
+    // 1 when the active snapshot or view was made under a lease: then the lease, not its kind,
+    // keeps it from the garbage collector.
+    addedColumns: [("snapshots", "leased", "INTEGER NOT NULL DEFAULT 0")])
 }

@@ -25,27 +25,31 @@ public struct SnapshotService: Sendable {
     let metadata: MetadataStore
     let plugins: PluginDirectory
     let events: EventBus
+    /// Told when a removal or a gc label change may leave objects unreachable.
+    let collection: CollectionTrigger?
 
-    public init(metadata: MetadataStore, plugins: PluginDirectory, events: EventBus) {
+    public init(metadata: MetadataStore, plugins: PluginDirectory, events: EventBus, collection: CollectionTrigger? = nil) {
         self.metadata = metadata
         self.plugins = plugins
         self.events = events
+        self.collection = collection
     }
 
     public typealias Mount = Containerd_Types_Mount
 
-    /// Creates active snapshot `key` on committed `parent` and returns its mounts.
+    /// Creates active snapshot `key` on committed `parent` and returns its mounts; a non-empty
+    /// `lease` (which must exist) holds it.
     public func prepare(namespace: String, snapshotter: String, key: String, parent: String,
-                        labels: [String: String]) async throws -> [Mount] {
+                        labels: [String: String], lease: String = "") async throws -> [Mount] {
         try await create(namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
-                         labels: labels, kind: .active)
+                         labels: labels, kind: .active, lease: lease)
     }
 
     /// Creates read-only view `key` of committed `parent` and returns its mounts.
     public func view(namespace: String, snapshotter: String, key: String, parent: String,
-                     labels: [String: String]) async throws -> [Mount] {
+                     labels: [String: String], lease: String = "") async throws -> [Mount] {
         try await create(namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
-                         labels: labels, kind: .view)
+                         labels: labels, kind: .view, lease: lease)
     }
 
     /// The mounts of an existing snapshot, as prepare or view returned them.
@@ -57,11 +61,11 @@ public struct SnapshotService: Sendable {
 
     /// Commits active `key` as `name`; the active key disappears.
     public func commit(namespace: String, snapshotter: String, name: String, key: String,
-                       labels: [String: String]) async throws {
+                       labels: [String: String], lease: String = "") async throws {
         let (snapshotterName, driver) = try resolve(snapshotter)
         try Self.validate(key: name, labels: labels)
         let record = try await metadata.commitSnapshot(namespace: namespace, snapshotter: snapshotterName,
-                                                       key: key, name: name, labels: labels)
+                                                       key: key, name: name, labels: labels, lease: lease)
         _ = try await driver.call(Self.driverPrefix + "Commit", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Google_Protobuf_Empty.self)
         events.publish(topic: "/snapshot/commit", namespace: namespace, Containerd_Events_SnapshotCommit.with {
             $0.key = key; $0.name = name; $0.snapshotter = snapshotterName
@@ -77,6 +81,7 @@ public struct SnapshotService: Sendable {
         events.publish(topic: "/snapshot/remove", namespace: namespace, Containerd_Events_SnapshotRemove.with {
             $0.key = key; $0.snapshotter = name
         })
+        collection?.schedule()
     }
 
     /// The record of `key`.
@@ -89,8 +94,10 @@ public struct SnapshotService: Sendable {
     public func update(namespace: String, snapshotter: String, key: String, labels: [String: String],
                        paths: [String]) async throws -> SnapshotRecord {
         let (name, _) = try resolve(snapshotter)
-        return try await metadata.updateSnapshotLabels(namespace: namespace, snapshotter: name, key: key,
-                                                       labels: labels, paths: paths)
+        let record = try await metadata.updateSnapshotLabels(namespace: namespace, snapshotter: name, key: key,
+                                                             labels: labels, paths: paths)
+        if LabelUpdate.mayAffectCollection(labels, paths: paths) { collection?.schedule() }
+        return record
     }
 
     /// Every snapshot in `namespace` matching any of `filters`.
@@ -108,21 +115,42 @@ public struct SnapshotService: Sendable {
         return (usage.size, usage.inodes)
     }
 
-    /// Removes layers on disk that no record names (left by a crash or a failed removal).
-    public func cleanup(snapshotter: String) async throws -> [UInt64] {
+    /// What `cleanup` repaired.
+    public struct CleanupReport: Sendable, Equatable {
+        /// Layers on disk that no record named (a crash or a failed removal left them).
+        public var removedLayers: [UInt64]
+        /// Active snapshots and views whose layer was never made (a crash during prepare).
+        public var droppedKeys: [String]
+        /// Committed snapshots whose layer is gone: data lost, kept for an operator to see.
+        public var brokenKeys: [String]
+
+        public var isEmpty: Bool { removedLayers.isEmpty && droppedKeys.isEmpty && brokenKeys.isEmpty }
+    }
+
+    /// Brings records and layers back in step: removes layers no record names and records of
+    /// unfinished snapshots whose layer does not exist.
+    public func cleanup(snapshotter: String) async throws -> CleanupReport {
         let (name, driver) = try resolve(snapshotter)
         let keep = try await metadata.snapshotIDs(snapshotter: name).map { UInt64($0) }
-        return try await driver.call(Self.driverPrefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.with { $0.keep = keep }, as: Berth_Snapshots_V1_CleanupLayersResponse.self).removed
+        let reply = try await driver.call(Self.driverPrefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.with { $0.keep = keep }, as: Berth_Snapshots_V1_CleanupLayersResponse.self)
+        let (dropped, broken) = try await metadata.dropUnfinishedSnapshots(snapshotter: name, ids: reply.missing.map { Int64($0) })
+        return CleanupReport(removedLayers: reply.removed, droppedKeys: dropped, brokenKeys: broken)
+    }
+
+    /// Removes the layer of a record the collector deleted.
+    func removeLayer(snapshotter: String, id: Int64) async throws {
+        let (_, driver) = try resolve(snapshotter)
+        _ = try await driver.call(Self.driverPrefix + "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(id) }, as: Google_Protobuf_Empty.self)
     }
 
     // MARK: -
 
     private func create(namespace: String, snapshotter: String, key: String, parent: String,
-                        labels: [String: String], kind: SnapshotRecord.Kind) async throws -> [Mount] {
+                        labels: [String: String], kind: SnapshotRecord.Kind, lease: String) async throws -> [Mount] {
         let (name, driver) = try resolve(snapshotter)
         try Self.validate(key: key, labels: labels)
         let (record, parents) = try await metadata.insertSnapshot(namespace: namespace, snapshotter: name, key: key,
-                                                                  parent: parent, kind: kind, labels: labels)
+                                                                  parent: parent, kind: kind, labels: labels, lease: lease)
         do {
             _ = try await driver.call(Self.driverPrefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.with {
                 $0.id = UInt64(record.id)

@@ -100,6 +100,10 @@ public nonisolated struct Berth_Snapshots_V1_CleanupLayersResponse: Sendable {
 
   public var removed: [UInt64] = []
 
+  /// Ids in `keep` that have no layer on disk (a crash before Create finished); the kernel
+  /// drops such records. Drivers written before this field existed leave it empty.
+  public var missing: [UInt64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -251,7 +255,7 @@ nonisolated extension Berth_Snapshots_V1_CleanupLayersRequest: SwiftProtobuf.Mes
 
 nonisolated extension Berth_Snapshots_V1_CleanupLayersResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CleanupLayersResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}removed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}removed\0\u{1}missing\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -260,6 +264,7 @@ nonisolated extension Berth_Snapshots_V1_CleanupLayersResponse: SwiftProtobuf.Me
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.removed) }()
+      case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.missing) }()
       default: break
       }
     }
@@ -269,11 +274,15 @@ nonisolated extension Berth_Snapshots_V1_CleanupLayersResponse: SwiftProtobuf.Me
     if !self.removed.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.removed, fieldNumber: 1)
     }
+    if !self.missing.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.missing, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Berth_Snapshots_V1_CleanupLayersResponse, rhs: Berth_Snapshots_V1_CleanupLayersResponse) -> Bool {
     if lhs.removed != rhs.removed {return false}
+    if lhs.missing != rhs.missing {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

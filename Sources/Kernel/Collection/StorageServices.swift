@@ -1,0 +1,18 @@
+import Logging
+
+/// The storage services of one daemon and the garbage collector they share.
+public struct StorageServices: Sendable {
+    public let snapshots: SnapshotService
+    public let content: ContentService
+    public let leases: LeaseService
+    /// Run it as a `Service` after the kernel; it waits for the plugins to start.
+    public let collector: GarbageCollector
+
+    public init(kernel: Kernel, logger: Logger) {
+        let trigger = CollectionTrigger()
+        snapshots = SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
+        content = ContentService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
+        leases = LeaseService(metadata: kernel.metadata, collection: trigger)
+        collector = GarbageCollector(kernel: kernel, trigger: trigger, snapshots: snapshots, content: content, logger: logger)
+    }
+}
