@@ -7,8 +7,9 @@ import Logging
 import ServiceLifecycle
 
 /// The gRPC API on a unix socket: a thin forwarder over the kernel's services, wire-compatible
-/// with containerd's v1 API. It binds only after the kernel has started every plugin, so a
-/// client that can connect sees the final plugin list.
+/// with containerd's v1 API. It binds only after the kernel has started every plugin and the
+/// collector has repaired what an unclean stop left, so a client that can connect sees the
+/// final plugin list and consistent storage.
 public struct APIServer: Service {
     /// ctr (containerd 1.6) allows 16 MiB messages each way; so does Berth.
     public static let maxMessageSize = 16 << 20
@@ -41,6 +42,7 @@ public struct APIServer: Service {
 
     public func run() async throws {
         try await kernel.waitUntilStarted()
+        await storage.collector.waitUntilRecovered()
         let fd = try UnixListener.listen(at: address)
         let server = GRPCServer(
             transport: .http2NIOPosix(

@@ -18,6 +18,8 @@ public actor GarbageCollector: Service {
     let logger: Logger
     /// Finished runs, for tests and logs.
     public private(set) var runs = 0
+    private var recovered = false
+    private var recoveryWaiters = [CheckedContinuation<Void, Never>]()
 
     public init(kernel: Kernel, trigger: CollectionTrigger, snapshots: SnapshotService, content: ContentService, logger: Logger) {
         self.kernel = kernel
@@ -30,6 +32,9 @@ public actor GarbageCollector: Service {
     public func run() async throws {
         try await kernel.waitUntilStarted()
         await recover()
+        recovered = true
+        for waiter in recoveryWaiters { waiter.resume() }
+        recoveryWaiters.removeAll()
         await collect()
         await withDiscardingTaskGroup { group in
             group.addTask { await self.watchExpiries() }
@@ -37,6 +42,12 @@ public actor GarbageCollector: Service {
             group.cancelAll()
         }
         trigger.finish()
+    }
+
+    /// Returns once the start-up repair is done: clients must not see what a crash half-made.
+    public func waitUntilRecovered() async {
+        if recovered { return }
+        await withCheckedContinuation { recoveryWaiters.append($0) }
     }
 
     /// Runs one collection now: expired leases go, then unreachable records, then the
