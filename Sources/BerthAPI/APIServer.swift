@@ -49,6 +49,10 @@ public struct APIServer: Service {
                 listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext,
                 config: .defaults {
                     $0.rpc.maxRequestPayloadSize = Self.maxMessageSize
+                    // gRPC's default 64 KiB window makes a client stop for a WINDOW_UPDATE
+                    // round trip every 64 KiB; ctr writes content in 1 MiB messages.
+                    $0.http2.targetWindowSize = Self.maxMessageSize
+                    $0.http2.maxFrameSize = 1 << 20
                     // Go clients (ctr) ping after each DATA frame they receive; see PingResponder.
                     $0.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
                         channel.pipeline.addHandler(PingResponder(), position: .first)
