@@ -133,7 +133,7 @@ public struct ContentService: Sendable {
     }
 
     func store() throws(BerthError) -> any PluginInstance {
-        guard let store = plugins.instances(of: .content).values.first else {
+        guard let store = plugins.instance(of: .content) else {
             throw .unavailable("no content store plugin is running")
         }
         return store

@@ -170,17 +170,11 @@ public actor MetadataStore {
 
     /// The labels stored as JSON in a row; nil when the text is missing or not a JSON object.
     nonisolated func decodeLabels(_ text: String?) -> [String: String]? {
-        guard let text else { return nil }
-        if text == "{}" { return [:] }
-        return try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))
+        text.flatMap(LabelCoding.decode)
     }
 
     private func encode(_ labels: [String: String]) throws(BerthError) -> String {
-        if labels.isEmpty { return "{}" }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        guard let data = try? encoder.encode(labels) else { throw .internal("cannot encode labels") }
-        return String(decoding: data, as: UTF8.self)
+        LabelCoding.encode(labels)
     }
 }
 

@@ -9,6 +9,9 @@ import Foundation
 final class SQLiteDatabase {
     private var handle: OpaquePointer?
     let path: String
+    /// Prepared statements by SQL text: Berth runs a small fixed set of statements, and parsing
+    /// one costs more than running it.
+    private var statements = [String: OpaquePointer]()
 
     /// Opens or creates the database at `path`.
     init(path: String) throws(BerthError) {
@@ -26,7 +29,10 @@ final class SQLiteDatabase {
         try execute("PRAGMA foreign_keys=ON")
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    deinit {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        sqlite3_close_v2(handle)
+    }
 
     /// Runs statements that return no rows.
     func execute(_ sql: String) throws(BerthError) {
@@ -41,11 +47,11 @@ final class SQLiteDatabase {
     /// Runs one statement with bound values and returns every row as an array of columns.
     @discardableResult
     func query(_ sql: String, _ values: [SQLiteValue] = []) throws(BerthError) -> [[SQLiteValue]] {
-        var statement: OpaquePointer?
-        guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK else {
-            throw .internal("metadata database \(path): \(lastError) (in: \(sql.prefix(80)))")
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
         }
-        defer { sqlite3_finalize(statement) }
         for (offset, value) in values.enumerated() {
             value.bind(to: statement, at: Int32(offset + 1))
         }
@@ -64,15 +70,26 @@ final class SQLiteDatabase {
 
     /// Runs `body` inside one write transaction: all of it commits, or none of it does.
     func transaction<T>(_ body: () throws(BerthError) -> T) throws(BerthError) -> T {
-        try execute("BEGIN IMMEDIATE")
+        try query("BEGIN IMMEDIATE")
         do {
             let result = try body()
-            try execute("COMMIT")
+            try query("COMMIT")
             return result
         } catch {
-            try? execute("ROLLBACK")
+            _ = try? query("ROLLBACK")
             throw error
         }
+    }
+
+    private func prepared(_ sql: String) throws(BerthError) -> OpaquePointer {
+        if let statement = statements[sql] { return statement }
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK,
+              let statement else {
+            throw .internal("metadata database \(path): \(lastError) (in: \(sql.prefix(80)))")
+        }
+        statements[sql] = statement
+        return statement
     }
 
     private var lastError: String { String(cString: sqlite3_errmsg(handle)) }

@@ -58,6 +58,12 @@ public final class PluginDirectory: Sendable {
         let list = started.withLock { $0 }
         return Dictionary(list.filter { $0.0.type == type }.map { ($0.0.id, $0.1) }, uniquingKeysWith: { a, _ in a })
     }
+
+    /// The started plugin of `type` called `id`, or the first of that type when `id` is nil;
+    /// for request paths, which should not build a dictionary per call.
+    public func instance(of type: PluginType, id: String? = nil) -> (any PluginInstance)? {
+        started.withLock { list in list.first { $0.0.type == type && (id == nil || $0.0.id == id) }?.1 }
+    }
 }
 
 /// One call from a plugin into another, waiting for the kernel's run loop.

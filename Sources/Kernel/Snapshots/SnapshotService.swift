@@ -181,7 +181,7 @@ public struct SnapshotService: Sendable {
     /// The snapshotter's name ("" means the default) and its running driver plugin.
     private func resolve(_ snapshotter: String) throws(BerthError) -> (String, any PluginInstance) {
         let name = snapshotter.isEmpty ? Self.defaultSnapshotter : snapshotter
-        guard let driver = plugins.instances(of: .snapshotter)[name] else {
+        guard let driver = plugins.instance(of: .snapshotter, id: name) else {
             throw .invalidArgument("snapshotter \"\(name)\" is not loaded")
         }
         return (name, driver)
