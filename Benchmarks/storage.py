@@ -3,14 +3,18 @@
 
 Per daemon, on a fresh temporary root:
   snapshot ops  - N x (prepare, commit, info) through ctr: median wall time per op and the
-                  daemon's CPU time per op (utime+stime of the daemon process, /proc/PID/stat)
+                  daemon's CPU time per op (run time of its threads, /proc/PID/task/*/schedstat)
+  floor         - N x `ctr version`: the daemon's CPU for one ctr connection and one trivial RPC,
+                  which every ctr-driven op above pays
+  prepares/s    - P parallel workers each running `ctr snapshots prepare` (N x 4 in all):
+                  prepares per second of wall time
   ingest        - `ctr content ingest` of one SIZE-MiB random file: MB/s
   get           - `ctr content get` of that blob to /dev/null: MB/s (ctr reads 32 KiB per RPC)
 Targets (issue 3): daemon CPU per snapshot op <= 0.5 ms; ingest >= 300 MB/s; get >= 5x containerd.
 
-Usage: Benchmarks/storage.py [--berthd PATH] [--ops N] [--size-mib M]
+Usage: Benchmarks/storage.py [--berthd PATH] [--ops N] [--size-mib M] [--parallel P]
 """
-import argparse, hashlib, os, shutil, signal, statistics, subprocess, tempfile, time
+import argparse, concurrent.futures, hashlib, os, shutil, signal, statistics, subprocess, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -46,7 +50,16 @@ def wait_ready(sock, proc):
     raise RuntimeError("daemon not ready")
 
 
-def run_daemon(start, ops, blob, digest, size):
+def parallel_prepares(sock, count, workers):
+    def prepare(i):
+        ctr(sock, "--namespace", "parallel", "snapshots", "prepare", f"p{i}")
+    t = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(prepare, range(count)))
+    return count / (time.monotonic() - t)
+
+
+def run_daemon(start, ops, blob, digest, size, workers):
     work = tempfile.mkdtemp(prefix="storage-bench-")
     sock = os.path.join(work, "d.sock")
     proc = start(work, sock)
@@ -61,6 +74,11 @@ def run_daemon(start, ops, blob, digest, size):
                 ctr(sock, *args)
                 times[name].append((time.monotonic() - t) * 1000)
         cpu_per_op = (cpu_seconds(proc.pid) - cpu0) * 1000 / (3 * ops)
+        cpu0 = cpu_seconds(proc.pid)
+        for _ in range(ops):
+            ctr(sock, "version")
+        floor = (cpu_seconds(proc.pid) - cpu0) * 1000 / ops
+        rate = parallel_prepares(sock, 4 * ops, workers)
         with open(blob, "rb") as f:
             t = time.monotonic()
             ctr(sock, "content", "ingest", "--expected-digest", digest, "bench", stdin=f)
@@ -68,7 +86,7 @@ def run_daemon(start, ops, blob, digest, size):
         t = time.monotonic()
         ctr(sock, "content", "get", digest)
         get = size / (time.monotonic() - t) / 1e6
-        return {k: statistics.median(v) for k, v in times.items()}, cpu_per_op, ingest, get
+        return {k: statistics.median(v) for k, v in times.items()}, cpu_per_op, floor, rate, ingest, get
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -97,6 +115,7 @@ def main():
     parser.add_argument("--berthd", default=default if os.path.exists(default) else os.path.join(ROOT, ".build/debug/berthd"))
     parser.add_argument("--ops", type=int, default=30)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--parallel", type=int, default=8)
     args = parser.parse_args()
     size = args.size_mib << 20
     blob = tempfile.mktemp(prefix="storage-bench-blob-")
@@ -105,16 +124,19 @@ def main():
     with open(blob, "rb") as f:
         digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
     try:
-        rows = [("berthd (" + os.path.relpath(args.berthd, ROOT) + ")", run_daemon(berthd(args.berthd), args.ops, blob, digest, size))]
+        rows = [("berthd " + os.path.relpath(args.berthd, ROOT).split("/")[1], run_daemon(berthd(args.berthd), args.ops, blob, digest, size, args.parallel))]
         if shutil.which("containerd"):
-            rows.append(("containerd", run_daemon(containerd, args.ops, blob, digest, size)))
+            rows.append(("containerd", run_daemon(containerd, args.ops, blob, digest, size, args.parallel)))
     finally:
         os.unlink(blob)
-    print(f"{args.ops} x prepare/commit/info via ctr; ingest/get of {args.size_mib} MiB via ctr")
-    print(f"{'daemon':<28}{'prepare ms':>11}{'commit ms':>10}{'info ms':>9}{'CPU/op ms':>10}{'ingest MB/s':>12}{'get MB/s':>10}")
-    for name, (t, cpu, ingest, get) in rows:
-        print(f"{name:<28}{t['prepare']:>11.1f}{t['commit']:>10.1f}{t['info']:>9.1f}{cpu:>10.2f}{ingest:>12.0f}{get:>10.0f}")
-    print(f"{'target (issue 3)':<28}{'':>11}{'':>10}{'':>9}{'<= 0.5':>10}{'>= 300':>12}{'5x ctrd':>10}")
+    print(f"{args.ops} x prepare/commit/info via ctr; floor = {args.ops} x ctr version; "
+          f"{4 * args.ops} prepares from {args.parallel} parallel ctr workers; ingest/get of {args.size_mib} MiB via ctr")
+    print(f"{'daemon':<24}{'prepare ms':>11}{'commit ms':>10}{'info ms':>9}{'CPU/op ms':>10}{'floor ms':>9}"
+          f"{'prepares/s':>11}{'ingest MB/s':>12}{'get MB/s':>10}")
+    for name, (t, cpu, floor, rate, ingest, get) in rows:
+        print(f"{name:<24}{t['prepare']:>11.1f}{t['commit']:>10.1f}{t['info']:>9.1f}{cpu:>10.2f}{floor:>9.2f}"
+              f"{rate:>11.0f}{ingest:>12.0f}{get:>10.0f}")
+    print(f"{'target (issue 3)':<24}{'':>11}{'':>10}{'':>9}{'<= 0.5':>10}{'':>9}{'>= 200':>11}{'>= 300':>12}{'5x ctrd':>10}")
 
 
 if __name__ == "__main__":

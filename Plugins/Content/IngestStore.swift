@@ -80,6 +80,9 @@ final class IngestStore: @unchecked Sendable {
         return writer.state
     }
 
+    /// SYNC_FILE_RANGE_WRITE: start write-out of dirty pages in the range, without waiting.
+    private static let syncFileRangeWrite: UInt32 = 2
+
     func write(_ request: Berth_Content_V1_IngestWriteRequest) throws -> Berth_Content_V1_IngestState {
         let writer = try holder(request.ref)
         if request.total > 0 { writer.total = request.total }
@@ -103,6 +106,9 @@ final class IngestStore: @unchecked Sendable {
                 done += n
             }
             writer.hasher.update(bufferPointer: bytes)
+            // Start writing these pages to disk now: with a large page cache nothing else would
+            // before the commit's fsync, which then waited for the whole blob at once.
+            _ = startWriteback(writer.fd, off_t(writer.offset), off_t(bytes.count), Self.syncFileRangeWrite)
         }
         writer.offset += Int64(request.data.count)
         writer.updated = Date()
@@ -246,3 +252,7 @@ final class IngestStore: @unchecked Sendable {
         PluginError(.internal, "\(what) ingest ref \"\(Self.shown(ref))\": \(String(cString: strerror(errno)))")
     }
 }
+
+/// Linux `sync_file_range(2)`, which the Glibc module does not export.
+@_silgen_name("sync_file_range")
+private func startWriteback(_ fd: Int32, _ offset: off_t, _ count: off_t, _ flags: UInt32) -> Int32
