@@ -48,6 +48,32 @@ import Testing
         #expect(missing.status == 1 && missing.stderr.contains("not found"))
     }
 
+    /// `content edit` (read, edit in $EDITOR, ingest the result) and `content prune references`,
+    /// with the outputs containerd 1.6.20 gave for the same steps.
+    @Test func ctrContent_editAndPruneReferences_behaveAsContainerd() throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let editor = daemon.directory + "/editor.sh"
+        try "#!/bin/sh\necho edited >> \"$1\"\n".write(toFile: editor, atomically: true, encoding: .utf8)
+        chmod(editor, 0o755)
+        let original = daemon.directory + "/hello"
+        try "hello\n".write(toFile: original, atomically: true, encoding: .utf8)
+        let hello = "sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+        let edited = "sha256:396545fdc28e586062cb280d0d66394b80a6a62f49d4183800e6f9e62732fd3d"
+        #expect(try run("/bin/sh", ["-c", "/usr/bin/ctr --address \(daemon.socket) content ingest h1 < \(original)"]).status == 0)
+        #expect(try daemon.ctr(["content", "label", hello, "containerd.io/gc.root=x"]).stdout == "containerd.io/gc.root=x\n")
+        #expect(try daemon.ctr(["content", "edit", "--editor", editor, hello]).stdout == edited + "\n")
+        #expect(try daemon.ctr(["content", "get", edited]).stdout == "hello\nedited\n")
+        #expect(try daemon.ctr(["content", "label", hello, "containerd.io/gc.ref.content.l=\(edited)"]).status == 0)
+        let prune = try daemon.ctr(["content", "prune", "references"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        // Only layer blobs lose their references by default: both blobs and labels stay.
+        let listed = try daemon.ctr(["content", "ls"]).stdout.split(separator: "\n").dropFirst()
+            .map { line in [line.split(separator: "\t").first!, line.split(separator: "\t").last!].joined(separator: " ") }
+        #expect(listed == ["\(edited) -", "\(hello) containerd.io/gc.root=x,containerd.io/gc.ref.content.l=\(edited)"])
+    }
+
     /// ctr sends a PING after each reply it reads; more than 200 in 30 s used to make the HTTP/2
     /// layer close the connection mid-ingest. 300 MiB is 300 replies.
     @Test func ctrContent_ingestOf300MiB_survivesClientPings() throws {
