@@ -13,12 +13,19 @@ import SwiftProtobuf
 /// whole verified blob or none.
 final class IngestStore: @unchecked Sendable {
     /// The state of one held ingest.
-    final class Writer {
+    ///
+    /// Hashing runs on the writer's own serial queue, behind the write that appended the bytes:
+    /// a client waits for each write's reply before it sends the next chunk, so hashing chunk n
+    /// overlaps the transfer of chunk n+1 instead of delaying the reply (containerd's writes do
+    /// not report a digest either). Reading the digest waits for the queue.
+    final class Writer: @unchecked Sendable {
         let ref: String
         let folder: String
         let fd: Int32
         var offset: Int64
-        var hasher: SHA256
+        /// Touched only on `hashing`.
+        private var hasher: SHA256
+        private let hashing = DispatchQueue(label: "berth.content.ingest-hash")
         var total: Int64
         var expected: String
         let started: Date
@@ -36,16 +43,32 @@ final class IngestStore: @unchecked Sendable {
             self.updated = started
         }
 
-        var state: Berth_Content_V1_IngestState {
+        /// The state, with the digest of the bytes so far unless `withDigest` is false.
+        func state(withDigest: Bool = true) -> Berth_Content_V1_IngestState {
             .with {
                 $0.ref = ref
                 $0.offset = offset
                 $0.total = total
                 $0.expected = expected
-                $0.digest = Digest.string(hasher.finalize())
+                if withDigest { $0.digest = digest() }
                 $0.startedAt = Google_Protobuf_Timestamp(date: started)
                 $0.updatedAt = Google_Protobuf_Timestamp(date: updated)
             }
+        }
+
+        /// Adds `data`, the bytes just written at the end, to the digest.
+        func hash(_ data: Data) {
+            hashing.async { self.hasher.update(data: data) }
+        }
+
+        /// The digest of every byte written so far.
+        func digest() -> String {
+            hashing.sync { Digest.string(hasher.finalize()) }
+        }
+
+        /// Starts the digest over, after a truncation.
+        func resetDigest() {
+            hashing.sync { hasher = SHA256() }
         }
     }
 
@@ -77,7 +100,7 @@ final class IngestStore: @unchecked Sendable {
             held[ref] = writer
             return writer
         }
-        return writer.state
+        return writer.state()
     }
 
     /// SYNC_FILE_RANGE_WRITE: start write-out of dirty pages in the range, without waiting.
@@ -93,7 +116,7 @@ final class IngestStore: @unchecked Sendable {
         if request.offset == 0, writer.offset > 0 {
             guard ftruncate(writer.fd, 0) == 0 else { throw syscall("truncating", writer.ref) }
             writer.offset = 0
-            writer.hasher = SHA256()
+            writer.resetDigest()
         }
         guard request.offset == writer.offset else {
             throw PluginError(.outOfRange, "write to ref \"\(Self.shown(writer.ref))\" at offset \(request.offset), but \(writer.offset) bytes are written; write at \(writer.offset) or 0")
@@ -105,20 +128,20 @@ final class IngestStore: @unchecked Sendable {
                 if n < 0 { if errno == EINTR { continue }; throw syscall("writing", writer.ref) }
                 done += n
             }
-            writer.hasher.update(bufferPointer: bytes)
             // Start writing these pages to disk now: with a large page cache nothing else would
             // before the commit's fsync, which then waited for the whole blob at once.
             _ = startWriteback(writer.fd, off_t(writer.offset), off_t(bytes.count), Self.syncFileRangeWrite)
         }
+        writer.hash(request.data)
         writer.offset += Int64(request.data.count)
         writer.updated = Date()
         if request.total > 0 || !request.expected.isEmpty { try saveMeta(writer) }
-        return writer.state
+        return writer.state(withDigest: false)
     }
 
     func commit(ref: String, size: Int64, expected: String) throws -> Berth_Content_V1_BlobInfo {
         let writer = try holder(ref)
-        let digest = Digest.string(writer.hasher.finalize())
+        let digest = writer.digest()
         let wantedSize = size > 0 ? size : writer.total
         guard wantedSize <= 0 || wantedSize == writer.offset else {
             throw PluginError(.failedPrecondition, "commit of ref \"\(Self.shown(ref))\": expected size \(wantedSize), wrote \(writer.offset) bytes")
@@ -156,7 +179,7 @@ final class IngestStore: @unchecked Sendable {
     }
 
     func status(ref: String) throws -> Berth_Content_V1_IngestState {
-        if let writer = lock.withLock({ held[ref] }) { return writer.state }
+        if let writer = lock.withLock({ held[ref] }) { return writer.state() }
         return try diskState(folder(ref), ref: ref)
     }
 

@@ -38,6 +38,8 @@ public struct NamespaceRecord: Sendable, Equatable {
 public actor MetadataStore {
     private let database: SQLiteDatabase
     private let namespacedTables: [(table: String, noun: String)]
+    /// The identity never changes once made; `ctr` asks for it on every `version`.
+    private var cachedUUID: String?
 
     /// The store's own tables.
     static let coreSchema = MetadataSchema(statements: [
@@ -68,7 +70,8 @@ public actor MetadataStore {
 
     /// The daemon's stable identity (`ctr version` shows it), made on first use.
     public func serverUUID() throws(BerthError) -> String {
-        try database.transaction { () throws(BerthError) in
+        if let uuid = cachedUUID { return uuid }
+        let uuid = try database.transaction { () throws(BerthError) in
             if let row = try database.query("SELECT value FROM settings WHERE key='uuid'").first,
                let uuid = row[0].text {
                 return uuid
@@ -77,6 +80,8 @@ public actor MetadataStore {
             try database.query("INSERT INTO settings (key, value) VALUES ('uuid', ?)", [.text(uuid)])
             return uuid
         }
+        cachedUUID = uuid
+        return uuid
     }
 
     /// Creates a namespace; `.alreadyExists` when the name is taken.
