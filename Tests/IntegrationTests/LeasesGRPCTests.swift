@@ -134,13 +134,14 @@ import Testing
 
     @Test func lease_expiry_deletesTheLeaseAndWhatOnlyItHeld() async throws {
         try await withClients { c in
-            let soon = ISO8601DateFormatter().string(from: Date().addingTimeInterval(1))
+            // Three seconds ahead: the label has second resolution and the machine may be slow.
+            let soon = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3))
             _ = try await c.leases.create(.with { $0.id = "brief"; $0.labels = ["containerd.io/gc.expire": soon] }, metadata: Self.namespace)
             let digest = try await write(c.content, ref: "brief-blob", Data("short-lived".utf8), metadata: Self.under("brief"))
             _ = try await c.content.info(.with { $0.digest = digest }, metadata: Self.namespace)
             // The expiry has second resolution and the collector checks every second.
             var gone = false
-            for _ in 0..<40 where !gone {
+            for _ in 0..<80 where !gone {
                 try await Task.sleep(for: .milliseconds(100))
                 gone = try await c.leases.list(.with { _ in }, metadata: Self.namespace).leases.isEmpty
             }
