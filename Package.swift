@@ -97,6 +97,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "berth-bench",
+            dependencies: [
+                "BerthAPI",
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Benchmarks/Client"
+        ),
         .target(
             name: "ConformanceKit",
             dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK"),

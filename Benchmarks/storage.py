@@ -8,13 +8,16 @@ Per daemon, on a fresh temporary root:
                   which every ctr-driven op above pays
   prepares/s    - P parallel workers each running `ctr snapshots prepare` (N x 4 in all):
                   prepares per second of wall time
+  one connection - the same client for both daemons (Benchmarks/Client, `berth-bench`) over a
+                  single gRPC connection: N x (prepare, commit, stat) with the daemon's CPU per
+                  op, then N x 4 prepares from P concurrent callers per second
   ingest        - `ctr content ingest` of one SIZE-MiB random file: MB/s
   get           - `ctr content get` of that blob to /dev/null: MB/s (ctr reads 32 KiB per RPC)
 Targets (issue 3): daemon CPU per snapshot op <= 0.5 ms; ingest >= 300 MB/s; get >= 5x containerd.
 
 Usage: Benchmarks/storage.py [--berthd PATH] [--ops N] [--size-mib M] [--parallel P]
 """
-import argparse, concurrent.futures, hashlib, os, shutil, signal, statistics, subprocess, tempfile, time
+import argparse, concurrent.futures, hashlib, json, os, shutil, signal, statistics, subprocess, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
@@ -59,7 +62,20 @@ def parallel_prepares(sock, count, workers):
     return count / (time.monotonic() - t)
 
 
-def run_daemon(start, ops, blob, digest, size, workers):
+def one_connection(bench, sock, pid, ops, workers):
+    """Daemon CPU per op of N x (prepare, commit, stat) and prepares/s of P callers, over one
+    connection from berth-bench."""
+    if not bench:
+        return float("nan"), float("nan")
+    cpu0 = cpu_seconds(pid)
+    out = subprocess.run([bench, sock, "sequential", str(ops)], capture_output=True, text=True, check=True).stdout
+    cpu_per_op = (cpu_seconds(pid) - cpu0) * 1000 / json.loads(out)["operations"]
+    out = json.loads(subprocess.run([bench, sock, "parallel", str(4 * ops), str(workers)],
+                                    capture_output=True, text=True, check=True).stdout)
+    return cpu_per_op, out["operations"] / out["seconds"]
+
+
+def run_daemon(start, ops, blob, digest, size, workers, bench):
     work = tempfile.mkdtemp(prefix="storage-bench-")
     sock = os.path.join(work, "d.sock")
     proc = start(work, sock)
@@ -79,6 +95,7 @@ def run_daemon(start, ops, blob, digest, size, workers):
             ctr(sock, "version")
         floor = (cpu_seconds(proc.pid) - cpu0) * 1000 / ops
         rate = parallel_prepares(sock, 4 * ops, workers)
+        conn_cpu, conn_rate = one_connection(bench, sock, proc.pid, ops, workers)
         with open(blob, "rb") as f:
             t = time.monotonic()
             ctr(sock, "content", "ingest", "--expected-digest", digest, "bench", stdin=f)
@@ -86,7 +103,7 @@ def run_daemon(start, ops, blob, digest, size, workers):
         t = time.monotonic()
         ctr(sock, "content", "get", digest)
         get = size / (time.monotonic() - t) / 1e6
-        return {k: statistics.median(v) for k, v in times.items()}, cpu_per_op, floor, rate, ingest, get
+        return {k: statistics.median(v) for k, v in times.items()}, cpu_per_op, floor, rate, conn_cpu, conn_rate, ingest, get
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -129,6 +146,8 @@ def main():
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--parallel", type=int, default=8)
     args = parser.parse_args()
+    bench = os.path.join(os.path.dirname(args.berthd), "berth-bench")
+    bench = bench if os.path.exists(bench) else None
     size = args.size_mib << 20
     blob = tempfile.mktemp(prefix="storage-bench-blob-")
     with open(blob, "wb") as f:
@@ -136,21 +155,27 @@ def main():
     with open(blob, "rb") as f:
         digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
     try:
-        rows = [("berthd " + os.path.relpath(args.berthd, ROOT).split("/")[1], run_daemon(berthd(args.berthd), args.ops, blob, digest, size, args.parallel))]
+        rows = [("berthd " + os.path.relpath(args.berthd, ROOT).split("/")[1], run_daemon(berthd(args.berthd), args.ops, blob, digest, size, args.parallel, bench))]
         if shutil.which("containerd"):
-            rows.append(("containerd", run_daemon(containerd, args.ops, blob, digest, size, args.parallel)))
+            rows.append(("containerd", run_daemon(containerd, args.ops, blob, digest, size, args.parallel, bench)))
         disk = disk_ceiling(blob, size)
     finally:
         os.unlink(blob)
     print(f"{args.ops} x prepare/commit/info via ctr; floor = {args.ops} x ctr version; "
           f"{4 * args.ops} prepares from {args.parallel} parallel ctr workers; ingest/get of {args.size_mib} MiB via ctr")
+    print("through ctr (a new connection per command):")
     print(f"{'daemon':<24}{'prepare ms':>11}{'commit ms':>10}{'info ms':>9}{'CPU/op ms':>10}{'floor ms':>9}"
           f"{'prepares/s':>11}{'ingest MB/s':>12}{'get MB/s':>10}")
-    for name, (t, cpu, floor, rate, ingest, get) in rows:
+    for name, (t, cpu, floor, rate, _, _, ingest, get) in rows:
         print(f"{name:<24}{t['prepare']:>11.1f}{t['commit']:>10.1f}{t['info']:>9.1f}{cpu:>10.2f}{floor:>9.2f}"
               f"{rate:>11.0f}{ingest:>12.0f}{get:>10.0f}")
     print(f"{'disk: dd + fdatasync':<24}{'':>11}{'':>10}{'':>9}{'':>10}{'':>9}{'':>11}{disk:>12.0f}{'':>10}")
     print(f"{'target (issue 3)':<24}{'':>11}{'':>10}{'':>9}{'<= 0.5':>10}{'':>9}{'>= 200':>11}{'>= 300':>12}{'5x ctrd':>10}")
+    print(f"over one connection (berth-bench; {args.ops} x prepare/commit/stat, {4 * args.ops} prepares from {args.parallel} callers):")
+    print(f"{'daemon':<24}{'CPU/op ms':>10}{'prepares/s':>11}")
+    for name, (_, _, _, _, conn_cpu, conn_rate, _, _) in rows:
+        print(f"{name:<24}{conn_cpu:>10.2f}{conn_rate:>11.0f}")
+    print(f"{'target (issue 3)':<24}{'<= 0.5':>10}{'>= 200':>11}")
 
 
 if __name__ == "__main__":

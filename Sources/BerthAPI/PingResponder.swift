@@ -7,12 +7,20 @@ import NIOCore
 /// DATA frame per 1 MiB it sends, so its PINGs never stop. swift-nio-http2 allows 200 control
 /// frames per 30 s and then closes the connection with ENHANCE_YOUR_CALM; grpc-swift offers no
 /// setting for that limit. PING has no HTTP/2 state: acknowledging it here (RFC 9113 §6.7, same
-/// 8 payload bytes, ACK flag) is what the HTTP/2 handler would have done.
-final class PingResponder: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+/// 8 payload bytes, ACK flag) is what the HTTP/2 handler would have done. Go gRPC servers
+/// (containerd) ping a Swift client the same way, so clients of Go daemons need it too.
+public final class PingResponder: ChannelDuplexHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    /// Which end of the connection this handler sits on: only a server reads the client's
+    /// connection preface before the first frame.
+    public enum Side: Sendable {
+        case server
+        case client
+    }
 
     /// The client connection preface (RFC 9113 §3.4) precedes the first frame.
     private static let prefaceLength = 24
@@ -21,11 +29,15 @@ final class PingResponder: ChannelDuplexHandler {
     private static let ackFlag: UInt8 = 0x1
 
     private var buffer: ByteBuffer?
-    private var prefaceSeen = false
+    private var prefaceSeen: Bool
+
+    public init(side: Side = .server) {
+        prefaceSeen = side == .client
+    }
 
     /// Passes bytes on as slices of what arrived (no copy), holding back only PING frames and an
     /// incomplete frame at the end.
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
         if !prefaceSeen {
