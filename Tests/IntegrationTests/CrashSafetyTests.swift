@@ -25,17 +25,21 @@ import Testing
             repairs += daemon.log.split(separator: "\n").filter { $0.contains("level=notice") }.map(String.init)
             try await Self.verify(daemon, snapshotter: snapshotter, round: round)
             // Work from two clients at once, then kill the daemon at a point that varies per round.
-            let counts = await withTaskGroup(of: (Int, Int).self) { group in
-                group.addTask { (await Self.snapshotWork(daemon, snapshotter: snapshotter, round: round), 0) }
-                group.addTask { (0, await Self.contentWork(daemon, round: round)) }
+            let snapshotRounds = Counter(), blobs = Counter()
+            await withTaskGroup { group in
+                group.addTask { await Self.snapshotWork(daemon, snapshotter: snapshotter, round: round, finished: snapshotRounds) }
+                group.addTask { await Self.contentWork(daemon, round: round, finished: blobs) }
                 group.addTask {
-                    try? await Task.sleep(for: .milliseconds(150 + 97 * round))
+                    // Once both loops are under way (however loaded the machine), kill at a
+                    // point that varies per round.
+                    for _ in 0..<400 where snapshotRounds.value < 2 || blobs.value < 2 {
+                        try? await Task.sleep(for: .milliseconds(25))
+                    }
+                    try? await Task.sleep(for: .milliseconds(37 * round))
                     kill(daemon.process.processIdentifier, SIGKILL)
-                    return (0, 0)
                 }
-                return await group.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
             }
-            done = (done.snapshots + counts.0, done.blobs + counts.1)
+            done = (done.snapshots + snapshotRounds.value, done.blobs + blobs.value)
             #expect(daemon.waitExit() == SIGKILL, "round \(round): berthd was killed, not stopped")
             kills += 1
         }
@@ -50,10 +54,9 @@ import Testing
         #expect(last.log.contains("level=error") == false, "no errors after the last restart:\n\(last.log)")
     }
 
-    /// Loops prepare → write → commit → view → remove until the daemon dies; returns the
+    /// Loops prepare → write → commit → view → remove until the daemon dies, counting the
     /// iterations finished.
-    static func snapshotWork(_ daemon: Daemon, snapshotter: String, round: Int) async -> Int {
-        let finished = Counter()
+    static func snapshotWork(_ daemon: Daemon, snapshotter: String, round: Int, finished: Counter) async {
         try? await withClient(daemon) { client in
             let snapshots = Snapshots(wrapping: client)
             _ = try? await snapshots.prepare(.with { $0.key = "base-active"; $0.snapshotter = snapshotter }, metadata: metadata)
@@ -78,13 +81,11 @@ import Testing
                 finished.add()
             }
         }
-        return finished.value
     }
 
     /// Loops 1 MiB ingests (every third left uncommitted, every other one deleted) until the
-    /// daemon dies; returns the ingests finished.
-    static func contentWork(_ daemon: Daemon, round: Int) async -> Int {
-        let finished = Counter()
+    /// daemon dies, counting the ingests finished.
+    static func contentWork(_ daemon: Daemon, round: Int, finished: Counter) async {
         try? await withClient(daemon) { client in
             let content = Content(wrapping: client)
             for i in 0..<10_000 {
@@ -108,7 +109,6 @@ import Testing
                 finished.add()
             }
         }
-        return finished.value
     }
 
     /// Checks that records, layers and blobs agree, then that the daemon still works.
