@@ -4,7 +4,7 @@
 import PackageDescription
 
 /// Each in-tree plugin is a shared object built exactly as a third party would build one.
-let pluginNames = ["Snapshotter", "Content", "RuntimeLinux", "RuntimeWindowsStub"]
+let pluginNames = ["Snapshotter", "Content", "Differ", "RuntimeLinux", "RuntimeWindowsStub"]
 
 let pluginProducts: [Product] = pluginNames.map {
     .library(name: "Berth\($0)", type: .dynamic, targets: [$0])
@@ -14,6 +14,8 @@ let pluginProducts: [Product] = pluginNames.map {
 let pluginExtras: [String: [Target.Dependency]] = [
     // BoringSSL's SHA-256 uses the CPU's SHA instructions where present.
     "Content": [.product(name: "Crypto", package: "swift-crypto")],
+    // zlib writes gzip layers; the layer's diff id is a SHA-256 like a blob's.
+    "Differ": ["CZlib", .product(name: "Crypto", package: "swift-crypto")],
 ]
 
 let pluginTargets: [Target] = pluginNames.map {
@@ -51,6 +53,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "Kernel",
             dependencies: [

@@ -4,8 +4,9 @@
 #   containerd      its `ctr` client drives berthd in the tests; its daemon is the benchmark anchor
 #   gcc             builds the C example plugin and the loader's test fixtures
 #   python3         runs the benchmark scripts
+#   zlib1g-dev      zlib, with which the differ plugin writes gzip layers
 set -euo pipefail
-packages=(libsqlite3-dev containerd gcc python3)
+packages=(libsqlite3-dev containerd gcc python3 zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

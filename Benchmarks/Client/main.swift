@@ -68,7 +68,7 @@ do {
         target: .unixDomainSocket(path: arguments[1], authority: "localhost"), transportSecurity: .plaintext,
         config: .defaults {
             $0.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-                channel.pipeline.addHandler(PingResponder(side: .client), position: .first)
+                channel.eventLoop.submit { try channel.pipeline.syncOperations.addHandler(PingResponder(side: .client), position: .first) }
             }
         }))
     try await withThrowingDiscardingTaskGroup { group in

@@ -37,6 +37,7 @@ public struct APIServer: Service {
             ContentGRPCService(content: storage.content),
             SnapshotsService(snapshots: storage.snapshots),
             LeasesService(leases: storage.leases),
+            DiffGRPCService(diff: storage.diff),
         ]
     }
 
@@ -55,7 +56,7 @@ public struct APIServer: Service {
                     $0.http2.maxFrameSize = 1 << 20
                     // Go clients (ctr) ping after each DATA frame they receive; see PingResponder.
                     $0.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                        channel.pipeline.addHandler(PingResponder(), position: .first)
+                        channel.eventLoop.submit { try channel.pipeline.syncOperations.addHandler(PingResponder(), position: .first) }
                     }
                 }),
             services: Self.services(for: kernel, storage: storage))

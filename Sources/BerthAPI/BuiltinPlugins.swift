@@ -27,6 +27,8 @@ public enum BuiltinPlugins {
                                      origin: .builtin { _ in Marker() })
         let leases = Registration(name: PluginName(type: .grpcService, id: "leases"), requires: [.metadata],
                                   origin: .builtin { _ in Marker() })
-        return core + [collector] + services + [snapshots, content, leases]
+        let diff = Registration(name: PluginName(type: .grpcService, id: "diff"), requires: [.metadata, .content],
+                                origin: .builtin { _ in Marker() })
+        return core + [collector] + services + [snapshots, content, leases, diff]
     }
 }

@@ -62,6 +62,8 @@ import Testing
             "io.containerd.grpc.v1.content": "ok",
             "io.containerd.grpc.v1.leases": "ok",
             "io.containerd.gc.v1.scheduler": "ok",
+            "io.containerd.grpc.v1.diff": "ok",
+            "io.containerd.differ.v1.walking": "ok",
             "io.containerd.runtime.v2.linux": "ok",
             "io.containerd.runtime.v2.windows": "skip",
             "io.containerd.snapshotter.v1.native": "ok",

@@ -77,6 +77,8 @@ final class Daemon: @unchecked Sendable {
         [plugins."io.containerd.content.v1.content"]
         path = "libBerthContent.so"
         required = true
+        [plugins."io.containerd.differ.v1.walking"]
+        path = "libBerthDiffer.so"
         [plugins."io.containerd.runtime.v2.linux"]
         path = "libBerthRuntimeLinux.so"
         required = true

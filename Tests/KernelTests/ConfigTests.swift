@@ -11,7 +11,8 @@ import Testing
         #expect(config.runtimeAliases["io.containerd.runc.v2"] == "io.containerd.runtime.v2.linux")
         let enabled = config.plugins.filter(\.enabled).map(\.name.description)
         #expect(enabled == [
-            "io.containerd.content.v1.content", "io.containerd.runtime.v2.linux", "io.containerd.runtime.v2.windows",
+            "io.containerd.content.v1.content", "io.containerd.differ.v1.walking", "io.containerd.runtime.v2.linux",
+            "io.containerd.runtime.v2.windows",
             "io.containerd.snapshotter.v1.native", "io.containerd.snapshotter.v1.overlayfs",
         ])
         #expect(config.plugins.first { $0.name.id == "overlayfs" }?.required == true)

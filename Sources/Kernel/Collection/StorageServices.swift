@@ -5,6 +5,7 @@ public struct StorageServices: Sendable {
     public let snapshots: SnapshotService
     public let content: ContentService
     public let leases: LeaseService
+    public let diff: DiffService
     /// Run it as a `Service` after the kernel; it waits for the plugins to start.
     public let collector: GarbageCollector
 
@@ -13,6 +14,7 @@ public struct StorageServices: Sendable {
         snapshots = SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
         content = ContentService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
         leases = LeaseService(metadata: kernel.metadata, collection: trigger)
+        diff = DiffService(content: content, plugins: kernel.plugins)
         collector = GarbageCollector(kernel: kernel, trigger: trigger, snapshots: snapshots, content: content, logger: logger)
     }
 }

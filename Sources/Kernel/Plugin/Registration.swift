@@ -16,6 +16,7 @@ public struct PluginType: Hashable, Sendable, Comparable, CustomStringConvertibl
     public static let event: PluginType = "io.containerd.event.v1"
     public static let grpcService: PluginType = "io.containerd.grpc.v1"
     public static let garbageCollector: PluginType = "io.containerd.gc.v1"
+    public static let differ: PluginType = "io.containerd.differ.v1"
 }
 
 /// The name of one registration: its type and its id, written `type.id` as containerd does.

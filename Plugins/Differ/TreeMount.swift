@@ -1,0 +1,82 @@
+import BerthPluginSDK
+import BerthProto
+import Foundation
+import Glibc
+
+/// A tree mounted read-only in a private folder for as long as a comparison needs it.
+///
+/// Mount lists come from a snapshotter's Mounts or View: one bind mount, or one overlay mount.
+/// Both are mounted read-only whatever their options say. An overlay's upper directory becomes
+/// its top lower directory, so that no upper or work directory is mounted a second time (the
+/// kernel refuses an upper directory in use by another overlay mount).
+final class TreeMount {
+    let path: String
+    private var mounted = false
+
+    /// Mounts `mounts` at a new folder under `parent`; an empty list is an empty folder.
+    init(_ mounts: [Containerd_Types_Mount], under parent: String) throws {
+        path = parent + "/tree-\(UUID().uuidString.prefix(12))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        guard let mount = mounts.first else { return }
+        guard mounts.count == 1 else {
+            throw PluginError(.invalidArgument, "cannot compare a tree of \(mounts.count) mounts; one bind or overlay mount is supported")
+        }
+        do {
+            try attach(mount)
+        } catch {
+            rmdir(path)
+            throw error
+        }
+    }
+
+    /// Unmounts (lazily, if something still holds it) and removes the folder.
+    func release() {
+        if mounted { umount2(path, Int32(MNT_DETACH)) }
+        rmdir(path)
+    }
+
+    private func attach(_ mount: Containerd_Types_Mount) throws {
+        switch mount.type {
+        case "bind", "rbind":
+            try bind(mount.source)
+        case "overlay":
+            let layers = try Self.layers(mount.options)
+            // overlayfs needs two lower directories to mount without an upper one.
+            if layers.count == 1 { return try bind(layers[0]) }
+            let data = "lowerdir=" + layers.joined(separator: ":")
+            try check(Glibc.mount("overlay", path, "overlay", UInt(MS_RDONLY), data), "mounting overlay (\(data.prefix(200)))")
+            mounted = true
+        default:
+            throw PluginError(.invalidArgument, "cannot mount type \"\(mount.type)\"; bind and overlay are supported")
+        }
+    }
+
+    private func bind(_ source: String) throws {
+        try check(Glibc.mount(source, path, nil, UInt(MS_BIND | MS_REC), nil), "bind-mounting \(source)")
+        mounted = true
+        try check(Glibc.mount(nil, path, nil, UInt(MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY), nil), "making \(source) read-only")
+    }
+
+    /// An overlay's layers, top first: its upper directory, then its lower directories.
+    static func layers(_ options: [String]) throws -> [String] {
+        var lower = [String]()
+        var upper: String?
+        for option in options {
+            if option.hasPrefix("lowerdir=") {
+                lower = option.dropFirst("lowerdir=".count).split(separator: ":").map(String.init)
+            } else if option.hasPrefix("upperdir=") {
+                upper = String(option.dropFirst("upperdir=".count))
+            }
+        }
+        let layers = (upper.map { [$0] } ?? []) + lower
+        guard !layers.isEmpty else { throw PluginError(.invalidArgument, "overlay mount without lowerdir or upperdir") }
+        return layers
+    }
+
+    private func check(_ result: Int32, _ what: String) throws {
+        guard result == 0 else {
+            let code = errno
+            throw PluginError(.invalidArgument, "\(what): \(String(cString: strerror(code)))")
+        }
+    }
+}

@@ -1,0 +1,2 @@
+// zlib's deflate, for writing gzip-compressed layers.
+#include <zlib.h>

@@ -1,0 +1,84 @@
+import BerthProto
+import Foundation
+import SwiftProtobuf
+
+/// The diff contract, kept by the kernel over a differ plugin.
+///
+/// Terms: `compare` takes two trees as mount lists (older, newer), has the differ plugin write
+/// the changes as a layer (tar, or tar+gzip, by media type), and moves the layer into the
+/// content store of `namespace` through an ordinary ingest, so that labels, the request's lease
+/// and `/content/create` behave as for any other blob. The committed blob carries
+/// `containerd.io/uncompressed` = the sha256 of the uncompressed tar, as containerd's does.
+///
+/// Worked example: `ctr snapshots diff b` views b's parent, then compares the view with b's
+/// mounts and reads the returned digest from the content store.
+///
+/// Repeats and absences: comparing again gives the same layer (the blob then already exists and
+/// its descriptor is returned); no differ plugin is `.unavailable`; a mount type the differ
+/// cannot mount is `.invalidArgument`; a media type it cannot write is `.unimplemented`.
+public struct DiffService: Sendable {
+    let content: ContentService
+    let plugins: PluginDirectory
+
+    public init(content: ContentService, plugins: PluginDirectory) {
+        self.content = content
+        self.plugins = plugins
+    }
+
+    /// What containerd writes when a request names no media type.
+    public static let defaultMediaType = "application/vnd.oci.image.layer.v1.tar+gzip"
+    /// The label naming a compressed blob's uncompressed digest (containerd's).
+    public static let uncompressedLabel = "containerd.io/uncompressed"
+
+    public typealias Mount = Containerd_Types_Mount
+
+    /// Writes the changes from `lower` to `upper` into the content store; returns the blob.
+    public func compare(namespace: String, lower: [Mount], upper: [Mount], mediaType: String, ref: String,
+                        labels: [String: String], lease: String) async throws -> Containerd_Types_Descriptor {
+        let mediaType = mediaType.isEmpty ? Self.defaultMediaType : mediaType
+        guard let differ = plugins.instance(of: .differ) else {
+            throw BerthError.unavailable("no differ plugin is running")
+        }
+        try Validation.labels(labels)
+        let layer = try await differ.call("/berth.diff.v1.Differ/Compare", Berth_Diff_V1_CompareRequest.with {
+            $0.lower = lower; $0.upper = upper; $0.mediaType = mediaType
+        }, as: Berth_Diff_V1_CompareReply.self)
+        defer { unlink(layer.path) }
+        var labels = labels
+        labels[Self.uncompressedLabel] = layer.uncompressedDigest
+        let (digest, size) = try await store(layer.path, namespace: namespace,
+                                             ref: ref.isEmpty ? "diff-\(UUID().uuidString.lowercased())" : ref,
+                                             labels: labels, lease: lease)
+        return .with { $0.mediaType = mediaType; $0.digest = digest; $0.size = size }
+    }
+
+    /// Ingests the file at `path` under `ref` and commits it; content the namespace already has
+    /// counts as stored.
+    private func store(_ path: String, namespace: String, ref: String, labels: [String: String],
+                       lease: String) async throws -> (String, Int64) {
+        guard let file = FileHandle(forReadingAtPath: path) else {
+            throw BerthError.internal("the differ's layer \(path) cannot be read")
+        }
+        defer { try? file.close() }
+        let writer = try await content.openWriter(namespace: namespace, ref: ref, total: 0, expected: "", lease: lease)
+        do {
+            var offset: Int64 = 0
+            while let chunk = try file.read(upToCount: 1 << 20), !chunk.isEmpty {
+                _ = try await writer.write(offset: offset, data: chunk, total: 0, expected: "")
+                offset += Int64(chunk.count)
+            }
+            let digest = try await writer.status().digest
+            do {
+                _ = try await writer.commit(size: offset, expected: digest, labels: labels)
+            } catch let error as BerthError where error.code == .alreadyExists {
+                try? await content.abort(namespace: namespace, ref: ref)
+            }
+            await writer.close()
+            return (digest, offset)
+        } catch {
+            await writer.close()
+            try? await content.abort(namespace: namespace, ref: ref)
+            throw error
+        }
+    }
+}
