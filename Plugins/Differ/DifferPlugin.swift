@@ -24,6 +24,9 @@ final class DifferPlugin: BerthPlugin {
         methods.unary("/berth.diff.v1.Differ/Compare", Berth_Diff_V1_CompareRequest.self) { request, _ in
             try Self.compare(request, work: work)
         }
+        methods.unary("/berth.diff.v1.Differ/Apply", Berth_Diff_V1_ApplyLayerRequest.self) { request, _ in
+            try Self.apply(request, work: work)
+        }
         self.methods = methods
     }
 
@@ -36,6 +39,27 @@ final class DifferPlugin: BerthPlugin {
             if name.hasPrefix("tree-") { umount2(path, Int32(MNT_DETACH)); rmdir(path) }
             if name.hasPrefix("layer-") { unlink(path) }
         }
+    }
+
+    static func apply(_ request: Berth_Diff_V1_ApplyLayerRequest, work: String) throws -> Berth_Diff_V1_ApplyLayerReply {
+        guard let gzip = mediaTypes[request.mediaType] else {
+            throw PluginError(.unimplemented, "media type \"\(request.mediaType)\" is not supported; use one of \(mediaTypes.keys.sorted().joined(separator: ", "))")
+        }
+        let target = try TreeMount(request.mounts, under: work, writable: true)
+        defer { target.release() }
+        let reader = try LayerReader(path: request.path, gzip: gzip)
+        let tar = TarReader(reader)
+        var applier = LayerApplier(root: target.path)
+        var entries: Int64 = 0
+        while let entry = try tar.next() {
+            try applier.apply(entry, from: tar)
+            entries += 1
+        }
+        try applier.finish()
+        // Read to the end, so that the digest covers the whole stream (padding after the end blocks).
+        var rest = [UInt8](repeating: 0, count: 1 << 16)
+        while try rest.withUnsafeMutableBytes({ try reader.read(into: $0) }) > 0 {}
+        return .with { $0.uncompressedDigest = reader.digest; $0.uncompressedSize = reader.total; $0.entries = entries }
     }
 
     static func compare(_ request: Berth_Diff_V1_CompareRequest, work: String) throws -> Berth_Diff_V1_CompareReply {

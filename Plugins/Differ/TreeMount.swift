@@ -3,18 +3,19 @@ import BerthProto
 import Foundation
 import Glibc
 
-/// A tree mounted read-only in a private folder for as long as a comparison needs it.
+/// A tree mounted in a private folder for as long as a comparison or an unpacking needs it.
 ///
 /// Mount lists come from a snapshotter's Mounts or View: one bind mount, or one overlay mount.
-/// Both are mounted read-only whatever their options say. An overlay's upper directory becomes
-/// its top lower directory, so that no upper or work directory is mounted a second time (the
-/// kernel refuses an upper directory in use by another overlay mount).
+/// For comparing, both are mounted read-only whatever their options say, and an overlay's upper
+/// directory becomes its top lower directory, so that no upper or work directory is mounted a
+/// second time (the kernel refuses an upper directory in use by another overlay mount). For
+/// unpacking (`writable`), the mount is made as given.
 final class TreeMount {
     let path: String
     private var mounted = false
 
     /// Mounts `mounts` at a new folder under `parent`; an empty list is an empty folder.
-    init(_ mounts: [Containerd_Types_Mount], under parent: String) throws {
+    init(_ mounts: [Containerd_Types_Mount], under parent: String, writable: Bool = false) throws {
         path = parent + "/tree-\(UUID().uuidString.prefix(12))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard let mount = mounts.first else { return }
@@ -22,7 +23,7 @@ final class TreeMount {
             throw PluginError(.invalidArgument, "cannot compare a tree of \(mounts.count) mounts; one bind or overlay mount is supported")
         }
         do {
-            try attach(mount)
+            if writable { try attachWritable(mount) } else { try attach(mount) }
         } catch {
             rmdir(path)
             throw error
@@ -49,6 +50,28 @@ final class TreeMount {
         default:
             throw PluginError(.invalidArgument, "cannot mount type \"\(mount.type)\"; bind and overlay are supported")
         }
+    }
+
+    private func attachWritable(_ mount: Containerd_Types_Mount) throws {
+        var flags: UInt = 0
+        var data = [String]()
+        for option in mount.options {
+            switch option {
+            case "ro": flags |= UInt(MS_RDONLY)
+            case "rw": break
+            case "bind": flags |= UInt(MS_BIND)
+            case "rbind": flags |= UInt(MS_BIND | MS_REC)
+            default: data.append(option)
+            }
+        }
+        if mount.type == "bind" || mount.type == "rbind" { flags |= UInt(MS_BIND | MS_REC) }
+        guard flags & UInt(MS_RDONLY) == 0 else {
+            throw PluginError(.invalidArgument, "cannot unpack onto a read-only mount of \(mount.source)")
+        }
+        let options = data.joined(separator: ",")
+        try check(Glibc.mount(mount.source, path, mount.type, flags, options.isEmpty ? nil : options),
+                  "mounting \(mount.type) \(mount.source)")
+        mounted = true
     }
 
     private func bind(_ source: String) throws {

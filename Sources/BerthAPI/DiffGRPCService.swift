@@ -19,6 +19,8 @@ struct DiffGRPCService: Containerd_Services_Diff_V1_Diff.ServiceProtocol {
     func apply(request: ServerRequest<Containerd_Services_Diff_V1_ApplyRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Diff_V1_ApplyResponse>
     {
-        throw RPCError(code: .unimplemented, message: "Diff.Apply is not served yet: applying layers arrives with image unpacking")
+        let applied = try await diff.apply(namespace: try RequestContext.namespace(request.metadata), diff: request.message.diff,
+                                           mounts: request.message.mounts)
+        return ServerResponse(message: .with { $0.applied = applied })
     }
 }

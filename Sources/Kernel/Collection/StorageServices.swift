@@ -14,7 +14,7 @@ public struct StorageServices: Sendable {
         snapshots = SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
         content = ContentService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
         leases = LeaseService(metadata: kernel.metadata, collection: trigger)
-        diff = DiffService(content: content, plugins: kernel.plugins)
+        diff = DiffService(content: content, plugins: kernel.plugins, scratch: kernel.config.state + "/io.containerd.grpc.v1.diff")
         collector = GarbageCollector(kernel: kernel, trigger: trigger, snapshots: snapshots, content: content, logger: logger)
     }
 }

@@ -10,6 +10,10 @@ import SwiftProtobuf
 /// and `/content/create` behave as for any other blob. The committed blob carries
 /// `containerd.io/uncompressed` = the sha256 of the uncompressed tar, as containerd's does.
 ///
+/// `apply` is the reverse: it unpacks a layer blob the namespace sees onto an active snapshot's
+/// mounts and answers the descriptor of the uncompressed layer (its diff id), which unpacking
+/// an image checks against the image config.
+///
 /// Worked example: `ctr snapshots diff b` views b's parent, then compares the view with b's
 /// mounts and reads the returned digest from the content store.
 ///
@@ -19,10 +23,13 @@ import SwiftProtobuf
 public struct DiffService: Sendable {
     let content: ContentService
     let plugins: PluginDirectory
+    /// Where a blob is copied for the differ to unpack.
+    let scratch: String
 
-    public init(content: ContentService, plugins: PluginDirectory) {
+    public init(content: ContentService, plugins: PluginDirectory, scratch: String) {
         self.content = content
         self.plugins = plugins
+        self.scratch = scratch
     }
 
     /// What containerd writes when a request names no media type.
@@ -50,6 +57,43 @@ public struct DiffService: Sendable {
                                              ref: ref.isEmpty ? "diff-\(UUID().uuidString.lowercased())" : ref,
                                              labels: labels, lease: lease)
         return .with { $0.mediaType = mediaType; $0.digest = digest; $0.size = size }
+    }
+
+    /// Unpacks layer `diff` onto `mounts`; answers the uncompressed layer's descriptor.
+    public func apply(namespace: String, diff: Containerd_Types_Descriptor, mounts: [Mount]) async throws -> Containerd_Types_Descriptor {
+        guard let differ = plugins.instance(of: .differ) else {
+            throw BerthError.unavailable("no differ plugin is running")
+        }
+        try ContentDigest.validate(diff.digest)
+        let blob = try await content.open(namespace: namespace, digest: diff.digest)
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let path = scratch + "/apply-\(UUID().uuidString)"
+        defer { unlink(path) }
+        try await copy(blob, to: path)
+        let mediaType = diff.mediaType.isEmpty ? Self.defaultMediaType : diff.mediaType
+        let reply = try await differ.call("/berth.diff.v1.Differ/Apply", Berth_Diff_V1_ApplyLayerRequest.with {
+            $0.mounts = mounts; $0.path = path; $0.mediaType = mediaType
+        }, as: Berth_Diff_V1_ApplyLayerReply.self)
+        return .with {
+            $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
+            $0.digest = reply.uncompressedDigest
+            $0.size = reply.uncompressedSize
+        }
+    }
+
+    private func copy(_ blob: ContentBlob, to path: String) async throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let file = FileHandle(forWritingAtPath: path) else {
+            throw BerthError.internal("cannot create \(path) to unpack content \(blob.record.digest)")
+        }
+        defer { try? file.close() }
+        var offset: Int64 = 0
+        while offset < blob.record.size {
+            let data = try await blob.read(offset: offset, size: min(1 << 20, blob.record.size - offset))
+            guard !data.isEmpty else { break }
+            try file.write(contentsOf: data)
+            offset += Int64(data.count)
+        }
     }
 
     /// Ingests the file at `path` under `ref` and commits it; content the namespace already has

@@ -13,9 +13,12 @@
 /// The plugin mounts trees and walks them; the kernel owns the content store's records, leases
 /// and labels. Compare writes the layer into a file the plugin chooses under its state folder
 /// and names it in the reply; the kernel moves it into the content store and removes the file.
-/// Methods:
+/// Apply is the reverse: the kernel copies the blob into a file and names it; the plugin
+/// unpacks it onto the mounted tree. Methods:
 ///   /berth.diff.v1.Differ/Compare  CompareRequest -> CompareReply
 ///     INVALID_ARGUMENT for a mount it cannot mount, UNIMPLEMENTED for a media type it cannot write.
+///   /berth.diff.v1.Differ/Apply    ApplyLayerRequest -> ApplyLayerReply
+///     INVALID_ARGUMENT for a malformed archive or an entry that would leave the tree.
 
 import SwiftProtobuf
 
@@ -60,6 +63,42 @@ public nonisolated struct Berth_Diff_V1_CompareReply: Sendable {
   public var uncompressedDigest: String = String()
 
   /// Entries written, whiteouts included.
+  public var entries: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_ApplyLayerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The tree to change: an active snapshot's mounts.
+  public var mounts: [Containerd_Types_Mount] = []
+
+  /// The layer blob, as a file the plugin may read.
+  public var path: String = String()
+
+  /// Its media type: tar or tar+gzip.
+  public var mediaType: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_ApplyLayerReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// sha256 and size of the uncompressed tar.
+  public var uncompressedDigest: String = String()
+
+  public var uncompressedSize: Int64 = 0
+
   public var entries: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -145,6 +184,86 @@ nonisolated extension Berth_Diff_V1_CompareReply: SwiftProtobuf.Message, SwiftPr
   public static func ==(lhs: Berth_Diff_V1_CompareReply, rhs: Berth_Diff_V1_CompareReply) -> Bool {
     if lhs.path != rhs.path {return false}
     if lhs.uncompressedDigest != rhs.uncompressedDigest {return false}
+    if lhs.entries != rhs.entries {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_ApplyLayerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApplyLayerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mounts\0\u{1}path\0\u{3}media_type\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.mounts) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.mediaType) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.mounts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mounts, fieldNumber: 1)
+    }
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 2)
+    }
+    if !self.mediaType.isEmpty {
+      try visitor.visitSingularStringField(value: self.mediaType, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_ApplyLayerRequest, rhs: Berth_Diff_V1_ApplyLayerRequest) -> Bool {
+    if lhs.mounts != rhs.mounts {return false}
+    if lhs.path != rhs.path {return false}
+    if lhs.mediaType != rhs.mediaType {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_ApplyLayerReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ApplyLayerReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}uncompressed_digest\0\u{3}uncompressed_size\0\u{1}entries\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.uncompressedDigest) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.uncompressedSize) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.entries) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.uncompressedDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.uncompressedDigest, fieldNumber: 1)
+    }
+    if self.uncompressedSize != 0 {
+      try visitor.visitSingularInt64Field(value: self.uncompressedSize, fieldNumber: 2)
+    }
+    if self.entries != 0 {
+      try visitor.visitSingularInt64Field(value: self.entries, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_ApplyLayerReply, rhs: Berth_Diff_V1_ApplyLayerReply) -> Bool {
+    if lhs.uncompressedDigest != rhs.uncompressedDigest {return false}
+    if lhs.uncompressedSize != rhs.uncompressedSize {return false}
     if lhs.entries != rhs.entries {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -1,0 +1,112 @@
+import BerthAPI
+import BerthProto
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Testing
+
+/// Diff.Apply over gRPC: a layer made by Diff unpacks onto a fresh snapshot and reproduces the
+/// tree; layers that try to leave the tree are refused and change nothing outside it.
+@Suite(.serialized) struct DiffApplyTests {
+    typealias Diff = Containerd_Services_Diff_V1_Diff.Client<HTTP2ClientTransport.Posix>
+    typealias Snapshots = Containerd_Services_Snapshots_V1_Snapshots.Client<HTTP2ClientTransport.Posix>
+    typealias Content = Containerd_Services_Content_V1_Content.Client<HTTP2ClientTransport.Posix>
+    typealias Leases = Containerd_Services_Leases_V1_Leases.Client<HTTP2ClientTransport.Posix>
+
+    @Test(arguments: ["overlayfs", "native"])
+    func apply_layerFromDiff_reproducesTheTree_andHostileLayersAreRefused(snapshotter: String) async throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let target = daemon.directory + "/mnt"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        func ctr(_ arguments: String...) throws -> RunResult {
+            try daemon.ctr(["snapshots", "--snapshotter", snapshotter] + arguments, namespace: "apply")
+        }
+        func sh(_ script: String) throws -> String {
+            let result = try run("/bin/sh", ["-ec", script])
+            #expect(result.status == 0, "\(script): \(result.stderr)")
+            return result.stdout
+        }
+        /// Mounts `key` at the target, runs `script` in it, unmounts; returns its output.
+        @discardableResult
+        func inside(_ key: String, _ script: String) throws -> String {
+            let mount = try ctr("mounts", target, key).stdout.trimmingCharacters(in: .newlines)
+            return try sh("\(mount); cd \(target); \(script); cd /; umount \(target)")
+        }
+        #expect(try ctr("prepare", "a").status == 0)
+        try inside("a", "mkdir dir keep; echo one > file1; echo two > dir/file2; ln -s file1 link; echo k > keep/k; chmod 4755 file1")
+        #expect(try ctr("commit", "base", "a").status == 0)
+        #expect(try ctr("prepare", "b", "base").status == 0)
+        try inside("b", "echo one-changed > file1; rm dir/file2; echo three > file3; mkdir newdir; rm -rf keep; mkdir keep; echo again > keep/again; mkfifo pipe")
+        #expect(try ctr("prepare", "c", "base").status == 0)
+        #expect(try ctr("prepare", "hostile", "base").status == 0)
+
+        var metadata = Metadata()
+        metadata.addString("apply", forKey: "containerd-namespace")
+        let plain = metadata
+        metadata.addString("keep", forKey: "containerd-lease")
+        let leased = metadata
+        let tree = "find . -printf '%p %y %m %s %l\\n' | sort"
+
+        try await CrashSafetyTests.withClient(daemon) { client in
+            let diff = Diff(wrapping: client), snapshots = Snapshots(wrapping: client), content = Content(wrapping: client)
+            _ = try await Leases(wrapping: client).create(.with { $0.id = "keep" }, metadata: plain)
+            let lower = try await snapshots.view(.with { $0.key = "base-view"; $0.parent = "base"; $0.snapshotter = snapshotter }, metadata: plain).mounts
+            let upper = try await snapshots.mounts(.with { $0.key = "b"; $0.snapshotter = snapshotter }, metadata: plain).mounts
+            let layer = try await diff.diff(.with { $0.left = lower; $0.right = upper }, metadata: leased).diff
+            let info = try await content.info(.with { $0.digest = layer.digest }, metadata: plain).info
+
+            let cMounts = try await snapshots.mounts(.with { $0.key = "c"; $0.snapshotter = snapshotter }, metadata: plain).mounts
+            let applied = try await diff.apply(.with { $0.diff = layer; $0.mounts = cMounts }, metadata: plain).applied
+            #expect(applied.digest == info.labels["containerd.io/uncompressed"])
+            #expect(applied.mediaType == "application/vnd.oci.image.layer.v1.tar")
+
+            // c now holds what b holds.
+            #expect(try inside("c", tree) == (try inside("b", tree)))
+            let facts = try inside("c", "cat file1 keep/again; readlink link; stat -c %a file1; test -p pipe && echo fifo")
+            #expect(facts == "one-changed\nagain\nfile1\n4755\nfifo\n", "setuid survives (root's write keeps it)")
+
+            // Hostile layers: a path with "..", and a file written through a symlinked parent.
+            let outside = daemon.directory + "/outside"
+            try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+            let hMounts = try await snapshots.mounts(.with { $0.key = "hostile"; $0.snapshotter = snapshotter }, metadata: plain).mounts
+            for (name, members) in [("dotdot", "[('../../escape', 'file', '')]"),
+                                    ("symlink", "[('evil', 'link', '\(outside)'), ('evil/pwned', 'file', '')]")] {
+                let path = daemon.directory + "/\(name).tar.gz"
+                _ = try sh("""
+                    python3 -c "
+                    import tarfile, io
+                    with tarfile.open('\(path)', 'w:gz') as t:
+                        for name, kind, target in \(members):
+                            i = tarfile.TarInfo(name)
+                            if kind == 'link':
+                                i.type = tarfile.SYMTYPE; i.linkname = target; t.addfile(i)
+                            else:
+                                data = b'x'; i.size = 1; t.addfile(i, io.BytesIO(data))
+                    "
+                    """)
+                let digest = try BadInputTests.sha256(try Data(contentsOf: URL(fileURLWithPath: path)))
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+                try await CollectionRaceTests.commit(content, bytes, digest: digest, ref: name, metadata: leased)
+                do {
+                    _ = try await diff.apply(.with {
+                        $0.diff = .with { $0.digest = digest; $0.mediaType = "application/vnd.oci.image.layer.v1.tar+gzip"; $0.size = Int64(bytes.count) }
+                        $0.mounts = hMounts
+                    }, metadata: plain)
+                    Issue.record("\(name): a hostile layer was applied")
+                } catch let error as RPCError {
+                    #expect(error.code == .invalidArgument, "\(name): \(error.message)")
+                }
+            }
+            #expect(!FileManager.default.fileExists(atPath: daemon.directory + "/escape"))
+            #expect(!FileManager.default.fileExists(atPath: outside + "/pwned"))
+
+            let missing = try? await diff.apply(.with {
+                $0.diff = .with { $0.digest = "sha256:" + String(repeating: "e", count: 64) }
+                $0.mounts = hMounts
+            }, metadata: plain)
+            #expect(missing == nil)
+        }
+    }
+}
