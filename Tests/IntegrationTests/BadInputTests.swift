@@ -18,21 +18,10 @@ import Testing
         let daemon = try Daemon()
         try daemon.waitReady()
         defer { _ = daemon.stop() }
-        try await CrashSafetyTests.withClient(daemon) { client in
+        try await withClient(daemon) { client in
             try await body(Snapshots(wrapping: client), Content(wrapping: client), daemon)
         }
         #expect(!daemon.log.contains("level=critical"))
-    }
-
-    private func failure(_ body: () async throws -> Void) async -> (RPCError.Code, String)? {
-        do {
-            try await body()
-            return nil
-        } catch let error as RPCError {
-            return (error.code, error.message)
-        } catch {
-            return nil
-        }
     }
 
     @Test func write_clientGivesUpMidStream_ingestIsReleasedAndResumes() async throws {
@@ -90,7 +79,7 @@ import Testing
                 try await response.messages.reduce(0) { $0 + $1.data.count }
             }
             #expect(whole == bytes.count)
-            let beyond = await failure {
+            let beyond = await rpcFailure {
                 _ = try await content.read(.with { $0.digest = digest; $0.offset = Int64(bytes.count) + 1 }, metadata: Self.metadata) { response in
                     for try await _ in response.messages {}
                 }
@@ -102,12 +91,12 @@ import Testing
     @Test func labels_oversizedOrEmptyKey_areRefused_manySmallOnesAccepted() async throws {
         try await withClients { snapshots, content, _ in
             let huge = String(repeating: "x", count: 5000)
-            let big = await failure {
+            let big = await rpcFailure {
                 _ = try await snapshots.prepare(.with { $0.key = "k"; $0.labels = ["big": huge] }, metadata: Self.metadata)
             }
             #expect(big?.0 == .invalidArgument)
             #expect(big?.1 == "label \"big\": key and value are larger than 4096 bytes")
-            let emptyKey = await failure {
+            let emptyKey = await rpcFailure {
                 _ = try await snapshots.prepare(.with { $0.key = "k"; $0.labels = ["": "v"] }, metadata: Self.metadata)
             }
             #expect(emptyKey?.0 == .invalidArgument)
@@ -123,7 +112,7 @@ import Testing
             #expect(info.labels == many)
 
             let digest = "sha256:" + String(repeating: "0", count: 64)
-            let update = await failure {
+            let update = await rpcFailure {
                 _ = try await content.update(.with { $0.info.digest = digest; $0.info.labels = ["big": huge] }, metadata: Self.metadata)
             }
             #expect(update?.0 == .notFound, "no content \(digest) here: \(String(describing: update))")
@@ -151,7 +140,7 @@ import Testing
                  }, onResponse: { response in for try await _ in response.messages {} }) }),
             ]
             for (name, code, message, body) in cases {
-                let error = await failure(body)
+                let error = await rpcFailure(body)
                 #expect(error?.0 == code, "\(name)")
                 #expect(error?.1 == message, "\(name)")
             }

@@ -42,7 +42,7 @@ import Testing
         defer { _ = daemon.stop() }
         let shared = Data((0..<(256 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) })
         let digest = try BadInputTests.sha256(shared)
-        try await CrashSafetyTests.withClient(daemon) { client in
+        try await withClient(daemon) { client in
             let content = Content(wrapping: client)
             let snapshots = Snapshots(wrapping: client)
             let leases = Leases(wrapping: client)

@@ -157,15 +157,6 @@ import Testing
         }
         return paths.filter { $0.hasPrefix("/") }
     }
-
-    static func withClient(_ daemon: Daemon, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void) async throws {
-        let client = GRPCClient(transport: try .http2NIOPosix(target: .unixDomainSocket(path: daemon.socket), transportSecurity: .plaintext))
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await client.runConnections() }
-            defer { client.beginGracefulShutdown() }
-            try await body(client)
-        }
-    }
 }
 
 /// A count shared with a `@Sendable` closure.

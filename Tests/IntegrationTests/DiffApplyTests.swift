@@ -49,7 +49,7 @@ import Testing
         let leased = metadata
         let tree = "find . -printf '%p %y %m %s %l\\n' | sort"
 
-        try await CrashSafetyTests.withClient(daemon) { client in
+        try await withClient(daemon) { client in
             let diff = Diff(wrapping: client), snapshots = Snapshots(wrapping: client), content = Content(wrapping: client)
             _ = try await Leases(wrapping: client).create(.with { $0.id = "keep" }, metadata: plain)
             let lower = try await snapshots.view(.with { $0.key = "base-view"; $0.parent = "base"; $0.snapshotter = snapshotter }, metadata: plain).mounts

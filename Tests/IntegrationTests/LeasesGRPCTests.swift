@@ -23,11 +23,7 @@ import Testing
         let daemon = try Daemon()
         try daemon.waitReady()
         defer { _ = daemon.stop() }
-        let client = GRPCClient(transport: try .http2NIOPosix(target: .unixDomainSocket(path: daemon.socket),
-                                                               transportSecurity: .plaintext))
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await client.runConnections() }
-            defer { client.beginGracefulShutdown() }
+        try await withClient(daemon) { client in
             try await body(Clients(leases: Leases(wrapping: client), snapshots: Snapshots(wrapping: client), content: Content(wrapping: client)))
         }
     }
@@ -37,17 +33,6 @@ import Testing
         var metadata = namespace
         metadata.addString(lease, forKey: "containerd-lease")
         return metadata
-    }
-
-    private func failure(_ body: () async throws -> Void) async -> (RPCError.Code, String)? {
-        do {
-            try await body()
-            return nil
-        } catch let error as RPCError {
-            return (error.code, error.message)
-        } catch {
-            return nil
-        }
     }
 
     /// Writes `data` through a Write stream and commits it.
@@ -76,22 +61,22 @@ import Testing
             #expect(resources.map { "\($0.type) \($0.id)" } == ["content \(digest)", "snapshots/overlayfs layer"])
 
             // A mistyped lease is refused and nothing is made.
-            let ghost = await failure {
+            let ghost = await rpcFailure {
                 _ = try await c.snapshots.prepare(.with { $0.key = "orphan"; $0.snapshotter = "overlayfs" }, metadata: Self.under("ghost"))
             }
             #expect(ghost?.0 == .notFound && ghost?.1 == "lease \"ghost\": not found")
-            let orphan = await failure { _ = try await c.snapshots.stat(.with { $0.key = "orphan"; $0.snapshotter = "overlayfs" }, metadata: Self.namespace) }
+            let orphan = await rpcFailure { _ = try await c.snapshots.stat(.with { $0.key = "orphan"; $0.snapshotter = "overlayfs" }, metadata: Self.namespace) }
             #expect(orphan?.0 == .notFound)
 
             // Sync delete: the content goes; "layer" stays because active "mine" is built on it.
             try await c.leases.delete(.with { $0.id = "pull"; $0.sync = true }, metadata: Self.namespace)
-            let info = await failure { _ = try await c.content.info(.with { $0.digest = digest }, metadata: Self.namespace) }
+            let info = await rpcFailure { _ = try await c.content.info(.with { $0.digest = digest }, metadata: Self.namespace) }
             #expect(info?.0 == .notFound)
             _ = try await c.snapshots.stat(.with { $0.key = "layer"; $0.snapshotter = "overlayfs" }, metadata: Self.namespace)
             _ = try await c.snapshots.remove(.with { $0.key = "mine"; $0.snapshotter = "overlayfs" }, metadata: Self.namespace)
             _ = try await c.leases.create(.with { $0.id = "sync" }, metadata: Self.namespace)
             try await c.leases.delete(.with { $0.id = "sync"; $0.sync = true }, metadata: Self.namespace)
-            let layer = await failure { _ = try await c.snapshots.stat(.with { $0.key = "layer"; $0.snapshotter = "overlayfs" }, metadata: Self.namespace) }
+            let layer = await rpcFailure { _ = try await c.snapshots.stat(.with { $0.key = "layer"; $0.snapshotter = "overlayfs" }, metadata: Self.namespace) }
             #expect(layer?.0 == .notFound)
         }
     }
@@ -112,22 +97,22 @@ import Testing
             let listed = try await c.leases.listResources(.with { $0.id = id }, metadata: Self.namespace).resources
             #expect(listed.map { "\($0.type) \($0.id)" } == ["content \(digest)", "snapshots/native k"])
 
-            let badType = await failure {
+            let badType = await rpcFailure {
                 try await c.leases.addResource(.with { $0.id = id; $0.resource = .with { $0.type = "images"; $0.id = "x" } }, metadata: Self.namespace)
             }
             #expect(badType?.0 == .unimplemented)
-            let badDigest = await failure {
+            let badDigest = await rpcFailure {
                 try await c.leases.addResource(.with { $0.id = id; $0.resource = .with { $0.type = "content"; $0.id = "md5:x" } }, metadata: Self.namespace)
             }
             #expect(badDigest?.0 == .invalidArgument)
-            let missing = await failure { _ = try await c.leases.listResources(.with { $0.id = "ghost" }, metadata: Self.namespace) }
+            let missing = await rpcFailure { _ = try await c.leases.listResources(.with { $0.id = "ghost" }, metadata: Self.namespace) }
             #expect(missing?.0 == .notFound && missing?.1 == "lease \"ghost\": not found")
-            let badExpiry = await failure {
+            let badExpiry = await rpcFailure {
                 _ = try await c.leases.create(.with { $0.id = "x"; $0.labels = ["containerd.io/gc.expire": "tomorrow"] }, metadata: Self.namespace)
             }
             #expect(badExpiry?.0 == .invalidArgument)
             #expect(badExpiry?.1 == "lease \"x\": label containerd.io/gc.expire=\"tomorrow\" is not an RFC 3339 time")
-            let noNamespace = await failure { _ = try await c.leases.list(.with { _ in }) }
+            let noNamespace = await rpcFailure { _ = try await c.leases.list(.with { _ in }) }
             #expect(noNamespace?.0 == .failedPrecondition)
         }
     }
@@ -146,7 +131,7 @@ import Testing
                 gone = try await c.leases.list(.with { _ in }, metadata: Self.namespace).leases.isEmpty
             }
             #expect(gone, "the lease expired")
-            let info = await failure { _ = try await c.content.info(.with { $0.digest = digest }, metadata: Self.namespace) }
+            let info = await rpcFailure { _ = try await c.content.info(.with { $0.digest = digest }, metadata: Self.namespace) }
             #expect(info?.0 == .notFound)
         }
     }

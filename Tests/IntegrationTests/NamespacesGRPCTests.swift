@@ -14,24 +14,7 @@ import Testing
         let daemon = try Daemon()
         try daemon.waitReady()
         defer { _ = daemon.stop() }
-        let client = GRPCClient(transport: try .http2NIOPosix(target: .unixDomainSocket(path: daemon.socket),
-                                                               transportSecurity: .plaintext))
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await client.runConnections() }
-            defer { client.beginGracefulShutdown() }
-            try await body(Service.Client(wrapping: client))
-        }
-    }
-
-    private func code(_ body: () async throws -> Void) async -> (RPCError.Code, String)? {
-        do {
-            try await body()
-            return nil
-        } catch let error as RPCError {
-            return (error.code, error.message)
-        } catch {
-            return nil
-        }
+        try await withClient(daemon) { client in try await body(Service.Client(wrapping: client)) }
     }
 
     @Test func namespaces_overGRPC_answerContainerdStatusCodes() async throws {
@@ -41,15 +24,15 @@ import Testing
             let got = try await ns.get(.with { $0.name = "alpha" })
             #expect(got.namespace.name == "alpha")
 
-            let duplicate = await code { _ = try await ns.create(.with { $0.namespace.name = "alpha" }) }
+            let duplicate = await rpcFailure { _ = try await ns.create(.with { $0.namespace.name = "alpha" }) }
             #expect(duplicate?.0 == .alreadyExists)
             #expect(duplicate?.1 == "namespace \"alpha\": already exists")
-            let missing = await code { _ = try await ns.get(.with { $0.name = "ghost" }) }
+            let missing = await rpcFailure { _ = try await ns.get(.with { $0.name = "ghost" }) }
             #expect(missing?.0 == .notFound)
             #expect(missing?.1 == "namespace \"ghost\": not found")
-            let empty = await code { _ = try await ns.create(.with { $0.namespace.name = "" }) }
+            let empty = await rpcFailure { _ = try await ns.create(.with { $0.namespace.name = "" }) }
             #expect(empty?.0 == .invalidArgument)
-            let badMask = await code {
+            let badMask = await rpcFailure {
                 _ = try await ns.update(.with { $0.namespace.name = "alpha"; $0.updateMask.paths = ["name"] })
             }
             #expect(badMask?.0 == .invalidArgument)
@@ -59,7 +42,7 @@ import Testing
             let filtered = try await ns.list(.with { $0.filter = "labels.n==1" })
             #expect(filtered.namespaces.map(\.name) == ["alpha"])
             _ = try await ns.delete(.with { $0.name = "alpha" })
-            let gone = await code { _ = try await ns.delete(.with { $0.name = "alpha" }) }
+            let gone = await rpcFailure { _ = try await ns.delete(.with { $0.name = "alpha" }) }
             #expect(gone?.0 == .notFound)
         }
     }
