@@ -5,8 +5,9 @@
 #   gcc             builds the C example plugin and the loader's test fixtures
 #   python3         runs the benchmark scripts
 #   zlib1g-dev      zlib, with which the differ plugin writes gzip layers
+#   umoci, busybox-static  build the OCI image the image tests import, offline
 set -euo pipefail
-packages=(libsqlite3-dev containerd gcc python3 zlib1g-dev)
+packages=(libsqlite3-dev containerd gcc python3 zlib1g-dev umoci busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

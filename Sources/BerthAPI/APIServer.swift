@@ -38,6 +38,7 @@ public struct APIServer: Service {
             SnapshotsService(snapshots: storage.snapshots),
             LeasesService(leases: storage.leases),
             DiffGRPCService(diff: storage.diff),
+            ImagesService(images: storage.images),
         ]
     }
 

@@ -29,6 +29,8 @@ public enum BuiltinPlugins {
                                   origin: .builtin { _ in Marker() })
         let diff = Registration(name: PluginName(type: .grpcService, id: "diff"), requires: [.metadata, .content],
                                 origin: .builtin { _ in Marker() })
-        return core + [collector] + services + [snapshots, content, leases, diff]
+        let images = Registration(name: PluginName(type: .grpcService, id: "images"), requires: [.metadata],
+                                  origin: .builtin { _ in Marker() })
+        return core + [collector] + services + [snapshots, content, leases, diff, images]
     }
 }

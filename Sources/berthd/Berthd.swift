@@ -94,7 +94,7 @@ struct Berthd: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: metadataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let metadataPath = metadataDirectory + "/meta.db"
-        let metadata = try MetadataStore(path: metadataPath, schemas: [.snapshots, .content, .leases])
+        let metadata = try MetadataStore(path: metadataPath, schemas: [.snapshots, .content, .leases, .images])
         let events = EventBus()
         let kernel = Kernel(config: config, events: events, metadata: metadata,
                             builtins: BuiltinPlugins.registrations(metadataPath: metadataPath), logger: logger)

@@ -63,6 +63,7 @@ import Testing
             "io.containerd.grpc.v1.leases": "ok",
             "io.containerd.gc.v1.scheduler": "ok",
             "io.containerd.grpc.v1.diff": "ok",
+            "io.containerd.grpc.v1.images": "ok",
             "io.containerd.differ.v1.walking": "ok",
             "io.containerd.runtime.v2.linux": "ok",
             "io.containerd.runtime.v2.windows": "skip",

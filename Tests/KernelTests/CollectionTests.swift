@@ -9,7 +9,7 @@ import Testing
     static let digests = (0..<8).map { "sha256:" + String(repeating: String($0), count: 64) }
 
     init() throws {
-        store = try MetadataStore(path: TestSupport.temporaryDirectory("gc") + "/meta.db", schemas: [.snapshots, .content, .leases])
+        store = try MetadataStore(path: TestSupport.temporaryDirectory("gc") + "/meta.db", schemas: [.snapshots, .content, .leases, .images])
     }
 
     private func content(_ index: Int, _ labels: [String: String] = [:], lease: String = "", namespace: String? = nil) async throws {
@@ -118,6 +118,21 @@ import Testing
         let result = try await store.collectGarbage()
         #expect(result.contents == ["\(ns)/\(Self.digests[1])"])
         #expect(result.unrecordedDigests == [], "the blob is still recorded in namespace other")
+    }
+
+    @Test func collect_imageTarget_andWhatImageLabelsReference_areKeptUntilTheImageGoes() async throws {
+        try await content(0, ["containerd.io/gc.ref.content.config": Self.digests[1]])
+        try await content(1, ["containerd.io/gc.ref.snapshot.overlayfs": "chain"])
+        try await content(2)
+        try await snapshot("extract", commitAs: "chain")
+        _ = try await store.createImage(namespace: ns, ImageRecord(
+            name: "docker.io/library/x:latest", labels: ["containerd.io/gc.ref.content.extra": Self.digests[2]],
+            target: .init(mediaType: "application/vnd.oci.image.manifest.v1+json", digest: Self.digests[0], size: 1)))
+        #expect(try await store.collectGarbage() == CollectionResult())
+        try await store.deleteImage(namespace: ns, name: "docker.io/library/x:latest")
+        let result = try await store.collectGarbage()
+        #expect(result.unrecordedDigests == [Self.digests[0], Self.digests[1], Self.digests[2]])
+        #expect(result.snapshots.count == 1, "the unpacked snapshot the config referenced")
     }
 
     @Test func leases_refusals_haveCodesAndNames() async throws {

@@ -24,7 +24,8 @@ public struct CollectionResult: Sendable, Equatable {
 /// Mark and sweep over the metadata store, in one transaction so that no create, commit or
 /// label change can interleave between deciding what is unreachable and deleting it.
 ///
-/// Roots: objects labelled `containerd.io/gc.root`; everything an unexpired lease names;
+/// Roots: objects labelled `containerd.io/gc.root`; everything an unexpired lease names; each
+/// image's target and what the image's labels reference;
 /// active snapshots and views made outside a lease (a client that prepared or viewed a
 /// snapshot is using it until it removes it; containerd instead collects them, which loses a
 /// fresh `ctr snapshots view`, containerd#11908). Edges: a snapshot's parent, and the
@@ -89,6 +90,8 @@ struct CollectionGraph {
     var contents = [String: [String: String]]()
     /// Objects unexpired leases hold, with whether their label references count.
     var leased = [(node: Node, followLabels: Bool)]()
+    /// Objects images hold: their targets and what their labels reference.
+    var imageRoots = [(node: Node, followLabels: Bool)]()
     var expiredLeases = [(namespace: String, id: String)]()
     var nextExpiry: Date?
 
@@ -108,6 +111,15 @@ struct CollectionGraph {
                 throw .dataLoss("metadata database: unreadable content row")
             }
             contents["\(namespace)/\(digest)"] = labels
+        }
+        if try !db.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='images'").isEmpty {
+            for row in try db.query("SELECT namespace, digest, labels FROM images") {
+                guard let namespace = row[0].text, let digest = row[1].text, let labels = store.decodeLabels(row[2].text) else {
+                    throw .dataLoss("metadata database: unreadable image row")
+                }
+                imageRoots.append((.content("\(namespace)/\(digest)"), true))
+                imageRoots += references(labels, namespace: namespace)
+            }
         }
         var flat = Set<String>()
         for row in try db.query("SELECT namespace, id, labels FROM leases") {
@@ -140,7 +152,7 @@ struct CollectionGraph {
             work.append((.snapshot(id), true))
         }
         for (key, labels) in contents where labels[CollectionLabel.root] != nil { work.append((.content(key), true)) }
-        work += leased
+        work += leased + imageRoots
         // A node reached first without its labels may be reached again with them.
         var reached = [Node: Bool]()
         while let (node, follow) = work.popLast() {

@@ -6,6 +6,7 @@ public struct StorageServices: Sendable {
     public let content: ContentService
     public let leases: LeaseService
     public let diff: DiffService
+    public let images: ImageService
     /// Run it as a `Service` after the kernel; it waits for the plugins to start.
     public let collector: GarbageCollector
 
@@ -14,6 +15,7 @@ public struct StorageServices: Sendable {
         snapshots = SnapshotService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
         content = ContentService(metadata: kernel.metadata, plugins: kernel.plugins, events: kernel.events, collection: trigger)
         leases = LeaseService(metadata: kernel.metadata, collection: trigger)
+        images = ImageService(metadata: kernel.metadata, events: kernel.events, collection: trigger)
         diff = DiffService(content: content, plugins: kernel.plugins, scratch: kernel.config.state + "/io.containerd.grpc.v1.diff")
         collector = GarbageCollector(kernel: kernel, trigger: trigger, snapshots: snapshots, content: content, logger: logger)
     }

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+
+/// `ctr images` and `ctr snapshots unpack` against berthd with an OCI image built offline
+/// (umoci, busybox-static). Outputs match what containerd 1.6.20 printed for the same image
+/// and commands on this machine, down to the unpacked snapshot's chain id and the blob count.
+@Suite(.serialized) struct CtrImagesTests {
+    /// An OCI layout tarball holding busybox and a greeting, and its manifest digest.
+    static func buildImage(in directory: String) throws -> (tarball: String, manifest: String) {
+        let script = """
+            cd \(directory)
+            umoci init --layout oci
+            umoci new --image oci:latest
+            umoci unpack --rootless --image oci:latest bundle
+            mkdir -p bundle/rootfs/bin
+            cp /bin/busybox bundle/rootfs/bin/busybox
+            ln -s busybox bundle/rootfs/bin/sh
+            echo hello > bundle/rootfs/greeting
+            umoci repack --image oci:latest bundle
+            cd oci && tar -cf ../image.tar .
+            """
+        let built = try run("/bin/sh", ["-ec", script])
+        guard built.status == 0 else { throw Failure("building the test image failed: \(built.stderr)") }
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/oci/index.json"))) as? [String: Any]
+        guard let manifests = index?["manifests"] as? [[String: Any]], let digest = manifests.first?["digest"] as? String else {
+            throw Failure("the test image has no manifest")
+        }
+        return (directory + "/image.tar", digest)
+    }
+
+    @Test func ctrImages_importUnpackCheckLabelTagRemove_behaveAsContainerd() throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let (tarball, manifest) = try Self.buildImage(in: daemon.directory)
+        func ctr(_ arguments: String...) throws -> RunResult { try daemon.ctr(arguments, namespace: "img") }
+
+        let imported = try ctr("images", "import", "--base-name", "docker.io/library/bb", tarball)
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout == "unpacking docker.io/library/bb:latest (\(manifest))...done\n")
+        let snapshots = try ctr("snapshots", "ls").stdout.split(separator: "\n")
+        #expect(snapshots.count == 2)
+        let chainID = String(snapshots.last?.split(separator: " ").first ?? "")
+        #expect(chainID.hasPrefix("sha256:") && snapshots.last?.hasSuffix("Committed ") == true)
+
+        #expect(try ctr("images", "import", "--no-unpack", "--base-name", "docker.io/library/bb2", tarball).status == 0)
+        #expect(try ctr("snapshots", "unpack", manifest).stdout
+                == "unpacking \(manifest) (application/vnd.oci.image.manifest.v1+json)...done\n")
+        let check = try ctr("images", "check").stdout.split(separator: "\n").dropFirst()
+        #expect(check.count == 2 && check.allSatisfy { $0.contains("complete (2/2)") && $0.hasSuffix("true") })
+
+        // The unpacked tree holds the image's files.
+        #expect(try ctr("snapshots", "view", "look", chainID).status == 0)
+        let target = daemon.directory + "/mnt"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let mount = try ctr("snapshots", "mounts", target, "look").stdout.trimmingCharacters(in: .newlines)
+        let inside = try run("/bin/sh", ["-ec", "\(mount); cat \(target)/greeting; \(target)/bin/busybox true && echo runs; umount \(target)"])
+        #expect(inside.stdout == "hello\nruns\n", "\(inside.stderr)")
+        #expect(try ctr("snapshots", "rm", "look").status == 0)
+
+        #expect(try ctr("images", "label", "docker.io/library/bb:latest", "a=b").stdout == "a=b\n")
+        #expect(try ctr("images", "tag", "docker.io/library/bb:latest", "bb:copy").stdout == "bb:copy\n")
+        #expect(try ctr("images", "ls", "-q").stdout == "bb:copy\ndocker.io/library/bb2:latest\ndocker.io/library/bb:latest\n")
+        #expect(try ctr("images", "rm", "bb:copy").stdout == "bb:copy\n")
+        let missing = try ctr("images", "rm", "nope")
+        #expect(missing.status == 0 && missing.stderr.contains("nope: image not found"), "ctr only warns, as with containerd")
+
+        // With the images gone, their blobs and the unpacked snapshot go too.
+        #expect(try ctr("images", "rm", "--sync", "docker.io/library/bb:latest", "docker.io/library/bb2:latest").status == 0)
+        #expect(try ctr("content", "ls", "-q").stdout == "")
+        #expect(try ctr("snapshots", "ls").stdout == "KEY PARENT KIND \n")
+    }
+}
