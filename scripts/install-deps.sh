@@ -6,8 +6,9 @@
 #   python3         runs the benchmark scripts
 #   zlib1g-dev      zlib, with which the differ plugin writes gzip layers
 #   umoci, busybox-static  build the OCI image the image tests import, offline
+#   docker-registry, skopeo  a local registry, seeded, for ctr content fetch/fetch-object/push-object
 set -euo pipefail
-packages=(libsqlite3-dev containerd gcc python3 zlib1g-dev umoci busybox-static)
+packages=(libsqlite3-dev containerd gcc python3 zlib1g-dev umoci busybox-static docker-registry skopeo)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
