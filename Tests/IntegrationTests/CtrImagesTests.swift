@@ -28,12 +28,19 @@ import Testing
         return (directory + "/image.tar", digest)
     }
 
-    @Test func ctrImages_importUnpackCheckLabelTagRemove_behaveAsContainerd() throws {
+    @Test(arguments: ["overlayfs", "native"])
+    func ctrImages_importUnpackCheckLabelTagRemove_behaveAsContainerd(snapshotter: String) throws {
         let daemon = try Daemon()
         try daemon.waitReady()
         defer { _ = daemon.stop() }
         let (tarball, manifest) = try Self.buildImage(in: daemon.directory)
-        func ctr(_ arguments: String...) throws -> RunResult { try daemon.ctr(arguments, namespace: "img") }
+        func ctr(_ arguments: String...) throws -> RunResult {
+            // The snapshotter flag of `snapshots` is the group's, of the others the command's.
+            let flagged = arguments.first == "snapshots" ? ["snapshots", "--snapshotter", snapshotter] + arguments.dropFirst()
+                : arguments.count > 1 && ["import", "check"].contains(arguments[1]) ? arguments.prefix(2) + ["--snapshotter", snapshotter] + arguments.dropFirst(2)
+                : arguments[...]
+            return try daemon.ctr(Array(flagged), namespace: "img")
+        }
 
         let imported = try ctr("images", "import", "--base-name", "docker.io/library/bb", tarball)
         #expect(imported.status == 0, "\(imported.stderr)")
