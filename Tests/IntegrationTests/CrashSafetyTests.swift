@@ -45,7 +45,10 @@ import Testing
         }
         let last = try Daemon(directory: directory)
         try last.waitReady()
-        defer { _ = last.stop() }
+        defer {
+            _ = last.stop()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
         try await Self.verify(last, snapshotter: snapshotter, round: kills)
         repairs += last.log.split(separator: "\n").filter { $0.contains("level=notice") }.map(String.init)
         // The kills must land mid-work, or the test shows nothing.

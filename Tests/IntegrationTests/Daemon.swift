@@ -65,6 +65,8 @@ final class Daemon: @unchecked Sendable {
     let socket: String
     let logPath: String
     let configPath: String
+    /// Whether the directory was made for this daemon, and goes with it.
+    private let ownsDirectory: Bool
     let process = Process()
 
     /// Plugin tables for the in-tree plugins, as the default plugin.conf has them.
@@ -91,6 +93,7 @@ final class Daemon: @unchecked Sendable {
     /// unless `expectFailure`.
     init(plugins: String = Daemon.inTreePlugins, directory: String? = nil) throws {
         self.directory = directory ?? NSTemporaryDirectory() + "berthd-\(UUID().uuidString.prefix(8))"
+        ownsDirectory = directory == nil
         socket = self.directory + "/berth.sock"
         logPath = self.directory + "/berthd.log"
         configPath = self.directory + "/plugin.conf"
@@ -147,5 +150,7 @@ final class Daemon: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        // A test that named the directory (to restart on it) removes it itself.
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
     }
 }
