@@ -44,7 +44,9 @@ final class TreeMount {
             let layers = try Self.layers(mount.options)
             // overlayfs needs two lower directories to mount without an upper one.
             if layers.count == 1 { return try bind(layers[0]) }
-            let data = "lowerdir=" + layers.joined(separator: ":")
+            let (options, descriptors) = try Self.compacted(["lowerdir=" + layers.joined(separator: ":")])
+            defer { descriptors.forEach { close($0) } }
+            let data = options.joined(separator: ",")
             try check(Glibc.mount("overlay", path, "overlay", UInt(MS_RDONLY), data), "mounting overlay (\(data.prefix(200)))")
             mounted = true
         default:
@@ -68,10 +70,45 @@ final class TreeMount {
         guard flags & UInt(MS_RDONLY) == 0 else {
             throw PluginError(.invalidArgument, "cannot unpack onto a read-only mount of \(mount.source)")
         }
-        let options = data.joined(separator: ",")
+        let (compacted, descriptors) = try Self.compacted(data)
+        defer { descriptors.forEach { close($0) } }
+        let options = compacted.joined(separator: ",")
         try check(Glibc.mount(mount.source, path, mount.type, flags, options.isEmpty ? nil : options),
-                  "mounting \(mount.type) \(mount.source)")
+                  "mounting \(mount.type) \(mount.source) (\(options.prefix(200)))")
         mounted = true
+    }
+
+    /// mount(2) takes at most one page of options, and an overlay of ~50 layers named by full
+    /// paths is longer. containerd shortens such options by chdir-ing a child process into the
+    /// layers' parent; a threaded daemon cannot chdir, so here each directory is opened and
+    /// named as /proc/self/fd/N, which the kernel resolves while mounting. The caller closes the
+    /// returned descriptors once mount(2) has returned.
+    /// O_PATH (<fcntl.h>, Linux), which Swift's Glibc module does not export.
+    private static let openPath: Int32 = 0o10000000
+
+    static func compacted(_ options: [String]) throws -> (options: [String], descriptors: [Int32]) {
+        guard options.joined(separator: ",").utf8.count > 3072 else { return (options, []) }
+        var descriptors = [Int32]()
+        func name(_ directory: String) throws -> String {
+            let fd = open(directory, Self.openPath | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else {
+                descriptors.forEach { close($0) }
+                throw PluginError(.invalidArgument, "overlay layer \(directory): \(String(cString: strerror(errno)))")
+            }
+            descriptors.append(fd)
+            return "/proc/self/fd/\(fd)"
+        }
+        var result = [String]()
+        for option in options {
+            guard let equals = option.firstIndex(of: "="),
+                  ["lowerdir", "upperdir", "workdir"].contains(String(option[..<equals])) else {
+                result.append(option)
+                continue
+            }
+            let paths = option[option.index(after: equals)...].split(separator: ":").map(String.init)
+            result.append(String(option[...equals]) + (try paths.map(name)).joined(separator: ":"))
+        }
+        return (result, descriptors)
     }
 
     private func bind(_ source: String) throws {

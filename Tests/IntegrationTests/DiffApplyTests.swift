@@ -109,4 +109,53 @@ import Testing
             #expect(missing == nil)
         }
     }
+
+    /// Overlays of ~100 layers pass the one page mount(2) takes for options: the differ must
+    /// still mount them to compare and to unpack.
+    @Test(arguments: ["overlayfs", "native"])
+    func diffAndApply_onAHundredLayerChain_work(snapshotter: String) async throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        var metadata = Metadata()
+        metadata.addString("deep", forKey: "containerd-namespace")
+        let plain = metadata
+        metadata.addString("keep", forKey: "containerd-lease")
+        let leased = metadata
+        /// Where files of an active snapshot can be written without mounting it.
+        func writable(_ mounts: [Containerd_Types_Mount]) -> String {
+            mounts.first.flatMap { mount in
+                mount.options.first { $0.hasPrefix("upperdir=") }.map { String($0.dropFirst("upperdir=".count)) } ?? mount.source
+            } ?? ""
+        }
+        try await withClient(daemon) { client in
+            let snapshots = Snapshots(wrapping: client), diff = Diff(wrapping: client)
+            _ = try await Leases(wrapping: client).create(.with { $0.id = "keep" }, metadata: plain)
+            let depth = 100
+            for i in 0..<depth {
+                let mounts = try await snapshots.prepare(.with {
+                    $0.key = "l\(i)"; $0.parent = i == 0 ? "" : "c\(i - 1)"; $0.snapshotter = snapshotter
+                }, metadata: leased).mounts
+                try "\(i)\n".write(toFile: writable(mounts) + "/f\(i)", atomically: false, encoding: .utf8)
+                _ = try await snapshots.commit(.with { $0.key = "l\(i)"; $0.name = "c\(i)"; $0.snapshotter = snapshotter }, metadata: leased)
+            }
+            let lower = try await snapshots.view(.with { $0.key = "v-lower"; $0.parent = "c\(depth - 2)"; $0.snapshotter = snapshotter },
+                                                 metadata: leased).mounts
+            let upper = try await snapshots.view(.with { $0.key = "v-upper"; $0.parent = "c\(depth - 1)"; $0.snapshotter = snapshotter },
+                                                 metadata: leased).mounts
+            if snapshotter == "overlayfs" {
+                #expect(lower.flatMap(\.options).joined(separator: ",").utf8.count > 4096, "the options pass one page")
+            }
+            let layer = try await diff.diff(.with { $0.left = lower; $0.right = upper }, metadata: leased).diff
+
+            let top = try await snapshots.prepare(.with { $0.key = "top"; $0.parent = "c\(depth - 2)"; $0.snapshotter = snapshotter },
+                                                  metadata: leased).mounts
+            _ = try await diff.apply(.with { $0.diff = layer; $0.mounts = top }, metadata: plain)
+            let added = try String(contentsOfFile: writable(top) + "/f\(depth - 1)", encoding: .utf8)
+            #expect(added == "\(depth - 1)\n")
+            // Only the newest file was in the layer: nothing else was copied up.
+            let copied = try FileManager.default.contentsOfDirectory(atPath: writable(top)).filter { $0.hasPrefix("f") }
+            #expect(snapshotter == "native" || copied == ["f\(depth - 1)"])
+        }
+    }
 }
