@@ -47,6 +47,9 @@ final class ContentPlugin: BerthPlugin {
         m.unary(p + "Ingests", Berth_Content_V1_IngestRef.self) { r, _ in
             Berth_Content_V1_IngestList.with { $0.ingests = ingests.list(prefix: r.ref) }
         }
+        m.unary(p + "Expire", Berth_Content_V1_ExpireIngestsRequest.self) { r, _ in
+            Berth_Content_V1_IngestList.with { $0.ingests = ingests.expire(before: r.updatedBefore.date, keep: Set(r.keep)) }
+        }
         methods = m
     }
 

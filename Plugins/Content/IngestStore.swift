@@ -184,12 +184,28 @@ final class IngestStore: @unchecked Sendable {
     }
 
     func list(prefix: String) -> [Berth_Content_V1_IngestState] {
+        refs(prefix: prefix).compactMap { try? status(ref: $0) }
+    }
+
+    /// Removes ingests no writer holds, last written before `cutoff`, not named in `keep`;
+    /// returns their last states.
+    func expire(before cutoff: Date, keep: Set<String>) -> [Berth_Content_V1_IngestState] {
+        refs(prefix: "").filter { !keep.contains($0) }.compactMap { ref in
+            lock.withLock { () -> Berth_Content_V1_IngestState? in
+                guard held[ref] == nil, let state = try? diskState(folder(ref), ref: ref),
+                      state.updatedAt.date < cutoff else { return nil }
+                try? FileManager.default.removeItem(atPath: folder(ref))
+                return state
+            }
+        }
+    }
+
+    private func refs(prefix: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        let refs = names.compactMap { name -> String? in
+        return names.compactMap { name -> String? in
             guard let ref = try? String(contentsOfFile: "\(root)/\(name)/ref", encoding: .utf8), ref.hasPrefix(prefix) else { return nil }
             return ref
-        }
-        return refs.sorted().compactMap { try? status(ref: $0) }
+        }.sorted()
     }
 
     // MARK: -

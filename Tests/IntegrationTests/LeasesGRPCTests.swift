@@ -58,7 +58,7 @@ import Testing
                                               metadata: Self.namespace)
             let digest = try await write(c.content, ref: "blob", Data("leased bytes".utf8), metadata: Self.under("pull"))
             let resources = try await c.leases.listResources(.with { $0.id = "pull" }, metadata: Self.namespace).resources
-            #expect(resources.map { "\($0.type) \($0.id)" } == ["content \(digest)", "snapshots/overlayfs layer"])
+            #expect(resources.map { "\($0.type) \($0.id)" } == ["content \(digest)", "ingests blob", "snapshots/overlayfs layer"])
 
             // A mistyped lease is refused and nothing is made.
             let ghost = await rpcFailure {
@@ -134,5 +134,28 @@ import Testing
             let info = await rpcFailure { _ = try await c.content.info(.with { $0.digest = digest }, metadata: Self.namespace) }
             #expect(info?.0 == .notFound)
         }
+    }
+
+    @Test func ingest_abandonedForADay_isExpired_unlessALeaseHoldsIt() async throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        try await withClient(daemon) { client in
+            let content = Content(wrapping: client), leases = Leases(wrapping: client)
+            _ = try await leases.create(.with { $0.id = "hold" }, metadata: Self.namespace)
+            for (ref, metadata) in [("stale", Self.namespace), ("kept", Self.under("hold"))] {
+                try await content.write(metadata: metadata, requestProducer: { writer in
+                    try await writer.write(.with { $0.action = .write; $0.ref = ref; $0.data = Data("half a blob".utf8) })
+                }, onResponse: { response in for try await _ in response.messages {} })
+            }
+            // Both were last written two days ago, as if their clients had gone away then.
+            let ingests = daemon.directory + "/root/io.containerd.content.v1.content/ingest"
+            #expect(try run("/bin/sh", ["-c", "touch -d '2 days ago' \(ingests)/*/data"]).status == 0)
+            _ = try await leases.create(.with { $0.id = "tick" }, metadata: Self.namespace)
+            try await leases.delete(.with { $0.id = "tick"; $0.sync = true }, metadata: Self.namespace)
+            let left = try await content.listStatuses(.with { _ in }, metadata: Self.namespace).statuses.map(\.ref)
+            #expect(left == ["kept"])
+        }
+        #expect(daemon.log.contains("expired abandoned ingests"))
     }
 }

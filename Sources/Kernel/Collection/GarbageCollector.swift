@@ -9,19 +9,24 @@ import ServiceLifecycle
 /// records), runs one collection, then runs again whenever a service asks (`CollectionTrigger`)
 /// and when a lease expires. A run that took `d` is followed by a pause of at least `19 d`, so
 /// that collection takes at most about 5% of the daemon's time however often it is asked for
-/// (containerd's scheduler has the same kind of bound, 2% by default).
+/// (containerd's scheduler has the same kind of bound, 2% by default). Each run also removes
+/// ingests that no writer holds, no lease names, and nobody wrote to for `ingestExpiry`
+/// (24 hours, containerd's default lease lifetime): an interrupted transfer that nobody resumes.
 public actor GarbageCollector: Service {
     let kernel: Kernel
     let trigger: CollectionTrigger
     let snapshots: SnapshotService
     let content: ContentService
     let logger: Logger
+    let ingestExpiry: TimeInterval
     /// Finished runs, for tests and logs.
     public private(set) var runs = 0
     private var recovered = false
     private var recoveryWaiters = [CheckedContinuation<Void, Never>]()
 
-    public init(kernel: Kernel, trigger: CollectionTrigger, snapshots: SnapshotService, content: ContentService, logger: Logger) {
+    public init(kernel: Kernel, trigger: CollectionTrigger, snapshots: SnapshotService, content: ContentService, logger: Logger,
+                ingestExpiry: TimeInterval = 24 * 3600) {
+        self.ingestExpiry = ingestExpiry
         self.kernel = kernel
         self.trigger = trigger
         self.snapshots = snapshots
@@ -61,6 +66,8 @@ public actor GarbageCollector: Service {
                 return result
             }
             trigger.replaceExpiry(result.nextExpiry, now: now)
+            let expired = (try? await content.expireIngests(before: now.addingTimeInterval(-ingestExpiry), keep: result.leasedIngests)) ?? []
+            if !expired.isEmpty { logger.info("expired abandoned ingests", metadata: ["refs": "\(expired)"]) }
             for (snapshotter, id) in result.snapshots {
                 do { try await snapshots.removeLayer(snapshotter: snapshotter, id: id) } catch {
                     // The record is gone; the next start's cleanup removes the layer.

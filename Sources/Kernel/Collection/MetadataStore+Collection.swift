@@ -13,11 +13,13 @@ public struct CollectionResult: Sendable, Equatable {
     public var unrecordedDigests: [String] = []
     /// The earliest expiry among the leases that remain.
     public var nextExpiry: Date?
+    /// Ingests unexpired leases hold, as "namespace/ref" (the content store's form).
+    public var leasedIngests: [String] = []
 
     public static func == (a: Self, b: Self) -> Bool {
         a.expiredLeases == b.expiredLeases && a.contents == b.contents && a.unrecordedDigests == b.unrecordedDigests
             && a.snapshots.map { "\($0.snapshotter)/\($0.id)" } == b.snapshots.map { "\($0.snapshotter)/\($0.id)" }
-            && a.nextExpiry == b.nextExpiry
+            && a.nextExpiry == b.nextExpiry && a.leasedIngests == b.leasedIngests
     }
 }
 
@@ -39,6 +41,7 @@ extension MetadataStore {
             let graph = try CollectionGraph(store: self, db: db, now: now)
             result.expiredLeases = graph.expiredLeases.map { "\($0.namespace)/\($0.id)" }
             result.nextExpiry = graph.nextExpiry
+            result.leasedIngests = graph.leasedIngests.sorted()
             for (namespace, id) in graph.expiredLeases {
                 try db.query("DELETE FROM lease_resources WHERE namespace=? AND lease=?", [.text(namespace), .text(id)])
                 try db.query("DELETE FROM leases WHERE namespace=? AND id=?", [.text(namespace), .text(id)])
@@ -90,6 +93,8 @@ struct CollectionGraph {
     var contents = [String: [String: String]]()
     /// Objects unexpired leases hold, with whether their label references count.
     var leased = [(node: Node, followLabels: Bool)]()
+    /// Ingest refs unexpired leases hold, as "namespace/ref".
+    var leasedIngests = Set<String>()
     /// Objects images hold: their targets and what their labels reference.
     var imageRoots = [(node: Node, followLabels: Bool)]()
     var expiredLeases = [(namespace: String, id: String)]()
@@ -137,7 +142,9 @@ struct CollectionGraph {
             guard let namespace = row[0].text, let lease = row[1].text, let type = row[2].text, let resource = row[3].text,
                   !expired.contains("\(namespace)/\(lease)") else { continue }
             let follow = !flat.contains("\(namespace)/\(lease)")
-            if type == "content" {
+            if type == "ingests" {
+                leasedIngests.insert("\(namespace)/\(resource)")
+            } else if type == "content" {
                 leased.append((.content("\(namespace)/\(resource)"), follow))
             } else if type.hasPrefix("snapshots/"), let id = snapshotIDs["\(namespace)/\(type.dropFirst(10))/\(resource)"] {
                 leased.append((.snapshot(id), follow))

@@ -64,6 +64,14 @@ public struct ContentService: Sendable {
         _ = try await call("Delete", Berth_Content_V1_BlobRequest.with { $0.digest = digest }, as: Google_Protobuf_Empty.self)
     }
 
+    /// Removes ingests no writer holds, last written before `cutoff`, other than `keep`
+    /// ("namespace/ref"); returns the removed ones as "namespace/ref".
+    func expireIngests(before cutoff: Date, keep: [String]) async throws -> [String] {
+        try await call("Expire", Berth_Content_V1_ExpireIngestsRequest.with {
+            $0.updatedBefore = Google_Protobuf_Timestamp(date: cutoff); $0.keep = keep
+        }, as: Berth_Content_V1_IngestList.self).ingests.map(\.ref)
+    }
+
     /// Deletes blobs that no namespace records (a crash between a store commit and its record
     /// leaves one); returns their digests.
     func removeUnrecordedBlobs() async throws -> [String] {
@@ -96,6 +104,8 @@ public struct ContentService: Sendable {
             throw BerthError.alreadyExists("content \(expected): already exists")
         }
         let store = try store()
+        // As in containerd, a lease holds the ingest too, so a long transfer is not expired.
+        if !lease.isEmpty { try await metadata.addLeaseResource(namespace: namespace, lease: lease, LeaseResource(type: "ingests", id: ref)) }
         let state = try await store.call(Self.storePrefix + "Open", Berth_Content_V1_OpenIngestRequest.with {
             $0.ref = Self.storeRef(namespace, ref); $0.total = total; $0.expected = expected
         }, as: Berth_Content_V1_IngestState.self)

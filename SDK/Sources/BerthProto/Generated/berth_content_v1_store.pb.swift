@@ -24,6 +24,7 @@
 ///   /berth.content.v1.Store/Abort     IngestRef       -> google.protobuf.Empty (releases, drops data)
 ///   /berth.content.v1.Store/Status    IngestRef       -> IngestState
 ///   /berth.content.v1.Store/Ingests   IngestRef (a prefix) -> IngestList
+///   /berth.content.v1.Store/Expire    ExpireIngestsRequest -> IngestList (the ingests removed)
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -228,6 +229,32 @@ public nonisolated struct Berth_Content_V1_IngestCommitRequest: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+/// Removes every ingest that no writer holds, that was last written before `updated_before`,
+/// and whose ref is not in `keep`; checked and removed under the store's lock, so a writer
+/// opening the ref at the same time either wins or finds it gone.
+public nonisolated struct Berth_Content_V1_ExpireIngestsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var updatedBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updatedBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updatedBefore = newValue}
+  }
+  /// Returns true if `updatedBefore` has been explicitly set.
+  public var hasUpdatedBefore: Bool {self._updatedBefore != nil}
+  /// Clears the value of `updatedBefore`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdatedBefore() {self._updatedBefore = nil}
+
+  public var keep: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _updatedBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -648,6 +675,45 @@ nonisolated extension Berth_Content_V1_IngestCommitRequest: SwiftProtobuf.Messag
     if lhs.ref != rhs.ref {return false}
     if lhs.size != rhs.size {return false}
     if lhs.expected != rhs.expected {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Content_V1_ExpireIngestsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExpireIngestsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}updated_before\0\u{1}keep\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._updatedBefore) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.keep) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._updatedBefore {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.keep.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.keep, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Content_V1_ExpireIngestsRequest, rhs: Berth_Content_V1_ExpireIngestsRequest) -> Bool {
+    if lhs._updatedBefore != rhs._updatedBefore {return false}
+    if lhs.keep != rhs.keep {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
