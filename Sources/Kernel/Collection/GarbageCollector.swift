@@ -75,7 +75,7 @@ public actor GarbageCollector: Service {
                 }
             }
             runs += 1
-            guard result != CollectionResult(nextExpiry: result.nextExpiry) else { return }
+            guard !result.removedNothing else { return }
             logger.info("garbage collected", metadata: [
                 "leases": "\(result.expiredLeases.count)", "snapshots": "\(result.snapshots.count)",
                 "content": "\(result.contents.count)", "blobs": "\(result.unrecordedDigests.count)",

@@ -16,6 +16,11 @@ public struct CollectionResult: Sendable, Equatable {
     /// Ingests unexpired leases hold, as "namespace/ref" (the content store's form).
     public var leasedIngests: [String] = []
 
+    /// Whether the run deleted no lease, record or blob.
+    public var removedNothing: Bool {
+        expiredLeases.isEmpty && snapshots.isEmpty && contents.isEmpty && unrecordedDigests.isEmpty
+    }
+
     public static func == (a: Self, b: Self) -> Bool {
         a.expiredLeases == b.expiredLeases && a.contents == b.contents && a.unrecordedDigests == b.unrecordedDigests
             && a.snapshots.map { "\($0.snapshotter)/\($0.id)" } == b.snapshots.map { "\($0.snapshotter)/\($0.id)" }
