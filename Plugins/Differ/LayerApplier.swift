@@ -6,10 +6,9 @@ import Glibc
 /// what is at their path, `.wh.<name>` removes `<name>`, `.wh..wh..opq` empties its directory.
 ///
 /// Safety: every entry is created relative to a descriptor of its parent directory, reached
-/// from the root one component at a time with O_NOFOLLOW, so no entry can land outside the
-/// tree: a path with "..", or whose parent is a symlink, is refused with `.invalidArgument`
-/// (a layer that relies on a symlinked parent is refused rather than followed; Docker-built
-/// layers store real paths). Hard-link targets are checked the same way.
+/// from the root one component at a time with O_NOFOLLOW, symlinks on the way resolved inside
+/// the tree (see `openDirectory`), so no entry can land outside it; an entry path with ".." is
+/// refused with `.invalidArgument`. Hard-link targets are resolved the same way.
 struct LayerApplier {
     let root: String
     /// Directories whose times are set at the end, after their children changed them.
@@ -85,29 +84,54 @@ struct LayerApplier {
         try check(linkat(targetParent, targetName, parent, name, 0), "link", entry.path)
     }
 
-    /// The directory at `components` below the root, reached without following symlinks;
-    /// missing directories are made (mode 0755) when `create`.
+    /// The directory at `components` below the root. Symlinks on the way are followed as if
+    /// the root were "/": an absolute target starts again at the root and ".." never climbs
+    /// above it (what containerd's continuity `RootPath` does), so a layer can write through a
+    /// symlinked directory of a lower layer but never outside the tree. Each step opens one
+    /// component with O_NOFOLLOW relative to the directory before it. Missing directories are
+    /// made (mode 0755) when `create`.
     private func openDirectory(_ components: [String], create: Bool) throws -> Int32 {
-        var fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        try check(fd < 0 ? -1 : 0, "open", root)
-        for component in components {
-            var next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try check(rootFD < 0 ? -1 : 0, "open", root)
+        var stack = [rootFD]
+        // The directory returned leaves the stack first; what is left is closed.
+        defer { stack.forEach { close($0) } }
+        var pending = components[...]
+        var hops = 0
+        let path = components.joined(separator: "/")
+        while let component = pending.popFirst() {
+            if component == ".." {
+                if stack.count > 1 { close(stack.removeLast()) }
+                continue
+            }
+            var next = openat(stack.last!, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             if next < 0, errno == ENOENT, create {
-                _ = mkdirat(fd, component, 0o755)
-                next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                _ = mkdirat(stack.last!, component, 0o755)
+                next = openat(stack.last!, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            if next >= 0 {
+                stack.append(next)
+                continue
             }
             let failure = errno
-            close(fd)
-            guard next >= 0 else {
-                let path = components.joined(separator: "/")
-                if failure == ELOOP || failure == ENOTDIR {
-                    throw PluginError(.invalidArgument, "layer entry under \"\(path)\": a parent is a symlink or not a directory")
-                }
-                throw PluginError(.internal, "opening \(path): \(String(cString: strerror(failure)))")
+            guard failure == ELOOP || failure == ENOTDIR, let target = Self.symlinkTarget(stack.last!, component) else {
+                throw PluginError(failure == ENOTDIR ? .invalidArgument : .internal,
+                                  "layer entry under \"\(path)\": \(component) \(failure == ENOTDIR ? "is not a directory" : String(cString: strerror(failure)))")
             }
-            fd = next
+            hops += 1
+            guard hops <= 40 else { throw PluginError(.invalidArgument, "layer entry under \"\(path)\": too many symlinks") }
+            if target.hasPrefix("/") { while stack.count > 1 { close(stack.removeLast()) } }
+            pending = (target.split(separator: "/").map(String.init).filter { $0 != "." }) + pending
         }
-        return fd
+        return stack.removeLast()
+    }
+
+    /// The target of symlink `name` in `directory`, or nil if it is not a symlink.
+    private static func symlinkTarget(_ directory: Int32, _ name: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlinkat(directory, name, &buffer, buffer.count - 1)
+        guard n >= 0 else { return nil }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Removes `name` in `parent` and everything below it, if it exists.
