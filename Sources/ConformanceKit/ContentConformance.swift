@@ -111,6 +111,16 @@ public enum ContentConformance {
             try await expectError(.alreadyExists, "writing content the namespace has") { _ = try await h.put(Data("same".utf8), ref: "two") }
             _ = try await h.put(Data("same".utf8), ref: "three", namespace: "other")   // another namespace may record it
         },
+        Case(name: "commit_withoutExpectedDigest_ofBytesAnotherNamespaceHas_isRecordedHere") { h in
+            // ctr images import commits some blobs without an expected digest.
+            let record = try await h.put(Data("shared".utf8), ref: "first")
+            let writer = try await h.content.openWriter(namespace: "elsewhere", ref: "second", total: 0, expected: "")
+            _ = try await writer.write(offset: 0, data: Data("shared".utf8), total: 0, expected: "")
+            let again = try await writer.commit(size: 6, expected: "", labels: [:])
+            await writer.close()
+            try expectEqual(again.digest, record.digest, "digest recorded in the second namespace")
+            try expectEqual(try await h.content.info(namespace: "elsewhere", digest: record.digest).size, 6, "info in the second namespace")
+        },
         Case(name: "digests_malformedOrOtherAlgorithms_areInvalidArgument") { h in
             for bad in ["", "sha256:abc", "md5:" + String(repeating: "0", count: 32), "sha256:" + String(repeating: "G", count: 64)] {
                 try await expectError(.invalidArgument, "info of \"\(bad)\"") { _ = try await h.content.info(namespace: ns, digest: bad) }

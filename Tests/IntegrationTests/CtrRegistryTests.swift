@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// `ctr content fetch`, `fetch-object` and `push-object` between berthd and a local registry
+/// `ctr content fetch`, `fetch-object`, `push-object` and `ctr images pull`, `push`, `export`
+/// between berthd and a local registry
 /// (Debian's docker-registry, seeded with skopeo; no network). containerd 1.6.20 printed the
 /// same results for the same steps on this machine.
 @Suite(.serialized) struct CtrRegistryTests {
@@ -76,5 +77,21 @@ import Testing
         let absent = try ctr("content", "push-object", "--plain-http", "\(registry.address)/test/copy:latest",
                              "sha256:" + String(repeating: "0", count: 64), "application/octet-stream")
         #expect(absent.status == 1 && absent.stderr.contains("not found"))
+
+        // Images: pull unpacks, push copies to another repository, export writes an archive that
+        // imports again.
+        func images(_ arguments: String...) throws -> RunResult { try daemon.ctr(["images"] + arguments, namespace: "pull") }
+        let pulled = try images("pull", "--plain-http", "\(registry.address)/test/bb:latest")
+        #expect(pulled.status == 0 && pulled.stdout.contains("unpacking linux/amd64 "), "\(pulled.stderr)")
+        #expect(try daemon.ctr(["snapshots", "ls"], namespace: "pull").stdout.contains("Committed"))
+        let pushed2 = try images("push", "--plain-http", "\(registry.address)/test/pushed:latest", "\(registry.address)/test/bb:latest")
+        #expect(pushed2.status == 0, "\(pushed2.stderr)")
+        let pushedManifest = try run("/usr/bin/skopeo", ["inspect", "--tls-verify=false", "--raw", "docker://\(registry.address)/test/pushed:latest"])
+        #expect(pushedManifest.stdout == manifest)
+        let archive = daemon.directory + "/export.tar"
+        #expect(try images("export", archive, "\(registry.address)/test/bb:latest").status == 0)
+        let reimported = try daemon.ctr(["images", "import", "--no-unpack", archive], namespace: "again")
+        #expect(reimported.status == 0, "\(reimported.stderr)")
+        #expect(try daemon.ctr(["images", "ls", "-q"], namespace: "again").stdout == "\(registry.address)/test/bb:latest\n")
     }
 }

@@ -220,16 +220,12 @@ public final class ContentWriter: Sendable {
         return record
     }
 
-    /// Verifies and moves the ingest into the store; content stored for another namespace
-    /// already counts as stored.
+    /// Verifies and moves the ingest into the store (a blob stored already, for this or another
+    /// namespace, counts as stored: the namespace's record decides `.alreadyExists`).
     private func storeCommit(size: Int64, expected: String) async throws -> Berth_Content_V1_BlobInfo {
-        do {
-            return try await store.call(ContentService.storePrefix + "Commit", Berth_Content_V1_IngestCommitRequest.with {
-                $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
-            }, as: Berth_Content_V1_BlobInfo.self)
-        } catch let error as BerthError where error.code == .alreadyExists && !expected.isEmpty {
-            return try await store.call(ContentService.storePrefix + "Info", Berth_Content_V1_BlobRequest.with { $0.digest = expected }, as: Berth_Content_V1_BlobInfo.self)
-        }
+        try await store.call(ContentService.storePrefix + "Commit", Berth_Content_V1_IngestCommitRequest.with {
+            $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
+        }, as: Berth_Content_V1_BlobInfo.self)
     }
 
     /// Releases the ingest; its bytes stay for a later writer to resume.

@@ -19,7 +19,7 @@
 ///   /berth.content.v1.Store/Walk      google.protobuf.Empty -> BlobList
 ///   /berth.content.v1.Store/Open      OpenIngestRequest -> IngestState       (UNAVAILABLE if held)
 ///   /berth.content.v1.Store/Write     IngestWriteRequest -> IngestState
-///   /berth.content.v1.Store/Commit    IngestCommitRequest -> BlobInfo
+///   /berth.content.v1.Store/Commit    IngestCommitRequest -> BlobInfo (also when the blob was stored already)
 ///   /berth.content.v1.Store/Close     IngestRef       -> google.protobuf.Empty (releases, keeps data)
 ///   /berth.content.v1.Store/Abort     IngestRef       -> google.protobuf.Empty (releases, drops data)
 ///   /berth.content.v1.Store/Status    IngestRef       -> IngestState
