@@ -12,7 +12,9 @@ struct LayerDirectory: Sendable {
 
     func path(_ id: UInt64) -> String { "\(root)/\(id)" }
 
-    func create(id: UInt64, parents: [UInt64]) throws {
+    /// Makes layer `id` on `parents`; a read-only one (a view) gets no overlay work directory,
+    /// which only a writable mount uses.
+    func create(id: UInt64, parents: [UInt64], readonly: Bool = false) throws {
         let final = path(id)
         guard !FileManager.default.fileExists(atPath: final) else {
             throw PluginError(.alreadyExists, "layer \(id) already exists on disk")
@@ -28,7 +30,7 @@ struct LayerDirectory: Sendable {
                 // The root of a new, empty snapshot is 0755, as containerd's snapshotters make it.
                 try makeDirectory(staging + "/fs", mode: 0o755)
             }
-            if driver == .overlay { try makeDirectory(staging + "/work", mode: 0o700) }
+            if driver == .overlay, !readonly { try makeDirectory(staging + "/work", mode: 0o700) }
             guard rename(staging, final) == 0 else {
                 throw PluginError(.internal, "cannot move layer \(id) into place: \(String(cString: strerror(errno)))")
             }

@@ -28,7 +28,7 @@ final class SnapshotterPlugin: BerthPlugin {
         var methods = MethodTable()
         let prefix = "/berth.snapshots.v1.Driver/"
         methods.unary(prefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.self) { request, _ in
-            try layers.create(id: request.id, parents: request.parents)
+            try layers.create(id: request.id, parents: request.parents, readonly: request.readonly)
             return Google_Protobuf_Empty()
         }
         methods.unary(prefix + "Mounts", Berth_Snapshots_V1_LayerMountsRequest.self) { request, _ in
