@@ -41,10 +41,16 @@ final class DifferPlugin: BerthPlugin {
         }
     }
 
-    static func apply(_ request: Berth_Diff_V1_ApplyLayerRequest, work: String) throws -> Berth_Diff_V1_ApplyLayerReply {
-        guard let gzip = mediaTypes[request.mediaType] else {
-            throw PluginError(.unimplemented, "media type \"\(request.mediaType)\" is not supported; use one of \(mediaTypes.keys.sorted().joined(separator: ", "))")
+    /// Whether layers of `mediaType` are gzip-compressed; `.unimplemented` for a type it cannot handle.
+    static func isGzip(_ mediaType: String) throws -> Bool {
+        guard let gzip = mediaTypes[mediaType] else {
+            throw PluginError(.unimplemented, "media type \"\(mediaType)\" is not supported; use one of \(mediaTypes.keys.sorted().joined(separator: ", "))")
         }
+        return gzip
+    }
+
+    static func apply(_ request: Berth_Diff_V1_ApplyLayerRequest, work: String) throws -> Berth_Diff_V1_ApplyLayerReply {
+        let gzip = try isGzip(request.mediaType)
         let target = try TreeMount(request.mounts, under: work, writable: true)
         defer { target.release() }
         let reader = try LayerReader(path: request.path, gzip: gzip)
@@ -63,9 +69,7 @@ final class DifferPlugin: BerthPlugin {
     }
 
     static func compare(_ request: Berth_Diff_V1_CompareRequest, work: String) throws -> Berth_Diff_V1_CompareReply {
-        guard let gzip = mediaTypes[request.mediaType] else {
-            throw PluginError(.unimplemented, "media type \"\(request.mediaType)\" is not supported; use one of \(mediaTypes.keys.sorted().joined(separator: ", "))")
-        }
+        let gzip = try isGzip(request.mediaType)
         let lower = try TreeMount(request.lower, under: work)
         defer { lower.release() }
         let upper = try TreeMount(request.upper, under: work)

@@ -114,7 +114,7 @@ struct LayerApplier {
                 continue
             }
             let failure = errno
-            guard failure == ELOOP || failure == ENOTDIR, let target = Self.symlinkTarget(stack.last!, component) else {
+            guard failure == ELOOP || failure == ENOTDIR, let target = TreeDiff.symlinkTarget(stack.last!, component) else {
                 throw PluginError(failure == ENOTDIR ? .invalidArgument : .internal,
                                   "layer entry under \"\(path)\": \(component) \(failure == ENOTDIR ? "is not a directory" : String(cString: strerror(failure)))")
             }
@@ -124,14 +124,6 @@ struct LayerApplier {
             pending = (target.split(separator: "/").map(String.init).filter { $0 != "." }) + pending
         }
         return stack.removeLast()
-    }
-
-    /// The target of symlink `name` in `directory`, or nil if it is not a symlink.
-    private static func symlinkTarget(_ directory: Int32, _ name: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlinkat(directory, name, &buffer, buffer.count - 1)
-        guard n >= 0 else { return nil }
-        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Removes `name` in `parent` and everything below it, if it exists.

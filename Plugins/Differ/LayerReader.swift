@@ -51,7 +51,7 @@ final class LayerReader {
         return got
     }
 
-    var digest: String { "sha256:" + hasher.finalize().map { String(format: "%02x", $0) }.joined() }
+    var digest: String { LayerDigest.string(hasher.finalize()) }
 
     private func readFile(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws -> Int {
         while true {
@@ -92,5 +92,12 @@ final class LayerReader {
             throw PluginError(.invalidArgument, "layer is not valid gzip (zlib error \(result))")
         }
         return produced
+    }
+}
+
+/// "sha256:" and the lowercase hex of a SHA-256, the form of every digest in a layer's life.
+enum LayerDigest {
+    static func string(_ digest: SHA256Digest) -> String {
+        "sha256:" + digest.map { String(format: "%02x", $0) }.joined()
     }
 }

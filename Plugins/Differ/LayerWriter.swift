@@ -66,7 +66,7 @@ final class LayerWriter {
         try flush(final: true)
         if compress { deflateEnd(&stream) }
         guard fsync(fd) == 0 else { throw PluginError(.internal, "syncing layer: \(String(cString: strerror(errno)))") }
-        return "sha256:" + hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return LayerDigest.string(hasher.finalize())
     }
 
     private func write(_ bytes: [UInt8]) throws {

@@ -134,9 +134,18 @@ struct TreeDiff {
     }
 
     static func linkTarget(_ path: String) throws -> String {
+        guard let target = symlinkTarget(AT_FDCWD, path) else {
+            throw PluginError(.internal, "readlink \(path): \(String(cString: strerror(errno)))")
+        }
+        return target
+    }
+
+    /// The target of symlink `name` relative to directory `directory` (AT_FDCWD for a path),
+    /// or nil when it is not a symlink.
+    static func symlinkTarget(_ directory: Int32, _ name: String) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlink(path, &buffer, buffer.count - 1)
-        guard n >= 0 else { throw PluginError(.internal, "readlink \(path): \(String(cString: strerror(errno)))") }
+        let n = readlinkat(directory, name, &buffer, buffer.count - 1)
+        guard n >= 0 else { return nil }
         return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 

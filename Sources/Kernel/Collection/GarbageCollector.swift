@@ -19,8 +19,6 @@ public actor GarbageCollector: Service {
     let content: ContentService
     let logger: Logger
     let ingestExpiry: TimeInterval
-    /// Finished runs, for tests and logs.
-    public private(set) var runs = 0
     private var recovered = false
     private var recoveryWaiters = [CheckedContinuation<Void, Never>]()
 
@@ -74,7 +72,6 @@ public actor GarbageCollector: Service {
                     logger.warning("removing a collected layer failed", metadata: ["snapshotter": "\(snapshotter)", "id": "\(id)", "error": "\(error)"])
                 }
             }
-            runs += 1
             guard !result.removedNothing else { return }
             logger.info("garbage collected", metadata: [
                 "leases": "\(result.expiredLeases.count)", "snapshots": "\(result.snapshots.count)",

@@ -43,9 +43,7 @@ public struct DiffService: Sendable {
     public func compare(namespace: String, lower: [Mount], upper: [Mount], mediaType: String, ref: String,
                         labels: [String: String], lease: String) async throws -> Containerd_Types_Descriptor {
         let mediaType = mediaType.isEmpty ? Self.defaultMediaType : mediaType
-        guard let differ = plugins.instance(of: .differ) else {
-            throw BerthError.unavailable("no differ plugin is running")
-        }
+        let differ = try runningDiffer()
         try Validation.labels(labels)
         let layer = try await differ.call("/berth.diff.v1.Differ/Compare", Berth_Diff_V1_CompareRequest.with {
             $0.lower = lower; $0.upper = upper; $0.mediaType = mediaType
@@ -61,9 +59,7 @@ public struct DiffService: Sendable {
 
     /// Unpacks layer `diff` onto `mounts`; answers the uncompressed layer's descriptor.
     public func apply(namespace: String, diff: Containerd_Types_Descriptor, mounts: [Mount]) async throws -> Containerd_Types_Descriptor {
-        guard let differ = plugins.instance(of: .differ) else {
-            throw BerthError.unavailable("no differ plugin is running")
-        }
+        let differ = try runningDiffer()
         try ContentDigest.validate(diff.digest)
         let blob = try await content.open(namespace: namespace, digest: diff.digest)
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -96,6 +92,11 @@ public struct DiffService: Sendable {
         }
     }
 
+    private func runningDiffer() throws(BerthError) -> any PluginInstance {
+        guard let differ = plugins.instance(of: .differ) else { throw .unavailable("no differ plugin is running") }
+        return differ
+    }
+
     /// Ingests the file at `path` under `ref` and commits it; content the namespace already has
     /// counts as stored.
     private func store(_ path: String, namespace: String, ref: String, labels: [String: String],
@@ -115,7 +116,7 @@ public struct DiffService: Sendable {
             do {
                 _ = try await writer.commit(size: offset, expected: digest, labels: labels)
             } catch let error as BerthError where error.code == .alreadyExists {
-                try? await content.abort(namespace: namespace, ref: ref)
+                // The namespace has the blob already; the store consumed the ingest either way.
             }
             await writer.close()
             return (digest, offset)
