@@ -111,11 +111,14 @@ import Testing
             let info = try await snapshots.stat(.with { $0.key = "many" }, metadata: Self.metadata).info
             #expect(info.labels == many)
 
-            let digest = "sha256:" + String(repeating: "0", count: 64)
+            let bytes = Data("labelled".utf8)
+            let digest = try Self.sha256(bytes)
+            try await CollectionRaceTests.commit(content, bytes, digest: digest, ref: "labelled", metadata: Self.metadata)
             let update = await rpcFailure {
                 _ = try await content.update(.with { $0.info.digest = digest; $0.info.labels = ["big": huge] }, metadata: Self.metadata)
             }
-            #expect(update?.0 == .notFound, "no content \(digest) here: \(String(describing: update))")
+            #expect(update?.0 == .invalidArgument && update?.1 == "label \"big\": key and value are larger than 4096 bytes")
+            #expect(try await content.info(.with { $0.digest = digest }, metadata: Self.metadata).info.labels == [:], "the refused update changed nothing")
         }
     }
 

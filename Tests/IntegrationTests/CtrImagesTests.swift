@@ -58,10 +58,7 @@ import Testing
 
         // The unpacked tree holds the image's files.
         #expect(try ctr("snapshots", "view", "look", chainID).status == 0)
-        let target = daemon.directory + "/mnt"
-        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-        let mount = try ctr("snapshots", "mounts", target, "look").stdout.trimmingCharacters(in: .newlines)
-        let inside = try run("/bin/sh", ["-ec", "\(mount); cat \(target)/greeting; \(target)/bin/busybox true && echo runs; umount \(target)"])
+        let inside = try daemon.inSnapshot("look", snapshotter: snapshotter, namespace: "img", "cat greeting; ./bin/busybox true && echo runs")
         #expect(inside.stdout == "hello\nruns\n", "\(inside.stderr)")
         #expect(try ctr("snapshots", "rm", "look").status == 0)
 

@@ -140,6 +140,16 @@ final class Daemon: @unchecked Sendable {
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// Mounts snapshot `key` as `ctr snapshots mounts` prints it, runs `script` with `sh -e` in
+    /// the mounted tree, and unmounts; the result is the script's.
+    func inSnapshot(_ key: String, snapshotter: String, namespace: String, _ script: String) throws -> RunResult {
+        let target = directory + "/mnt"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let mount = try ctr(["snapshots", "--snapshotter", snapshotter, "mounts", target, key], namespace: namespace)
+            .stdout.trimmingCharacters(in: .newlines)
+        return try run("/bin/sh", ["-ec", "\(mount); cd \(target); \(script); cd /; umount \(target)"])
+    }
+
     /// Runs containerd's ctr against this daemon.
     func ctr(_ arguments: [String], namespace: String = "default") throws -> RunResult {
         try run("/usr/bin/ctr", ["--address", socket, "--namespace", namespace] + arguments)

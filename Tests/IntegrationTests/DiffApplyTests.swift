@@ -18,8 +18,6 @@ import Testing
         let daemon = try Daemon()
         try daemon.waitReady()
         defer { _ = daemon.stop() }
-        let target = daemon.directory + "/mnt"
-        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
         func ctr(_ arguments: String...) throws -> RunResult {
             try daemon.ctr(["snapshots", "--snapshotter", snapshotter] + arguments, namespace: "apply")
         }
@@ -28,11 +26,12 @@ import Testing
             #expect(result.status == 0, "\(script): \(result.stderr)")
             return result.stdout
         }
-        /// Mounts `key` at the target, runs `script` in it, unmounts; returns its output.
+        /// Runs `script` in snapshot `key`'s mounted tree; returns its output.
         @discardableResult
         func inside(_ key: String, _ script: String) throws -> String {
-            let mount = try ctr("mounts", target, key).stdout.trimmingCharacters(in: .newlines)
-            return try sh("\(mount); cd \(target); \(script); cd /; umount \(target)")
+            let result = try daemon.inSnapshot(key, snapshotter: snapshotter, namespace: "apply", script)
+            #expect(result.status == 0, "\(script): \(result.stderr)")
+            return result.stdout
         }
         #expect(try ctr("prepare", "a").status == 0)
         try inside("a", "mkdir dir keep; echo one > file1; echo two > dir/file2; ln -s file1 link; echo k > keep/k; chmod 4755 file1")
