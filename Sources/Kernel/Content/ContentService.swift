@@ -38,7 +38,7 @@ public struct ContentService: Sendable {
     public func update(namespace: String, digest: String, labels: [String: String], paths: [String]) async throws -> ContentRecord {
         try ContentDigest.validate(digest)
         let record = try await metadata.updateContentLabels(namespace: namespace, digest: digest, labels: labels, paths: paths)
-        if LabelUpdate.mayAffectCollection(labels, paths: paths) { collection?.schedule() }
+        if LabelUpdate.mayAffectCollection(paths: paths) { collection?.schedule() }
         return record
     }
 

@@ -47,7 +47,7 @@ public struct ImageService: Sendable {
             $0.name = updated.name; $0.labels = updated.labels
         })
         // A new target or fewer reference labels can leave content unreachable.
-        if paths.isEmpty || paths.contains("target") || LabelUpdate.mayAffectCollection(image.labels, paths: paths) {
+        if paths.contains("target") || LabelUpdate.mayAffectCollection(paths: paths) {
             collection?.schedule()
         }
         return updated

@@ -58,8 +58,8 @@ public enum LabelUpdate {
 
     /// Whether an update touches a `containerd.io/gc.*` label (or replaces them all), which can
     /// change what the garbage collector keeps.
-    public static func mayAffectCollection(_ labels: [String: String], paths: [String]) -> Bool {
+    public static func mayAffectCollection(paths: [String]) -> Bool {
         paths.isEmpty || paths.contains("labels")
-            || paths.contains { CollectionLabel.affectsCollection(String($0.dropFirst("labels.".count))) }
+            || paths.contains { $0.hasPrefix("labels.") && CollectionLabel.affectsCollection(String($0.dropFirst("labels.".count))) }
     }
 }

@@ -96,7 +96,7 @@ public struct SnapshotService: Sendable {
         let (name, _) = try resolve(snapshotter)
         let record = try await metadata.updateSnapshotLabels(namespace: namespace, snapshotter: name, key: key,
                                                              labels: labels, paths: paths)
-        if LabelUpdate.mayAffectCollection(labels, paths: paths) { collection?.schedule() }
+        if LabelUpdate.mayAffectCollection(paths: paths) { collection?.schedule() }
         return record
     }
 
