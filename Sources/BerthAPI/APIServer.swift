@@ -47,27 +47,13 @@ public struct APIServer: Service {
         await storage.collector.waitUntilRecovered()
         let fd = try UnixListener.listen(at: address)
         let server = GRPCServer(
-            transport: .http2NIOPosix(
-                listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext,
-                config: .defaults {
-                    $0.rpc.maxRequestPayloadSize = Self.maxMessageSize
-                    // gRPC's default 64 KiB window makes a client stop for a WINDOW_UPDATE
-                    // round trip every 64 KiB; ctr writes content in 1 MiB messages.
-                    $0.http2.targetWindowSize = Self.maxMessageSize
-                    $0.http2.maxFrameSize = 1 << 20
-                    // Go clients (ctr) ping after each DATA frame they receive; see PingResponder.
-                    $0.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
-                        channel.eventLoop.submit { try channel.pipeline.syncOperations.addHandler(PingResponder(), position: .first) }
-                    }
-                }),
+            transport: UnixServerTransport(listeningSocket: fd, maxMessageSize: Self.maxMessageSize),
             services: Self.services(for: kernel, storage: storage))
         defer { unlink(address) }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await server.serve() }
-                if let listening = try await server.listeningAddress {
-                    logger.info("serving gRPC", metadata: ["address": "\(listening)"])
-                }
+                logger.info("serving gRPC", metadata: ["address": "unix:\(address)"])
             }
         } onGracefulShutdown: {
             server.beginGracefulShutdown()

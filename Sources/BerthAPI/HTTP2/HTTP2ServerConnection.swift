@@ -1,0 +1,553 @@
+import Foundation
+import GRPCCore
+import NIOCore
+import NIOHPACK
+
+/// One client connection of the gRPC server: HTTP/2 framing, HPACK, flow control and the gRPC
+/// message framing, in a single channel handler confined to the connection's event loop.
+///
+/// Why not swift-nio-http2's multiplexer: it gives every stream its own channel and pipeline,
+/// and grpc-swift's transport bridges each one to Swift Concurrency through async channels. On
+/// this daemon's workload (ctr opens a connection per command and reads blobs 32 KiB per RPC)
+/// that machinery was most of the CPU per RPC. Here a stream is a small record; its requests go
+/// to the RPC's task through `RequestQueue` and its responses come back through `ResponseWriter`.
+///
+/// What it serves: RFC 9113 without server push, priorities (ignored, as §5.3.2 allows) or
+/// upgrade; gRPC over HTTP/2 without message compression (the server never advertises any, so
+/// a client never compresses). Every violation of RFC 9113 that concerns the connection ends
+/// it with GOAWAY; one that concerns a stream resets only that stream.
+final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Sizes the connection advertises and enforces.
+    struct Limits: Sendable {
+        /// Each stream's receive window: how far a client may stream requests ahead of the handler.
+        var streamWindow = 8 << 20
+        /// The connection's receive window, shared by all streams.
+        var connectionWindow = 64 << 20
+        /// The largest frame payload a client may send (SETTINGS_MAX_FRAME_SIZE).
+        var maxFrameSize = 1 << 20
+        var maxConcurrentStreams = 1024
+        /// The largest request message, as gRPC counts it (without its 5-byte prefix).
+        var maxMessageSize = 16 << 20
+        var maxHeaderListSize = 64 << 10
+        /// How many response bytes a writer may have queued behind flow control before it waits.
+        var writerQueueLimit = 4 << 20
+    }
+
+    /// One open stream: what the connection knows of an RPC in flight.
+    final class Stream {
+        let id: UInt32
+        let requests: RequestQueue
+        let gate: SendGate
+        let cancellation = ServerContext.RPCCancellationHandle()
+        var sendWindow: Int
+        var receiveWindow: Int
+        /// Request bytes of a message not complete yet.
+        var partialMessage: ByteBuffer?
+        /// Window returned early for `partialMessage`, so that a message larger than the window
+        /// can arrive at all; its queue size is reduced by as much.
+        var advanced = 0
+        var remoteClosed = false
+        var headersSent = false
+        /// Framed response messages waiting for flow-control window, oldest first.
+        var pendingData: [ByteBuffer] = []
+        var pendingStatus: (Status, Metadata)?
+
+        init(id: UInt32, requests: RequestQueue, gate: SendGate, sendWindow: Int, receiveWindow: Int) {
+            self.id = id
+            self.requests = requests
+            self.gate = gate
+            self.sendWindow = sendWindow
+            self.receiveWindow = receiveWindow
+        }
+    }
+
+    let limits: Limits
+    let hub: ConnectionHub
+    var context: ChannelHandlerContext!
+    var bound: NIOLoopBound<HTTP2ServerConnection>!
+    var streams: [UInt32: Stream] = [:]
+    var encoder: HPACKEncoder
+    private var decoder: HPACKDecoder
+    private var inbound: ByteBuffer?
+    private var prefaceSeen = false
+    private var settingsSent = false
+    private var highestStreamID: UInt32 = 0
+    /// A header block still waiting for its CONTINUATION frames.
+    private var headerBlock: (stream: UInt32, endStream: Bool, block: ByteBuffer)?
+    var peerInitialWindow = 65_535
+    var peerMaxFrameSize = 16_384
+    /// The connection-level window for what the server sends.
+    var sendWindow = 65_535
+    private var receiveWindow = 65_535
+    private var receivedSinceUpdate = 0
+    /// Streams that stopped on the connection window, in the order they stopped.
+    var blockedStreams: [UInt32] = []
+    var goingAway = false
+    var needsFlush = false
+    var flushScheduled = false
+    private var remotePeer = "unix:"
+    private var localPeer = "unix:"
+
+    init(limits: Limits, hub: ConnectionHub) {
+        self.limits = limits
+        self.hub = hub
+        encoder = HPACKEncoder(allocator: ByteBufferAllocator())
+        decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: HPACKDecoder.maxDynamicTableSize,
+                               maxHeaderListSize: limits.maxHeaderListSize)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        if context.channel.isActive { start() }
+    }
+
+    /// The handler and its context refer to each other, and so do the handler and `bound`:
+    /// break both cycles, or every closed connection would stay in memory.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        bound = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start()
+        context.fireChannelActive()
+    }
+
+    /// Sends the server's connection preface: SETTINGS, then the connection window (RFC 9113 §3.4, §6.9.2).
+    private func start() {
+        guard !settingsSent else { return }
+        settingsSent = true
+        guard hub.register(context.channel) else {
+            context.close(promise: nil)
+            return
+        }
+        if let address = context.channel.localAddress?.pathname { localPeer = "unix:\(address)" }
+        var frame = context.channel.allocator.buffer(capacity: 64)
+        let settings: [(SettingID, Int)] = [
+            (.maxConcurrentStreams, limits.maxConcurrentStreams), (.initialWindowSize, limits.streamWindow),
+            (.maxFrameSize, limits.maxFrameSize), (.maxHeaderListSize, limits.maxHeaderListSize), (.enablePush, 0),
+        ]
+        frame.writeFrameHeader(length: settings.count * 6, type: .settings, stream: 0)
+        for (id, value) in settings {
+            frame.writeInteger(id.rawValue)
+            frame.writeInteger(UInt32(value))
+        }
+        frame.writeFrameHeader(length: 4, type: .windowUpdate, stream: 0)
+        frame.writeInteger(UInt32(limits.connectionWindow - receiveWindow))
+        receiveWindow = limits.connectionWindow
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if inbound == nil { inbound = incoming } else { inbound!.writeBuffer(&incoming) }
+        do {
+            try readFrames()
+        } catch let error as ConnectionError {
+            fail(error)
+        } catch {
+            fail(ConnectionError(code: .internalError, reason: "\(error)"))
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded()
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let lost = RPCError(code: .unavailable, message: "the client closed the connection")
+        for stream in streams.values { abandon(stream, error: lost) }
+        streams.removeAll()
+        hub.unregister(context.channel)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ConnectionHub.ShutdownEvent { beginGoingAway() } else { context.fireUserInboundEventTriggered(event) }
+    }
+
+    private func readFrames() throws {
+        guard var buffer = inbound else { return }
+        inbound = nil
+        defer { inbound = buffer.readableBytes > 0 ? buffer : nil }
+        if !prefaceSeen {
+            guard buffer.readableBytes >= FrameHeader.clientPreface.count else { return }
+            guard buffer.readBytes(length: FrameHeader.clientPreface.count) == FrameHeader.clientPreface else {
+                throw ConnectionError(code: .protocolError, reason: "the client did not start with the HTTP/2 connection preface")
+            }
+            prefaceSeen = true
+        }
+        while let length = buffer.peekFrameLength() {
+            guard length <= limits.maxFrameSize else {
+                throw ConnectionError(code: .frameSizeError, reason: "frame of \(length) bytes exceeds SETTINGS_MAX_FRAME_SIZE \(limits.maxFrameSize)")
+            }
+            guard buffer.readableBytes >= FrameHeader.size + length else { break }
+            let header = buffer.readFrameHeader()!
+            try handle(header, payload: buffer.readSlice(length: length)!)
+            if context == nil || !context.channel.isActive { return }
+        }
+    }
+
+    private func handle(_ header: FrameHeader, payload: ByteBuffer) throws {
+        if let pending = headerBlock, header.type != .continuation || header.streamID != pending.stream {
+            throw ConnectionError(code: .protocolError, reason: "expected CONTINUATION of stream \(pending.stream)")
+        }
+        switch header.type {
+        case .data: try onData(header, payload)
+        case .headers: try onHeaders(header, payload)
+        case .continuation: try onContinuation(header, payload)
+        case .rstStream: try onReset(header, payload)
+        case .settings: try onSettings(header, payload)
+        case .ping: try onPing(header, payload)
+        case .goAway: onGoAway()
+        case .windowUpdate: try onWindowUpdate(header, payload)
+        case .priority:
+            guard header.streamID != 0 else { throw ConnectionError(code: .protocolError, reason: "PRIORITY on stream 0") }
+        case .pushPromise:
+            throw ConnectionError(code: .protocolError, reason: "a client must not send PUSH_PROMISE")
+        case nil:
+            break   // unknown frame types are ignored (RFC 9113 §4.1)
+        }
+    }
+
+    // MARK: Streams opening and closing
+
+    private func onHeaders(_ header: FrameHeader, _ payload: ByteBuffer) throws {
+        guard header.streamID != 0, header.streamID & 1 == 1 else {
+            throw ConnectionError(code: .protocolError, reason: "HEADERS on stream \(header.streamID), which a client cannot open")
+        }
+        var block = try Self.unpadded(payload, header)
+        if header.has(FrameFlag.priority) {
+            guard block.readableBytes >= 5 else { throw ConnectionError(code: .frameSizeError, reason: "HEADERS too short for its priority") }
+            block.moveReaderIndex(forwardBy: 5)
+        }
+        let endStream = header.has(FrameFlag.endStream)
+        if header.has(FrameFlag.endHeaders) {
+            try onHeaderBlock(header.streamID, endStream: endStream, block: block)
+        } else {
+            headerBlock = (header.streamID, endStream, block)
+        }
+    }
+
+    private func onContinuation(_ header: FrameHeader, _ payload: ByteBuffer) throws {
+        guard var pending = headerBlock else {
+            throw ConnectionError(code: .protocolError, reason: "CONTINUATION without a header block in progress")
+        }
+        var more = payload
+        pending.block.writeBuffer(&more)
+        guard pending.block.readableBytes <= limits.maxHeaderListSize else {
+            throw ConnectionError(code: .enhanceYourCalm, reason: "header block exceeds \(limits.maxHeaderListSize) bytes")
+        }
+        headerBlock = pending
+        if header.has(FrameFlag.endHeaders) {
+            headerBlock = nil
+            try onHeaderBlock(pending.stream, endStream: pending.endStream, block: pending.block)
+        }
+    }
+
+    private func onHeaderBlock(_ id: UInt32, endStream: Bool, block: ByteBuffer) throws {
+        var block = block
+        let headers: HPACKHeaders
+        do {
+            headers = try decoder.decodeHeaders(from: &block)
+        } catch {
+            throw ConnectionError(code: .compressionError, reason: "cannot decode the header block of stream \(id): \(error)")
+        }
+        if let stream = streams[id] {
+            // A client's trailers: gRPC clients send none, but HTTP/2 allows them with END_STREAM.
+            guard endStream else { throw ConnectionError(code: .protocolError, reason: "second HEADERS on stream \(id) without END_STREAM") }
+            onRemoteEnd(stream)
+            return
+        }
+        guard id > highestStreamID else {
+            throw ConnectionError(code: .streamClosed, reason: "HEADERS on closed stream \(id)")
+        }
+        highestStreamID = id
+        if goingAway || streams.count >= limits.maxConcurrentStreams {
+            writeReset(id, .refusedStream)
+            return
+        }
+        open(id, headers: headers, endStream: endStream)
+    }
+
+    /// Checks the request's gRPC headers and hands the new RPC to the server.
+    private func open(_ id: UInt32, headers: HPACKHeaders, endStream: Bool) {
+        guard headers.first(name: ":method") == "POST" else { return rejectHTTP(id, status: "405") }
+        guard let contentType = headers.first(name: "content-type"), contentType.hasPrefix("application/grpc") else {
+            return rejectHTTP(id, status: "415")
+        }
+        guard let path = headers.first(name: ":path"), let descriptor = Self.method(at: path) else {
+            return rejectRPC(id, Status(code: .unimplemented, message: "malformed method path \(headers.first(name: ":path") ?? "(none)")"))
+        }
+        if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
+            return rejectRPC(id, Status(code: .unimplemented, message: "message compression \(encoding) is not supported; send identity"))
+        }
+        let bound = self.bound!
+        let requests = RequestQueue(creditBatch: limits.streamWindow / 4) { amount in
+            bound.eventLoop.execute { bound.value.creditStream(id, amount) }
+        }
+        let stream = Stream(id: id, requests: requests, gate: SendGate(limit: limits.writerQueueLimit),
+                            sendWindow: peerInitialWindow, receiveWindow: limits.streamWindow)
+        requests.push(.metadata(Self.metadata(of: headers)))
+        if endStream {
+            stream.remoteClosed = true
+            requests.finish()
+        }
+        streams[id] = stream
+        if remotePeer == "unix:", let address = context.channel.remoteAddress?.pathname { remotePeer = "unix:\(address)" }
+        let rpc = RPCStream(descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: requests),
+                            outbound: RPCWriter.Closable(wrapping: ResponseWriter(stream: id, connection: bound, gate: stream.gate)))
+        let rpcContext = ServerContext(descriptor: descriptor, remotePeer: remotePeer, localPeer: localPeer,
+                                       cancellation: stream.cancellation)
+        if !hub.accept(ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext)) {
+            abandon(stream, error: RPCError(code: .unavailable, message: "the server is shutting down"))
+            streams[id] = nil
+            writeReset(id, .refusedStream)
+        }
+    }
+
+    /// "/package.Service/Method" as a method descriptor.
+    static func method(at path: String) -> MethodDescriptor? {
+        guard path.first == "/", let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return nil }
+        let service = path[path.index(after: path.startIndex)..<slash]
+        let method = path[path.index(after: slash)...]
+        guard !service.isEmpty, !method.isEmpty else { return nil }
+        return MethodDescriptor(fullyQualifiedService: String(service), method: String(method))
+    }
+
+    /// The request headers a handler sees: everything but HTTP/2's pseudo-headers; `-bin` values
+    /// are base64 on the wire (gRPC allows the padding to be left out).
+    static func metadata(of headers: HPACKHeaders) -> Metadata {
+        var metadata = Metadata()
+        for (name, value, _) in headers where !name.hasPrefix(":") {
+            if name.hasSuffix("-bin") {
+                let padded = value + String(repeating: "=", count: (4 - value.utf8.count % 4) % 4)
+                if let bytes = Data(base64Encoded: padded) { metadata.addBinary(Array(bytes), forKey: name) }
+            } else {
+                metadata.addString(value, forKey: name)
+            }
+        }
+        return metadata
+    }
+
+    /// The client ended its side: no more requests.
+    private func onRemoteEnd(_ stream: Stream) {
+        stream.remoteClosed = true
+        if let partial = stream.partialMessage, partial.readableBytes > 0 {
+            return failStream(stream, Status(code: .internalError, message: "the request ended inside a message (\(partial.readableBytes) bytes of it)"))
+        }
+        stream.requests.finish()
+    }
+
+    private func onReset(_ header: FrameHeader, _ payload: ByteBuffer) throws {
+        guard payload.readableBytes == 4 else { throw ConnectionError(code: .frameSizeError, reason: "RST_STREAM payload is not 4 bytes") }
+        guard header.streamID != 0 else { throw ConnectionError(code: .protocolError, reason: "RST_STREAM on stream 0") }
+        guard let stream = streams.removeValue(forKey: header.streamID) else { return }
+        abandon(stream, error: RPCError(code: .cancelled, message: "the client cancelled the RPC"))
+    }
+
+    /// Ends a stream the client no longer reads: its handler is told through the cancellation
+    /// handle, its request sequence fails and its writer stops.
+    func abandon(_ stream: Stream, error: RPCError) {
+        stream.requests.finish(throwing: error)
+        stream.gate.close()
+        stream.cancellation.cancel()
+    }
+
+    // MARK: Data and flow control
+
+    private func onData(_ header: FrameHeader, _ payload: ByteBuffer) throws {
+        guard header.streamID != 0 else { throw ConnectionError(code: .protocolError, reason: "DATA on stream 0") }
+        // Every DATA frame counts against the connection window, even on a closed stream (§6.9).
+        receiveWindow -= header.length
+        guard receiveWindow >= 0 else { throw ConnectionError(code: .flowControlError, reason: "the client overran the connection window") }
+        receivedSinceUpdate += header.length
+        if receivedSinceUpdate >= limits.connectionWindow / 2 {
+            writeWindowUpdate(0, receivedSinceUpdate)
+            receiveWindow += receivedSinceUpdate
+            receivedSinceUpdate = 0
+        }
+        guard let stream = streams[header.streamID] else {
+            guard header.streamID <= highestStreamID else {
+                throw ConnectionError(code: .protocolError, reason: "DATA on stream \(header.streamID), which is not open")
+            }
+            return writeReset(header.streamID, .streamClosed)
+        }
+        guard !stream.remoteClosed else {
+            streams[stream.id] = nil
+            abandon(stream, error: RPCError(code: .internalError, message: "the client sent DATA after ending the stream"))
+            return writeReset(stream.id, .streamClosed)
+        }
+        stream.receiveWindow -= header.length
+        guard stream.receiveWindow >= 0 else {
+            streams[stream.id] = nil
+            abandon(stream, error: RPCError(code: .internalError, message: "the client overran the stream's window"))
+            return writeReset(stream.id, .flowControlError)
+        }
+        let data = try Self.unpadded(payload, header)
+        if header.length > data.readableBytes { creditStream(stream.id, header.length - data.readableBytes) }
+        deframe(data, into: stream)
+        if header.has(FrameFlag.endStream), streams[stream.id] != nil { onRemoteEnd(stream) }
+    }
+
+    /// Cuts gRPC messages (1-byte compressed flag, 4-byte big-endian length, bytes) out of the
+    /// stream's DATA and queues them for the handler.
+    private func deframe(_ data: ByteBuffer, into stream: Stream) {
+        var data = data
+        if stream.partialMessage == nil { stream.partialMessage = data } else { stream.partialMessage!.writeBuffer(&data) }
+        while let buffer = stream.partialMessage, buffer.readableBytes >= ResponseWriter.prefixLength {
+            let compressed = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self)!
+            let length = Int(buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)!)
+            guard compressed == 0 else {
+                return failStream(stream, Status(code: .internalError, message: "a compressed request message arrived, but no compression was agreed"))
+            }
+            guard length <= limits.maxMessageSize else {
+                return failStream(stream, Status(code: .resourceExhausted,
+                                                 message: "request message of \(length) bytes exceeds the limit of \(limits.maxMessageSize) bytes"))
+            }
+            guard buffer.readableBytes >= ResponseWriter.prefixLength + length else {
+                advanceWindow(for: stream, missing: ResponseWriter.prefixLength + length - buffer.readableBytes)
+                break
+            }
+            stream.partialMessage!.moveReaderIndex(forwardBy: ResponseWriter.prefixLength)
+            let message = stream.partialMessage!.readSlice(length: length)!
+            stream.requests.push(.message(WireBytes(message)), size: ResponseWriter.prefixLength + length - stream.advanced)
+            stream.advanced = 0
+        }
+        if stream.partialMessage?.readableBytes == 0 { stream.partialMessage = nil }
+    }
+
+    /// The window is returned when the handler takes a message; a message that does not fit in
+    /// what is left of the window would never complete, so the missing part is returned now.
+    private func advanceWindow(for stream: Stream, missing: Int) {
+        let shortfall = missing - stream.receiveWindow
+        guard shortfall > 0 else { return }
+        stream.advanced += shortfall
+        creditStream(stream.id, shortfall)
+    }
+
+    /// Returns `amount` request bytes, consumed by the handler, to the stream's window.
+    func creditStream(_ id: UInt32, _ amount: Int) {
+        guard let stream = streams[id], !stream.remoteClosed else { return }
+        stream.receiveWindow += amount
+        writeWindowUpdate(id, amount)
+        scheduleFlush()
+    }
+
+    private func onWindowUpdate(_ header: FrameHeader, _ payload: ByteBuffer) throws {
+        guard payload.readableBytes == 4 else { throw ConnectionError(code: .frameSizeError, reason: "WINDOW_UPDATE payload is not 4 bytes") }
+        let increment = Int(payload.getInteger(at: payload.readerIndex, as: UInt32.self)! & 0x7fff_ffff)
+        if header.streamID == 0 {
+            guard increment > 0 else { throw ConnectionError(code: .protocolError, reason: "WINDOW_UPDATE of 0 on the connection") }
+            sendWindow += increment
+            guard sendWindow <= FrameHeader.maxWindow else { throw ConnectionError(code: .flowControlError, reason: "connection window above 2^31-1") }
+            let waiting = blockedStreams
+            blockedStreams.removeAll()
+            for id in waiting { if let stream = streams[id] { drain(stream) } }
+            return
+        }
+        guard let stream = streams[header.streamID] else { return }
+        guard increment > 0, stream.sendWindow + increment <= FrameHeader.maxWindow else {
+            streams[stream.id] = nil
+            abandon(stream, error: RPCError(code: .internalError, message: "the client sent a bad WINDOW_UPDATE"))
+            return writeReset(stream.id, increment == 0 ? .protocolError : .flowControlError)
+        }
+        stream.sendWindow += increment
+        drain(stream)
+    }
+
+    // MARK: Connection-wide frames
+
+    private func onSettings(_ header: FrameHeader, _ payload: ByteBuffer) throws {
+        guard header.streamID == 0 else { throw ConnectionError(code: .protocolError, reason: "SETTINGS on stream \(header.streamID)") }
+        if header.has(FrameFlag.ack) {
+            guard payload.readableBytes == 0 else { throw ConnectionError(code: .frameSizeError, reason: "SETTINGS ACK with a payload") }
+            return
+        }
+        guard payload.readableBytes % 6 == 0 else { throw ConnectionError(code: .frameSizeError, reason: "SETTINGS payload is not a multiple of 6 bytes") }
+        var entries = payload
+        while let id = entries.readInteger(as: UInt16.self), let value = entries.readInteger(as: UInt32.self) {
+            try apply(SettingID(rawValue: id), Int(value))
+        }
+        var ack = context.channel.allocator.buffer(capacity: FrameHeader.size)
+        ack.writeFrameHeader(length: 0, type: .settings, flags: FrameFlag.ack, stream: 0)
+        context.write(wrapOutboundOut(ack), promise: nil)
+        needsFlush = true
+        for stream in streams.values where !stream.pendingData.isEmpty { drain(stream) }
+    }
+
+    private func apply(_ setting: SettingID?, _ value: Int) throws {
+        switch setting {
+        case .initialWindowSize:
+            guard value <= FrameHeader.maxWindow else { throw ConnectionError(code: .flowControlError, reason: "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1") }
+            for stream in streams.values { stream.sendWindow += value - peerInitialWindow }
+            peerInitialWindow = value
+        case .maxFrameSize:
+            guard (16_384...16_777_215).contains(value) else { throw ConnectionError(code: .protocolError, reason: "SETTINGS_MAX_FRAME_SIZE \(value) out of range") }
+            peerMaxFrameSize = value
+        case .headerTableSize:
+            try? encoder.setDynamicTableSize(min(value, HPACKEncoder.defaultDynamicTableSize))
+        case .enablePush:
+            guard value <= 1 else { throw ConnectionError(code: .protocolError, reason: "SETTINGS_ENABLE_PUSH \(value)") }
+        case .maxConcurrentStreams, .maxHeaderListSize, nil:
+            break   // the server opens no streams; header lists it sends are small
+        }
+    }
+
+    private func onPing(_ header: FrameHeader, _ payload: ByteBuffer) throws {
+        guard header.streamID == 0 else { throw ConnectionError(code: .protocolError, reason: "PING on stream \(header.streamID)") }
+        guard payload.readableBytes == 8 else { throw ConnectionError(code: .frameSizeError, reason: "PING payload is not 8 bytes") }
+        guard !header.has(FrameFlag.ack) else { return }
+        var reply = context.channel.allocator.buffer(capacity: FrameHeader.size + 8)
+        reply.writeFrameHeader(length: 8, type: .ping, flags: FrameFlag.ack, stream: 0)
+        var body = payload
+        reply.writeBuffer(&body)
+        context.write(wrapOutboundOut(reply), promise: nil)
+        needsFlush = true
+    }
+
+    private func onGoAway() {
+        goingAway = true
+        closeIfIdle()
+    }
+
+    /// Stops taking new streams and closes once the open ones are done (the daemon is stopping).
+    private func beginGoingAway() {
+        guard !goingAway else { return }
+        goingAway = true
+        writeGoAway(.noError, reason: "", lastStream: highestStreamID)
+        flushIfNeeded()
+        closeIfIdle()
+    }
+
+    func fail(_ error: ConnectionError) {
+        writeGoAway(error.code, reason: error.reason, lastStream: highestStreamID)
+        flushIfNeeded()
+        context.close(promise: nil)
+    }
+
+    func closeIfIdle() {
+        guard goingAway, streams.isEmpty, let context, context.channel.isActive else { return }
+        flushIfNeeded()
+        context.close(promise: nil)
+    }
+
+    /// The payload without its padding (RFC 9113 §6.1, §6.2).
+    private static func unpadded(_ payload: ByteBuffer, _ header: FrameHeader) throws -> ByteBuffer {
+        guard header.has(FrameFlag.padded) else { return payload }
+        var payload = payload
+        guard let padding = payload.readInteger(as: UInt8.self), Int(padding) <= payload.readableBytes else {
+            throw ConnectionError(code: .protocolError, reason: "padding longer than the frame on stream \(header.streamID)")
+        }
+        return payload.readSlice(length: payload.readableBytes - Int(padding))!
+    }
+}
