@@ -68,6 +68,7 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     let hub: ConnectionHub
     var context: ChannelHandlerContext!
     var bound: NIOLoopBound<HTTP2ServerConnection>!
+    private var executor: LoopTaskExecutor!
     var streams: [UInt32: Stream] = [:]
     var encoder: HPACKEncoder
     private var decoder: HPACKDecoder
@@ -102,6 +103,7 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        executor = LoopTaskExecutor(loop: context.eventLoop)
         if context.channel.isActive { start() }
     }
 
@@ -308,7 +310,7 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
                             outbound: RPCWriter.Closable(wrapping: ResponseWriter(stream: id, connection: bound, gate: stream.gate)))
         let rpcContext = ServerContext(descriptor: descriptor, remotePeer: remotePeer, localPeer: localPeer,
                                        cancellation: stream.cancellation)
-        if !hub.accept(ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext)) {
+        if !hub.accept(ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext, executor: executor)) {
             abandon(stream, error: RPCError(code: .unavailable, message: "the server is shutting down"))
             streams[id] = nil
             writeReset(id, .refusedStream)

@@ -36,7 +36,7 @@ public struct UnixServerTransport: ServerTransport {
         hub.listening(on: server)
         await withDiscardingTaskGroup { group in
             for await rpc in hub.rpcs {
-                group.addTask { await streamHandler(rpc.stream, rpc.context) }
+                group.addTask(executorPreference: rpc.executor) { await streamHandler(rpc.stream, rpc.context) }
             }
         }
         hub.closeAll()
@@ -57,6 +57,9 @@ final class ConnectionHub: Sendable {
     struct AcceptedRPC: Sendable {
         let stream: RPCStream<UnixServerTransport.Inbound, UnixServerTransport.Outbound>
         let context: ServerContext
+        /// The connection's event loop: the RPC's task runs there, so its requests, its
+        /// responses and the socket are handled by one thread without hand-offs.
+        let executor: LoopTaskExecutor
     }
 
     private struct State {
@@ -118,5 +121,19 @@ final class ConnectionHub: Sendable {
         }
         sink.finish()
         for connection in connections { connection.close(promise: nil) }
+    }
+}
+
+/// A Swift Concurrency task executor that runs jobs on one NIO event loop.
+final class LoopTaskExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
