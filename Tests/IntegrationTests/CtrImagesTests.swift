@@ -74,4 +74,44 @@ import Testing
         #expect(try ctr("content", "ls", "-q").stdout == "")
         #expect(try ctr("snapshots", "ls").stdout == "KEY PARENT KIND \n")
     }
+
+    /// `ctr images mount` unpacks into a view (or, with --rw, an active snapshot) held by a lease
+    /// named after the target; `unmount` keeps both, `unmount --rm` removes both. Outputs and
+    /// leftovers recorded from containerd 1.6.20 on this machine.
+    @Test(arguments: ["overlayfs", "native"])
+    func ctrImages_mountUnmount_behaveAsContainerd(snapshotter: String) throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let (tarball, _) = try Self.buildImage(in: daemon.directory)
+        func ctr(_ arguments: String...) throws -> RunResult {
+            try daemon.ctr(Array(arguments), namespace: "img")
+        }
+        #expect(try ctr("images", "import", "--snapshotter", snapshotter, "--index-name", "img:1", tarball).status == 0)
+        let listed = try ctr("snapshots", "--snapshotter", snapshotter, "ls").stdout.split(separator: "\n")
+        let chainID = String(listed.last?.split(separator: " ").first ?? "")
+        let seen = daemon.directory + "/seen", changed = daemon.directory + "/changed"
+        for target in [seen, changed] { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) }
+
+        let mounted = try ctr("images", "mount", "--snapshotter", snapshotter, "img:1", seen)
+        #expect(mounted.stdout == "\(chainID)\n\(seen)\n", "\(mounted.stderr)")
+        #expect(try String(contentsOfFile: seen + "/greeting", encoding: .utf8) == "hello\n")
+        #expect(!FileManager.default.createFile(atPath: seen + "/new", contents: nil), "a read-only mount")
+        #expect(try ctr("images", "unmount", seen).stdout == "\(seen)\n")
+        #expect(!FileManager.default.fileExists(atPath: seen + "/greeting"))
+
+        let writable = try ctr("images", "mount", "--rw", "--snapshotter", snapshotter, "img:1", changed)
+        #expect(writable.status == 0, "\(writable.stderr)")
+        #expect(FileManager.default.createFile(atPath: changed + "/new", contents: Data("x".utf8)))
+        #expect(try ctr("images", "unmount", "--rm", changed).stdout == "\(changed)\n")
+
+        // The plain unmount left its lease, and its view where the lease's reference label names
+        // it: ctr 1.6 writes containerd.io/gc.ref.snapshot.overlayfs whatever the snapshotter,
+        // so containerd collects the native view, and so does Berth. --rm left nothing.
+        let left = try ctr("snapshots", "--snapshotter", snapshotter, "ls").stdout.split(separator: "\n").dropFirst()
+        let kept = snapshotter == "overlayfs" ? [seen, chainID] : [chainID]
+        #expect(left.map { String($0.split(separator: " ")[0]) } == kept)
+        #expect(snapshotter != "overlayfs" || left.first?.contains(" View") == true)
+        #expect(try ctr("leases", "ls", "-q").stdout == "\(seen)\n")
+    }
 }
