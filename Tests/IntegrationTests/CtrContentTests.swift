@@ -89,4 +89,27 @@ import Testing
         #expect(ingest.status == 0, "\(ingest.stderr)")
         #expect(try daemon.ctr(["content", "ls", "-q"]).stdout == "\(digest)\n")
     }
+
+    /// `[gc] ingest_expiry_seconds` shortens how long an abandoned ingest is kept.
+    @Test func ingestExpiry_fromPluginConf_removesAbandonedIngestAtNextCollection() throws {
+        let daemon = try Daemon(plugins: Daemon.inTreePlugins + "\n[gc]\ningest_expiry_seconds = 1\n")
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let small = daemon.directory + "/small"
+        try Data(repeating: 7, count: 100).write(to: URL(fileURLWithPath: small))
+        let ingest = try run("/bin/sh", ["-c", "/usr/bin/ctr --address \(daemon.socket) content ingest --expected-size 5 left < \(small)"])
+        #expect(ingest.status == 1)
+        #expect(try daemon.ctr(["content", "active"]).stdout.contains("left\t100B"))
+        sleep(2)
+        var active = ""
+        for _ in 0..<50 {
+            // Removing a snapshot asks for a collection; each run expires stale ingests.
+            #expect(try daemon.ctr(["snapshots", "prepare", "nudge"]).status == 0)
+            #expect(try daemon.ctr(["snapshots", "rm", "nudge"]).status == 0)
+            active = try daemon.ctr(["content", "active"]).stdout
+            if !active.contains("left") { break }
+            usleep(100_000)
+        }
+        #expect(!active.contains("left"), "\(active)")
+    }
 }

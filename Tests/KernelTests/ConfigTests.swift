@@ -30,6 +30,22 @@ import Testing
         #expect(object == ["greeting": "hi"])
     }
 
+    @Test func config_gcTable_setsCollectorShareAndIngestExpiry() throws {
+        let defaults = try DaemonConfig(text: "version = 1\n", file: "t.conf")
+        #expect(defaults.gcPauseThreshold == 0.05 && defaults.ingestExpirySeconds == 86_400)
+        let set = try DaemonConfig(text: "[gc]\npause_threshold = 0.02\ningest_expiry_seconds = 3600\n", file: "t.conf")
+        #expect(set.gcPauseThreshold == 0.02 && set.ingestExpirySeconds == 3600)
+        #expect(throws: BerthError(.invalidArgument, "t.conf:2: gc.pause_threshold must be above 0 and below 1, found 1.0")) {
+            try DaemonConfig(text: "[gc]\npause_threshold = 1\n", file: "t.conf")
+        }
+        #expect(throws: BerthError(.invalidArgument, "t.conf:3: gc.ingest_expiry_seconds must be positive, found 0")) {
+            try DaemonConfig(text: "[gc]\n\ningest_expiry_seconds = 0\n", file: "t.conf")
+        }
+        #expect(throws: BerthError(.invalidArgument, "t.conf:2: unknown key \"gc.pause\"")) {
+            try DaemonConfig(text: "[gc]\npause = 0.1\n", file: "t.conf")
+        }
+    }
+
     @Test func config_unknownTopLevelKey_namesKeyAndLine() {
         #expect(throws: BerthError(.invalidArgument, "t.conf:3: unknown key \"rot\"")) {
             try DaemonConfig(text: "version = 1\n\nrot = \"/x\"\n", file: "t.conf")

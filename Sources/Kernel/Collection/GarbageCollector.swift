@@ -7,11 +7,13 @@ import ServiceLifecycle
 /// Lifecycle: once the kernel has started its plugins, the collector repairs what a crash may
 /// have left (layers no record names, records whose layer was never made, blobs no namespace
 /// records), runs one collection, then runs again whenever a service asks (`CollectionTrigger`)
-/// and when a lease expires. A run that took `d` is followed by a pause of at least `19 d`, so
-/// that collection takes at most about 5% of the daemon's time however often it is asked for
-/// (containerd's scheduler has the same kind of bound, 2% by default). Each run also removes
-/// ingests that no writer holds, no lease names, and nobody wrote to for `ingestExpiry`
-/// (24 hours, containerd's default lease lifetime): an interrupted transfer that nobody resumes.
+/// and when a lease expires. A run that took `d` is followed by a pause of `d × (1 − t) / t`
+/// (t = `pauseThreshold`, `[gc] pause_threshold`, 5% by default: `19 d`), so that collection
+/// takes at most that share of the daemon's time however often it is asked for (containerd's
+/// scheduler has the same kind of bound, 2% by default). Each run also removes ingests that no
+/// writer holds, no lease names, and nobody wrote to for `ingestExpiry` (`[gc]
+/// ingest_expiry_seconds`, 24 hours by default, containerd's default lease lifetime): an
+/// interrupted transfer that nobody resumes.
 public actor GarbageCollector: Service {
     let kernel: Kernel
     let trigger: CollectionTrigger
@@ -19,12 +21,15 @@ public actor GarbageCollector: Service {
     let content: ContentService
     let logger: Logger
     let ingestExpiry: TimeInterval
+    /// How many times a run's length the collector pauses after it.
+    let pauseFactor: Double
     private var recovered = false
     private var recoveryWaiters = [CheckedContinuation<Void, Never>]()
 
     public init(kernel: Kernel, trigger: CollectionTrigger, snapshots: SnapshotService, content: ContentService, logger: Logger,
-                ingestExpiry: TimeInterval = 24 * 3600) {
+                ingestExpiry: TimeInterval = 24 * 3600, pauseThreshold: Double = 0.05) {
         self.ingestExpiry = ingestExpiry
+        pauseFactor = (1 - pauseThreshold) / pauseThreshold
         self.kernel = kernel
         self.trigger = trigger
         self.snapshots = snapshots
@@ -87,7 +92,7 @@ public actor GarbageCollector: Service {
         var lastDuration = Duration.zero
         for await request in trigger.requests {
             if request.sequence > answered {
-                if lastDuration > .milliseconds(1) { try? await Task.sleep(for: lastDuration * 19) }
+                if lastDuration > .milliseconds(1) { try? await Task.sleep(for: lastDuration * pauseFactor) }
                 answered = trigger.latest
                 let start = ContinuousClock.now
                 await collect()

@@ -17,6 +17,8 @@ public struct StorageServices: Sendable {
         leases = LeaseService(metadata: kernel.metadata, collection: trigger)
         images = ImageService(metadata: kernel.metadata, events: kernel.events, collection: trigger)
         diff = DiffService(content: content, plugins: kernel.plugins, scratch: kernel.config.state + "/io.containerd.grpc.v1.diff")
-        collector = GarbageCollector(kernel: kernel, trigger: trigger, snapshots: snapshots, content: content, logger: logger)
+        collector = GarbageCollector(kernel: kernel, trigger: trigger, snapshots: snapshots, content: content, logger: logger,
+                                     ingestExpiry: Double(kernel.config.ingestExpirySeconds),
+                                     pauseThreshold: kernel.config.gcPauseThreshold)
     }
 }

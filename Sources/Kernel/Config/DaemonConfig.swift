@@ -40,6 +40,11 @@ public struct DaemonConfig: Sendable, Equatable {
     /// Runtime names clients send (`io.containerd.runc.v2`) mapped to a runtime plugin's `type.id`.
     public var runtimeAliases: [String: String] = [:]
     public var plugins: [PluginEntry] = []
+    /// `[gc] pause_threshold`: the largest share of the daemon's time garbage collection may take
+    /// (a run that took `d` is followed by a pause of `d × (1 − t) / t`).
+    public var gcPauseThreshold: Double = 0.05
+    /// `[gc] ingest_expiry_seconds`: how long an ingest nobody holds, leases or writes to is kept.
+    public var ingestExpirySeconds: Int = 24 * 3600
 
     public init() {}
 
@@ -84,6 +89,7 @@ private struct ConfigReader {
             case "plugin_dir": config.pluginDirectory = try string(value, key: key, section: nil)
             case "log_level": config.logLevel = try logLevel(value, key: key)
             case "grpc": try readGRPC(try subtable(value, key: key, section: nil), into: &config)
+            case "gc": try readGC(try subtable(value, key: key, section: nil), into: &config)
             case "runtime_aliases": config.runtimeAliases = try aliases(try subtable(value, key: key, section: nil))
             case "plugins": config.plugins = try plugins(try subtable(value, key: key, section: nil))
             default: throw error("unknown key \"\(key)\"", key: key, section: nil)
@@ -95,6 +101,24 @@ private struct ConfigReader {
         for key in table.keys {
             guard key == "address" else { throw error("unknown key \"grpc.\(key)\"", key: key, section: "grpc") }
             config.address = try string(table[key]!, key: key, section: "grpc")
+        }
+    }
+
+    private func readGC(_ table: TOMLTable, into config: inout DaemonConfig) throws(BerthError) {
+        for key in table.keys {
+            let value = table[key]!
+            switch key {
+            case "pause_threshold":
+                guard let share = value.double ?? value.int.map(Double.init) else { throw typeError(value, "a number", key: key, section: "gc") }
+                guard share > 0, share < 1 else { throw error("gc.pause_threshold must be above 0 and below 1, found \(share)", key: key, section: "gc") }
+                config.gcPauseThreshold = share
+            case "ingest_expiry_seconds":
+                let seconds = try int(value, key: key, section: "gc")
+                guard seconds > 0 else { throw error("gc.ingest_expiry_seconds must be positive, found \(seconds)", key: key, section: "gc") }
+                config.ingestExpirySeconds = seconds
+            default:
+                throw error("unknown key \"gc.\(key)\"", key: key, section: "gc")
+            }
         }
     }
 
