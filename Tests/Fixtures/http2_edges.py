@@ -55,13 +55,17 @@ class Client:
         self.flush()
         return events
 
-    def call(self, path, body=b"", pad=None, **header_args):
-        """One RPC: headers, message, end; returns (headers, data, trailers) when the stream ends."""
+    def send(self, path, payload=None, extra=(), end_stream=True, **header_args):
+        """Opens a stream with one request (an empty message unless `payload` is given); returns its id."""
         stream = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(stream, request_headers(path, **header_args))
-        self.conn.send_data(stream, grpc_message(body), end_stream=True, pad_length=pad)
+        self.conn.send_headers(stream, request_headers(path, **header_args) + list(extra))
+        self.conn.send_data(stream, grpc_message(b"") if payload is None else payload, end_stream=end_stream)
         self.flush()
-        return self.wait(stream)
+        return stream
+
+    def call(self, path, **send_args):
+        """One RPC; returns (headers, data, trailers) when the stream ends."""
+        return self.wait(self.send(path, **send_args))
 
     def wait(self, stream):
         headers, data, trailers = {}, b"", {}
@@ -213,32 +217,20 @@ def case_not_grpc(path):
 
 
 def case_compressed_request(path):
-    client = Client(path)
-    stream = client.conn.get_next_available_stream_id()
-    client.conn.send_headers(stream, request_headers(VERSION) + [("grpc-encoding", "gzip")])
-    client.conn.send_data(stream, grpc_message(b""), end_stream=True)
-    client.flush()
-    _, _, trailers = client.wait(stream)
+    _, _, trailers = Client(path).call(VERSION, extra=[("grpc-encoding", "gzip")])
     expect(trailers.get("grpc-status") == "12", f"{trailers}")
 
 
 def case_oversized_message(path):
-    client = Client(path)
-    stream = client.conn.get_next_available_stream_id()
-    client.conn.send_headers(stream, request_headers(VERSION))
-    client.conn.send_data(stream, b"\x00" + struct.pack(">I", 17 << 20))   # a 17 MiB message announced
-    client.flush()
-    _, _, trailers = client.wait(stream)
+    # A 17 MiB message announced by its prefix; the stream stays open for the rest.
+    _, _, trailers = Client(path).call(VERSION, payload=b"\x00" + struct.pack(">I", 17 << 20), end_stream=False)
     expect(trailers.get("grpc-status") == "8", f"{trailers}")
     expect("17825792" in trailers.get("grpc-message", ""), f"{trailers}")
 
 
 def case_cancel_stream_then_reuse(path):
     client = Client(path)
-    stream = client.conn.get_next_available_stream_id()
-    client.conn.send_headers(stream, request_headers(SUBSCRIBE) + [("containerd-namespace", "default")])
-    client.conn.send_data(stream, grpc_message(b""), end_stream=True)
-    client.flush()
+    stream = client.send(SUBSCRIBE, extra=[("containerd-namespace", "default")])
     client.conn.reset_stream(stream, error_code=0x8)
     client.flush()
     _, _, trailers = client.call(VERSION)   # the connection still serves
