@@ -47,7 +47,7 @@ public struct APIServer: Service {
         await storage.collector.waitUntilRecovered()
         let fd = try UnixListener.listen(at: address)
         let server = GRPCServer(
-            transport: UnixServerTransport(listeningSocket: fd, maxMessageSize: Self.maxMessageSize),
+            transport: UnixServerTransport(listeningSocket: fd, maxMessageSize: Self.maxMessageSize, logger: logger),
             services: Self.services(for: kernel, storage: storage))
         defer { unlink(address) }
         try await withGracefulShutdownHandler {

@@ -161,6 +161,9 @@ final class Daemon: @unchecked Sendable {
             process.waitUntilExit()
         }
         // A test that named the directory (to restart on it) removes it itself.
-        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
+        // BERTH_KEEP_TEST_DIRS=1 keeps every daemon's folder (its berthd.log) for a post-mortem.
+        if ownsDirectory, ProcessInfo.processInfo.environment["BERTH_KEEP_TEST_DIRS"] == nil {
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 }

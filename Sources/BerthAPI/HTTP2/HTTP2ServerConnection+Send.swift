@@ -89,8 +89,12 @@ extension HTTP2ServerConnection {
         streams[stream.id] = nil
         stream.gate.close()
         if !stream.remoteClosed {
-            writeReset(stream.id, .noError)
             stream.requests.finish()
+            if stream.resetAfterResponse || finishedWhileReceiving.count >= limits.maxConcurrentStreams {
+                writeReset(stream.id, .noError)
+            } else {
+                finishedWhileReceiving.insert(stream.id)
+            }
         }
         closeIfIdle()
     }
@@ -119,6 +123,7 @@ extension HTTP2ServerConnection {
         abandon(stream, error: RPCError(code: RPCError.Code(status.code) ?? .internalError, message: status.message))
         stream.pendingData.removeAll()
         stream.partialMessage = nil
+        stream.resetAfterResponse = true
         stream.pendingStatus = (status, Metadata())
         drain(stream)
     }

@@ -54,6 +54,8 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
         /// Framed response messages waiting for flow-control window, oldest first.
         var pendingData: [ByteBuffer] = []
         var pendingStatus: (Status, Metadata)?
+        /// The request broke gRPC's rules: after the status, tell the client to stop sending.
+        var resetAfterResponse = false
 
         init(id: UInt32, requests: RequestQueue, gate: SendGate, sendWindow: Int, receiveWindow: Int) {
             self.id = id
@@ -70,6 +72,11 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     var bound: NIOLoopBound<HTTP2ServerConnection>!
     private var executor: LoopTaskExecutor!
     var streams: [UInt32: Stream] = [:]
+    /// Streams whose response is complete while the client was still sending (half-closed local,
+    /// RFC 9113 §5.1): their remaining DATA is dropped quietly until the client ends them. No
+    /// RST_STREAM here: grpc-swift clients treat one that follows the trailers closely as a
+    /// broken stream ("Stream unexpectedly closed") and lose the status.
+    var finishedWhileReceiving: Set<UInt32> = []
     var encoder: HPACKEncoder
     private var decoder: HPACKDecoder
     private var inbound: ByteBuffer?
@@ -170,6 +177,7 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        hub.logger.notice("gRPC connection failed", metadata: ["peer": "\(remotePeer)", "error": "\(error)"])
         context.close(promise: nil)
     }
 
@@ -270,6 +278,11 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
             onRemoteEnd(stream)
             return
         }
+        if finishedWhileReceiving.contains(id) {
+            guard endStream else { throw ConnectionError(code: .protocolError, reason: "HEADERS on stream \(id) without END_STREAM") }
+            finishedWhileReceiving.remove(id)
+            return
+        }
         guard id > highestStreamID else {
             throw ConnectionError(code: .streamClosed, reason: "HEADERS on closed stream \(id)")
         }
@@ -353,6 +366,7 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     private func onReset(_ header: FrameHeader, _ payload: ByteBuffer) throws {
         guard payload.readableBytes == 4 else { throw ConnectionError(code: .frameSizeError, reason: "RST_STREAM payload is not 4 bytes") }
         guard header.streamID != 0 else { throw ConnectionError(code: .protocolError, reason: "RST_STREAM on stream 0") }
+        finishedWhileReceiving.remove(header.streamID)
         guard let stream = streams.removeValue(forKey: header.streamID) else { return }
         abandon(stream, error: RPCError(code: .cancelled, message: "the client cancelled the RPC"))
     }
@@ -382,7 +396,9 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
             guard header.streamID <= highestStreamID else {
                 throw ConnectionError(code: .protocolError, reason: "DATA on stream \(header.streamID), which is not open")
             }
-            return writeReset(header.streamID, .streamClosed)
+            guard finishedWhileReceiving.contains(header.streamID) else { return writeReset(header.streamID, .streamClosed) }
+            if header.has(FrameFlag.endStream) { finishedWhileReceiving.remove(header.streamID) }
+            return
         }
         guard !stream.remoteClosed else {
             streams[stream.id] = nil
@@ -532,6 +548,9 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func fail(_ error: ConnectionError) {
+        hub.logger.notice("closing a gRPC connection that broke HTTP/2", metadata: [
+            "peer": "\(remotePeer)", "code": "\(error.code)", "reason": "\(error.reason)",
+        ])
         writeGoAway(error.code, reason: error.reason, lastStream: highestStreamID)
         flushIfNeeded()
         context.close(promise: nil)

@@ -1,4 +1,5 @@
 import GRPCCore
+import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -11,12 +12,13 @@ public struct UnixServerTransport: ServerTransport {
 
     private let descriptor: Int32
     private let limits: HTTP2ServerConnection.Limits
-    private let hub = ConnectionHub()
+    private let hub: ConnectionHub
 
     /// Serves on `descriptor`, a socket that is bound and listening; the transport closes it.
     /// `maxMessageSize` bounds a request message, as gRPC counts it.
-    public init(listeningSocket descriptor: Int32, maxMessageSize: Int) {
+    public init(listeningSocket descriptor: Int32, maxMessageSize: Int, logger: Logger) {
         self.descriptor = descriptor
+        hub = ConnectionHub(logger: logger)
         var limits = HTTP2ServerConnection.Limits()
         limits.maxMessageSize = maxMessageSize
         self.limits = limits
@@ -69,10 +71,13 @@ final class ConnectionHub: Sendable {
     }
 
     let rpcs: AsyncStream<AcceptedRPC>
+    /// Connections log why they ended when it was not the client's choice.
+    let logger: Logger
     private let sink: AsyncStream<AcceptedRPC>.Continuation
     private let state = Mutex(State())
 
-    init() {
+    init(logger: Logger) {
+        self.logger = logger
         (rpcs, sink) = AsyncStream.makeStream(of: AcceptedRPC.self)
     }
 
