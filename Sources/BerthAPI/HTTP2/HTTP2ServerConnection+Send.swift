@@ -88,14 +88,8 @@ extension HTTP2ServerConnection {
         writeHeaderBlock(headers, stream: stream.id, endStream: true)
         streams[stream.id] = nil
         stream.gate.close()
-        if !stream.remoteClosed {
-            stream.requests.finish()
-            if stream.resetAfterResponse || finishedWhileReceiving.count >= limits.maxConcurrentStreams {
-                writeReset(stream.id, .noError)
-            } else {
-                finishedWhileReceiving.insert(stream.id)
-            }
-        }
+        if !stream.remoteClosed { stream.requests.finish() }
+        afterResponse(stream.id, clientDone: stream.remoteClosed, reset: stream.resetAfterResponse)
         closeIfIdle()
     }
 
@@ -106,14 +100,26 @@ extension HTTP2ServerConnection {
         scheduleFlush()
     }
 
+    /// A complete response went out on stream `id`. A client still sending is either told to stop
+    /// (`reset`: its request broke the rules) or has its remaining DATA dropped quietly until it
+    /// ends the stream (see `finishedWhileReceiving` for why not RST_STREAM(NO_ERROR) always).
+    func afterResponse(_ id: UInt32, clientDone: Bool, reset: Bool) {
+        guard !clientDone else { return }
+        if reset || finishedWhileReceiving.count >= limits.maxConcurrentStreams {
+            writeReset(id, .noError)
+        } else {
+            finishedWhileReceiving.insert(id)
+        }
+    }
+
     /// Answers a gRPC request that cannot be served with a trailers-only response.
-    func rejectRPC(_ id: UInt32, _ status: Status) {
+    func rejectRPC(_ id: UInt32, _ status: Status, clientDone: Bool) {
         let headers = HPACKHeaders([
             (":status", "200"), ("content-type", "application/grpc"),
             ("grpc-status", String(status.code.rawValue)), ("grpc-message", Self.percentEncoded(status.message)),
         ])
         writeHeaderBlock(headers, stream: id, endStream: true)
-        writeReset(id, .noError)
+        afterResponse(id, clientDone: clientDone, reset: false)
         scheduleFlush()
     }
 

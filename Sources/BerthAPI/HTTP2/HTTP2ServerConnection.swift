@@ -135,6 +135,7 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
             return
         }
         if let address = context.channel.localAddress?.pathname { localPeer = "unix:\(address)" }
+        if let address = context.channel.remoteAddress?.pathname { remotePeer = "unix:\(address)" }
         var frame = context.channel.allocator.buffer(capacity: 64)
         let settings: [(SettingID, Int)] = [
             (.maxConcurrentStreams, limits.maxConcurrentStreams), (.initialWindowSize, limits.streamWindow),
@@ -301,10 +302,12 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
             return rejectHTTP(id, status: "415")
         }
         guard let path = headers.first(name: ":path"), let descriptor = Self.method(at: path) else {
-            return rejectRPC(id, Status(code: .unimplemented, message: "malformed method path \(headers.first(name: ":path") ?? "(none)")"))
+            return rejectRPC(id, Status(code: .unimplemented, message: "malformed method path \(headers.first(name: ":path") ?? "(none)")"),
+                             clientDone: endStream)
         }
         if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
-            return rejectRPC(id, Status(code: .unimplemented, message: "message compression \(encoding) is not supported; send identity"))
+            return rejectRPC(id, Status(code: .unimplemented, message: "message compression \(encoding) is not supported; send identity"),
+                             clientDone: endStream)
         }
         let bound = self.bound!
         let requests = RequestQueue(creditBatch: limits.streamWindow / 4) { amount in
@@ -318,7 +321,6 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
             requests.finish()
         }
         streams[id] = stream
-        if remotePeer == "unix:", let address = context.channel.remoteAddress?.pathname { remotePeer = "unix:\(address)" }
         let rpc = RPCStream(descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: requests),
                             outbound: RPCWriter.Closable(wrapping: ResponseWriter(stream: id, connection: bound, gate: stream.gate)))
         let rpcContext = ServerContext(descriptor: descriptor, remotePeer: remotePeer, localPeer: localPeer,
