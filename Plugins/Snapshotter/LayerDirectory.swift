@@ -3,7 +3,8 @@ import BerthProto
 import Foundation
 
 /// Layers on disk: `<root>/<id>/fs` holds the files (overlay: this layer's changes; native: the
-/// whole tree), `<root>/<id>/work` is overlayfs's scratch space. A layer is built under
+/// whole tree), `<root>/<id>/work` is overlayfs's scratch space, made only for a writable layer
+/// with parents (one without parents is mounted as a bind mount). A layer is built under
 /// `new-<id>` and renamed into place, and removed by renaming to `old-<id>` first, so a crash
 /// never leaves a half-made layer under a live id.
 struct LayerDirectory: Sendable {
@@ -12,17 +13,21 @@ struct LayerDirectory: Sendable {
 
     func path(_ id: UInt64) -> String { "\(root)/\(id)" }
 
-    /// Makes layer `id` on `parents`; a read-only one (a view) gets no overlay work directory,
-    /// which only a writable mount uses.
+    /// Makes layer `id` on `parents`; only a writable overlay layer with parents gets a work
+    /// directory, the one kind that is mounted as an overlay with an upper directory.
     func create(id: UInt64, parents: [UInt64], readonly: Bool = false) throws {
         let final = path(id)
-        guard !FileManager.default.fileExists(atPath: final) else {
+        guard !Self.exists(final) else {
             throw PluginError(.alreadyExists, "layer \(id) already exists on disk")
         }
         for parent in parents { try requireExisting(parent) }
         let staging = "\(root)/new-\(id)"
-        try? FileManager.default.removeItem(atPath: staging)
-        try makeDirectory(staging, mode: 0o700)
+        if mkdir(staging, 0o700) != 0 {
+            // Left by a build that stopped half-way (start-up cleanup normally removes it).
+            guard errno == EEXIST else { throw PluginError(.internal, "cannot create \(staging): \(String(cString: strerror(errno)))") }
+            try? FileManager.default.removeItem(atPath: staging)
+            try makeDirectory(staging, mode: 0o700)
+        }
         do {
             if driver == .native, let parent = parents.first {
                 try copyTree(from: path(parent) + "/fs", to: staging + "/fs")
@@ -30,7 +35,7 @@ struct LayerDirectory: Sendable {
                 // The root of a new, empty snapshot is 0755, as containerd's snapshotters make it.
                 try makeDirectory(staging + "/fs", mode: 0o755)
             }
-            if driver == .overlay, !readonly { try makeDirectory(staging + "/work", mode: 0o700) }
+            if driver == .overlay, !readonly, !parents.isEmpty { try makeDirectory(staging + "/work", mode: 0o700) }
             guard rename(staging, final) == 0 else {
                 throw PluginError(.internal, "cannot move layer \(id) into place: \(String(cString: strerror(errno)))")
             }
@@ -58,7 +63,7 @@ struct LayerDirectory: Sendable {
     }
 
     func requireExisting(_ id: UInt64) throws {
-        guard FileManager.default.fileExists(atPath: path(id)) else {
+        guard Self.exists(path(id)) else {
             throw PluginError(.notFound, "layer \(id) does not exist on disk")
         }
     }
@@ -127,6 +132,10 @@ struct LayerDirectory: Sendable {
             $0.source = "overlay"
             $0.options = options
         }
+    }
+
+    private static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
     }
 
     private func makeDirectory(_ path: String, mode: mode_t) throws {

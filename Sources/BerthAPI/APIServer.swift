@@ -57,6 +57,9 @@ public struct APIServer: Service {
             }
         } onGracefulShutdown: {
             server.beginGracefulShutdown()
+            // RPC tasks are started by the transport, outside this task tree, so they cannot see
+            // the service group's shutdown themselves: end the open event streams here.
+            kernel.events.endSubscriptions()
         }
     }
 }

@@ -60,13 +60,16 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
             throw BerthError(.outOfRange, "read of content \(m.digest) at offset \(start), beyond its \(record.size) bytes")
         }
         let end = m.size > 0 ? min(record.size, start + m.size) : record.size
+        // The first piece is read before the response starts, so that headers, that piece
+        // and, for a small read such as ctr's 32 KiB ones, the trailers leave in one write.
+        let first = start < end ? try await blob.read(offset: start, size: min(Self.readChunk, end - start)) : Data()
         return StreamingServerResponse { writer in
-            var offset = start
-            while offset < end {
-                let data = try await blob.read(offset: offset, size: min(Self.readChunk, end - offset))
-                if data.isEmpty { break }
+            var offset = start, data = first
+            while !data.isEmpty {
                 try await writer.write(.with { $0.offset = offset; $0.data = data })
                 offset += Int64(data.count)
+                guard offset < end else { break }
+                data = try await blob.read(offset: offset, size: min(Self.readChunk, end - offset))
             }
             return [:]
         }

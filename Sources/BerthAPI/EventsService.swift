@@ -2,7 +2,6 @@ import BerthProto
 import Foundation
 import GRPCCore
 import Kernel
-import ServiceLifecycle
 import SwiftProtobuf
 
 /// containerd.services.events.v1.Events over the kernel's event bus. A subscriber that falls
@@ -38,8 +37,9 @@ struct EventsService: Containerd_Services_Events_V1_Events.ServiceProtocol {
     {
         let stream = await events.subscribe(filters: try FilterSet(request.message.filters))
         return StreamingServerResponse { writer in
-            // Ends with the server's graceful shutdown, which would otherwise wait for this stream.
-            for try await envelope in stream.cancelOnGracefulShutdown() {
+            // Ends when the bus ends subscriptions: APIServer asks it to when it begins to stop,
+            // as its graceful shutdown would otherwise wait for this stream.
+            for try await envelope in stream {
                 try await writer.write(.with {
                     $0.timestamp = Google_Protobuf_Timestamp(date: envelope.timestamp)
                     $0.namespace = envelope.namespace

@@ -51,9 +51,13 @@ import Testing
     }
 
     @Test func store_reopened_keepsCommittedDataAndUUID() async throws {
-        let first = try MetadataStore(path: path)
-        _ = try await first.createNamespace(NamespaceRecord(name: "kept", labels: ["x": "y"]))
-        let uuid = try await first.serverUUID()
+        // The store holds its file exclusively while open: the first one is closed before the
+        // second opens, as across a daemon restart.
+        let uuid: String = try await {
+            let first = try MetadataStore(path: path)
+            _ = try await first.createNamespace(NamespaceRecord(name: "kept", labels: ["x": "y"]))
+            return try await first.serverUUID()
+        }()
         let second = try MetadataStore(path: path)
         #expect(try await second.namespace("kept") == NamespaceRecord(name: "kept", labels: ["x": "y"]))
         #expect(try await second.serverUUID() == uuid)

@@ -53,7 +53,10 @@ struct Reply: Sendable {
 
 /// Written once at first use, then only read. The ops table shared by every registration of every Swift module. These functions are the
 /// C-to-Swift bridge: they copy what the host lent, then continue in a task, because a C
-/// caller has no async context to hand over.
+/// caller has no async context to hand over. The task starts at once on the caller's thread
+/// (`Task.immediate`) and leaves it only at its first suspension: an operation that never
+/// suspends (most file-system work) replies before the C call returns, with no hop to another
+/// thread and back.
 nonisolated(unsafe) let sharedOps: UnsafeMutablePointer<berth_plugin_ops> = {
     let ops = UnsafeMutablePointer<berth_plugin_ops>.allocate(capacity: 1)
     ops.initialize(to: berth_plugin_ops(
@@ -65,7 +68,7 @@ nonisolated(unsafe) let sharedOps: UnsafeMutablePointer<berth_plugin_ops> = {
         start: { instance, context, function in
             let box = InstanceBox.from(instance)
             let reply = Reply(context, function)
-            Task {
+            Task.immediate {
                 do {
                     try await box.made.get().start()
                     reply.ok()
@@ -81,7 +84,7 @@ nonisolated(unsafe) let sharedOps: UnsafeMutablePointer<berth_plugin_ops> = {
             let bytes = request.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
             let info = CallInfo(namespace: callContext?.pointee.namespace_name.map { String(cString: $0) } ?? "",
                                 lease: callContext?.pointee.lease.map { String(cString: $0) } ?? "")
-            Task {
+            Task.immediate {
                 do {
                     reply.ok(try await box.made.get().methods.dispatch(path, bytes, info))
                 } catch {
@@ -92,7 +95,7 @@ nonisolated(unsafe) let sharedOps: UnsafeMutablePointer<berth_plugin_ops> = {
         stop: { instance, context, function in
             let box = InstanceBox.from(instance)
             let reply = Reply(context, function)
-            Task {
+            Task.immediate {
                 if case .success(let plugin) = box.made { await plugin.stop() }
                 reply.ok()
             }

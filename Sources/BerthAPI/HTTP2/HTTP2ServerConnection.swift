@@ -96,6 +96,8 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     var goingAway = false
     var needsFlush = false
     var flushScheduled = false
+    /// An RPC task was started while reading the current batch of frames.
+    private var startedRPCs = false
     private var remotePeer = "unix:"
     private var localPeer = "unix:"
 
@@ -164,8 +166,17 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
+    /// What reading wrote (SETTINGS and PING acknowledgements, window updates) leaves now, or,
+    /// when the batch started RPCs, in a flush queued behind their tasks' first turn: an RPC that
+    /// answers without waiting then shares one write with those frames, and the client wakes
+    /// once. (grpc-go clients, ctr among them, send a PING with each request to size their window.)
     func channelReadComplete(context: ChannelHandlerContext) {
-        flushIfNeeded()
+        if startedRPCs {
+            startedRPCs = false
+            scheduleFlush()
+        } else {
+            flushIfNeeded()
+        }
         context.fireChannelReadComplete()
     }
 
@@ -325,7 +336,9 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
                             outbound: RPCWriter.Closable(wrapping: ResponseWriter(stream: id, connection: bound, gate: stream.gate)))
         let rpcContext = ServerContext(descriptor: descriptor, remotePeer: remotePeer, localPeer: localPeer,
                                        cancellation: stream.cancellation)
-        if !hub.accept(ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext, executor: executor)) {
+        if hub.accept(ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext, executor: executor)) {
+            startedRPCs = true
+        } else {
             abandon(stream, error: RPCError(code: .unavailable, message: "the server is shutting down"))
             streams[id] = nil
             writeReset(id, .refusedStream)

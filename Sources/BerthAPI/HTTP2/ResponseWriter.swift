@@ -14,6 +14,8 @@ final class SendGate: Sendable {
 
     private let state = Mutex(State())
     private let limit: Int
+    /// Parts of this stream handed to the event loop as jobs and not run yet.
+    let queuedParts = Atomic<Int>(0)
 
     init(limit: Int) {
         self.limit = limit
@@ -65,9 +67,10 @@ final class SendGate: Sendable {
     static let closedError = RPCError(code: .cancelled, message: "the stream was closed: the client cancelled it or went away")
 }
 
-/// The response side of one stream, used from the RPC's task. Every part is passed to the
-/// connection's event loop in order (always through `execute`, so parts from a task that moves
-/// between threads never overtake each other); the connection frames and flow-controls them.
+/// The response side of one stream, used from the RPC's task. Parts reach the connection in
+/// order: on the connection's event loop with no part of the stream still queued, a part is
+/// handed over at once; otherwise it goes through `execute`, behind the parts queued before it
+/// (a task can move between threads). The connection frames and flow-controls them.
 struct ResponseWriter: ClosableRPCWriterProtocol {
     typealias Element = RPCResponsePart<WireBytes>
 
@@ -102,7 +105,15 @@ struct ResponseWriter: ClosableRPCWriterProtocol {
     }
 
     private func submit(_ body: @escaping @Sendable (HTTP2ServerConnection) -> Void) {
-        let connection = self.connection
-        connection.eventLoop.execute { body(connection.value) }
+        let connection = self.connection, gate = self.gate
+        if connection.eventLoop.inEventLoop, gate.queuedParts.load(ordering: .acquiring) == 0 {
+            body(connection.value)
+            return
+        }
+        gate.queuedParts.add(1, ordering: .relaxed)
+        connection.eventLoop.execute {
+            body(connection.value)
+            gate.queuedParts.subtract(1, ordering: .releasing)
+        }
     }
 }

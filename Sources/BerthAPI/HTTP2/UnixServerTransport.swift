@@ -28,6 +28,7 @@ public struct UnixServerTransport: ServerTransport {
         streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
     ) async throws {
         let limits = self.limits, hub = self.hub
+        hub.serve(with: streamHandler)
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -36,10 +37,10 @@ public struct UnixServerTransport: ServerTransport {
             }
             .withBoundSocket(descriptor).get()
         hub.listening(on: server)
-        await withDiscardingTaskGroup { group in
-            for await rpc in hub.rpcs {
-                group.addTask(executorPreference: rpc.executor) { await streamHandler(rpc.stream, rpc.context) }
-            }
+        await withTaskCancellationHandler {
+            await hub.drained()
+        } onCancel: {
+            hub.cancelAll()
         }
         hub.closeAll()
         try? await server.close()
@@ -50,11 +51,18 @@ public struct UnixServerTransport: ServerTransport {
     }
 }
 
-/// What the connections of one transport share: the queue of accepted RPCs that the server's
-/// task group takes, and the list of open connections to tell when the daemon stops.
+/// What the connections of one transport share: the handler that serves each RPC, the RPCs
+/// running, and the open connections to tell when the daemon stops.
+///
+/// A connection starts each RPC's task itself, on its own event loop, as soon as the request
+/// headers arrive: no queue and no server task in between, so a short RPC is read, served and
+/// answered by one thread without waking another. `listen` returns once the transport has been
+/// shut down and every RPC it started has finished; cancelling it cancels them.
 final class ConnectionHub: Sendable {
     /// Sent through a connection's pipeline to make it stop taking streams.
     struct ShutdownEvent {}
+
+    typealias Handler = @Sendable (RPCStream<UnixServerTransport.Inbound, UnixServerTransport.Outbound>, ServerContext) async -> Void
 
     struct AcceptedRPC: Sendable {
         let stream: RPCStream<UnixServerTransport.Inbound, UnixServerTransport.Outbound>
@@ -67,24 +75,64 @@ final class ConnectionHub: Sendable {
     private struct State {
         var connections: [ObjectIdentifier: any Channel] = [:]
         var server: (any Channel)?
+        var handler: Handler?
+        var running: [UInt64: Task<Void, Never>] = [:]
+        var nextRPC: UInt64 = 0
         var stopping = false
+        var cancelled = false
+        /// `listen`, waiting for the stop and the last RPC.
+        var drainWaiter: CheckedContinuation<Void, Never>?
+        var drainedAlready: Bool { stopping && running.isEmpty }
     }
 
-    let rpcs: AsyncStream<AcceptedRPC>
     /// Connections log why they ended when it was not the client's choice.
     let logger: Logger
-    private let sink: AsyncStream<AcceptedRPC>.Continuation
     private let state = Mutex(State())
 
     init(logger: Logger) {
         self.logger = logger
-        (rpcs, sink) = AsyncStream.makeStream(of: AcceptedRPC.self)
     }
 
-    /// False once the transport is stopping: the RPC was not taken.
+    func serve(with handler: @escaping Handler) {
+        state.withLock { $0.handler = handler }
+    }
+
+    /// Starts the RPC's task on its connection's loop. False once the transport is stopping:
+    /// the RPC was not taken.
     func accept(_ rpc: AcceptedRPC) -> Bool {
-        if case .enqueued = sink.yield(rpc) { return true }
-        return false
+        state.withLock { state in
+            guard !state.stopping, let handler = state.handler else { return false }
+            let id = state.nextRPC
+            state.nextRPC += 1
+            // The task cannot finish before it is recorded: it needs this lock to say so.
+            state.running[id] = Task(executorPreference: rpc.executor) {
+                await handler(rpc.stream, rpc.context)
+                self.finished(id)
+            }
+            return true
+        }
+    }
+
+    private func finished(_ id: UInt64) {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            state.running[id] = nil
+            guard state.drainedAlready else { return nil }
+            defer { state.drainWaiter = nil }
+            return state.drainWaiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns when the transport is stopping and no RPC runs.
+    func drained() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let now: Bool = state.withLock {
+                if $0.drainedAlready { return true }
+                $0.drainWaiter = waiter
+                return false
+            }
+            if now { waiter.resume() }
+        }
     }
 
     /// False once the transport is stopping: the connection must close.
@@ -110,13 +158,20 @@ final class ConnectionHub: Sendable {
 
     /// Stops accepting connections and RPCs; open connections finish the RPCs they have.
     func shutDown() {
-        let (server, connections): ((any Channel)?, [any Channel]) = state.withLock {
-            $0.stopping = true
-            return ($0.server, Array($0.connections.values))
-        }
+        let (server, connections, waiter) = stop()
         server?.close(promise: nil)
         for connection in connections { connection.pipeline.fireUserInboundEventTriggered(ShutdownEvent()) }
-        sink.finish()
+        waiter?.resume()
+    }
+
+    /// Stops as `shutDown` does and cancels the RPCs that run.
+    func cancelAll() {
+        let tasks: [Task<Void, Never>] = state.withLock {
+            $0.cancelled = true
+            return Array($0.running.values)
+        }
+        for task in tasks { task.cancel() }
+        shutDown()
     }
 
     func closeAll() {
@@ -124,8 +179,16 @@ final class ConnectionHub: Sendable {
             $0.stopping = true
             return Array($0.connections.values)
         }
-        sink.finish()
         for connection in connections { connection.close(promise: nil) }
+    }
+
+    private func stop() -> ((any Channel)?, [any Channel], CheckedContinuation<Void, Never>?) {
+        state.withLock { state in
+            state.stopping = true
+            var waiter: CheckedContinuation<Void, Never>?
+            if state.drainedAlready { waiter = state.drainWaiter; state.drainWaiter = nil }
+            return (state.server, Array(state.connections.values), waiter)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import ServiceLifecycle
 import SwiftProtobuf
+import Synchronization
 
 /// One event as it travels on the bus: where and when it happened, and its typed payload.
 public struct EventEnvelope: Sendable {
@@ -46,6 +47,7 @@ public actor EventBus: Service {
         var bufferSize: Int
     }
 
+    private nonisolated let subscriptionsEnded = Atomic<Bool>(false)
     private let inbox: AsyncStream<EventEnvelope>
     private nonisolated let inboxContinuation: AsyncStream<EventEnvelope>.Continuation
     private var subscribers = [UInt64: Subscriber]()
@@ -74,6 +76,12 @@ public actor EventBus: Service {
     {
         let (stream, continuation) = AsyncThrowingStream.makeStream(
             of: EventEnvelope.self, throwing: (any Error).self, bufferingPolicy: .bufferingOldest(bufferSize))
+        // A subscription made after the flag was set ends here; one made before it is ended by
+        // the finishAll that endSubscriptions queues after setting it.
+        if subscriptionsEnded.load(ordering: .sequentiallyConsistent) {
+            continuation.finish()
+            return stream
+        }
         nextID += 1
         subscribers[nextID] = Subscriber(filters: filters, continuation: continuation, bufferSize: bufferSize)
         return stream
@@ -104,6 +112,14 @@ public actor EventBus: Service {
             @unknown default: continue
             }
         }
+    }
+
+    /// Ends every subscription, and every later one at once; publishing goes on. The API server
+    /// calls it when it begins to stop, so that open Subscribe streams end instead of holding
+    /// the server's shutdown up.
+    public nonisolated func endSubscriptions() {
+        subscriptionsEnded.store(true, ordering: .sequentiallyConsistent)
+        Task { await self.finishAll() }
     }
 
     private func finishAll() {

@@ -24,6 +24,11 @@ final class SQLiteDatabase {
             throw .internal("cannot open metadata database \(path): \(message)")
         }
         sqlite3_busy_timeout(handle, 5000)
+        // One daemon owns the file (the daemon lock keeps a second one out), so the database
+        // is locked once for the life of the handle rather than by each transaction: a read
+        // costs no fcntl calls, and WAL keeps its index in memory instead of a shared file.
+        // Set before the first access, as SQLite requires for that.
+        try execute("PRAGMA locking_mode=EXCLUSIVE")
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=FULL")
         try execute("PRAGMA foreign_keys=ON")
