@@ -43,6 +43,19 @@ final class BlobStore: @unchecked Sendable {
         return data
     }
 
+    /// A new read-only descriptor of the blob, for the caller to close.
+    func openForReading(_ digest: String) throws -> Berth_Content_V1_OpenedBlob {
+        let hex = try Digest.hex(digest)
+        let fd = Glibc.open(path(hex: hex), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw PluginError(.notFound, "content \(digest) not found") }
+            throw PluginError(.internal, "opening \(digest): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        fstat(fd, &info)
+        return .with { $0.descriptor = fd; $0.size = Int64(info.st_size) }
+    }
+
     func delete(_ digest: String) throws {
         let hex = try Digest.hex(digest)
         forget(hex)

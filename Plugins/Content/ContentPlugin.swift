@@ -23,6 +23,7 @@ final class ContentPlugin: BerthPlugin {
         m.unary(p + "ReadAt", Berth_Content_V1_ReadAtRequest.self) { r, _ in
             try Berth_Content_V1_ReadAtReply.with { $0.data = try blobs.read(r.digest, offset: r.offset, size: r.size) }
         }
+        m.unary(p + "OpenRead", Berth_Content_V1_BlobRequest.self) { r, _ in try blobs.openForReading(r.digest) }
         m.unary(p + "Delete", Berth_Content_V1_BlobRequest.self) { r, _ in
             try blobs.delete(r.digest)
             return Google_Protobuf_Empty()

@@ -163,6 +163,18 @@ public struct ContentBlob: Sendable {
     public let record: ContentRecord
     let store: any PluginInstance
 
+    /// A read-only descriptor of the blob in this process, for the caller to close, or nil
+    /// when the store does not offer one (`OpenRead` is optional in the store contract).
+    public func descriptor() async throws -> Int32? {
+        do {
+            return try await store.call(ContentService.storePrefix + "OpenRead", Berth_Content_V1_BlobRequest.with {
+                $0.digest = record.digest
+            }, as: Berth_Content_V1_OpenedBlob.self).descriptor
+        } catch let error as BerthError where error.code == .unimplemented {
+            return nil
+        }
+    }
+
     /// Up to `size` bytes from `offset` (fewer at the end of the blob).
     public func read(offset: Int64, size: Int64) async throws -> Data {
         try await store.call(ContentService.storePrefix + "ReadAt", Berth_Content_V1_ReadAtRequest.with {

@@ -62,10 +62,22 @@ public struct DiffService: Sendable {
         let differ = try runningDiffer()
         try ContentDigest.validate(diff.digest)
         let blob = try await content.open(namespace: namespace, digest: diff.digest)
+        // The differ reads the blob where the store keeps it, through a descriptor the store
+        // opened (/proc/self/fd/N: plugins share the daemon's process); a store without
+        // OpenRead gets its blob copied to a scratch file first.
+        if let fd = try await blob.descriptor() {
+            defer { close(fd) }
+            return try await apply(path: "/proc/self/fd/\(fd)", diff: diff, mounts: mounts, differ: differ)
+        }
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let path = scratch + "/apply-\(UUID().uuidString)"
         defer { unlink(path) }
         try await copy(blob, to: path)
+        return try await apply(path: path, diff: diff, mounts: mounts, differ: differ)
+    }
+
+    private func apply(path: String, diff: Containerd_Types_Descriptor, mounts: [Mount],
+                       differ: any PluginInstance) async throws -> Containerd_Types_Descriptor {
         let mediaType = diff.mediaType.isEmpty ? Self.defaultMediaType : diff.mediaType
         let reply = try await differ.call("/berth.diff.v1.Differ/Apply", Berth_Diff_V1_ApplyLayerRequest.with {
             $0.mounts = mounts; $0.path = path; $0.mediaType = mediaType

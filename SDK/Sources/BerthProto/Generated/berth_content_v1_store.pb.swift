@@ -15,6 +15,7 @@
 /// store's error messages name the part after the first "/", as the client knows it. Methods:
 ///   /berth.content.v1.Store/Info      BlobRequest     -> BlobInfo            (NOT_FOUND if absent)
 ///   /berth.content.v1.Store/ReadAt    ReadAtRequest   -> ReadAtReply
+///   /berth.content.v1.Store/OpenRead  BlobRequest     -> OpenedBlob          (optional; UNIMPLEMENTED is fine)
 ///   /berth.content.v1.Store/Delete    BlobRequest     -> google.protobuf.Empty
 ///   /berth.content.v1.Store/Walk      google.protobuf.Empty -> BlobList
 ///   /berth.content.v1.Store/Open      OpenIngestRequest -> IngestState       (UNAVAILABLE if held)
@@ -104,6 +105,23 @@ public nonisolated struct Berth_Content_V1_ReadAtReply: Sendable {
   // methods supported on all messages.
 
   public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A read-only file descriptor of the blob, open in the daemon's process (plugins share it).
+/// The caller owns it and closes it; it stays readable even if the blob is deleted meanwhile.
+/// The kernel uses it to let another plugin (the differ) read a blob where it lies.
+public nonisolated struct Berth_Content_V1_OpenedBlob: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var descriptor: Int32 = 0
+
+  public var size: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -421,6 +439,41 @@ nonisolated extension Berth_Content_V1_ReadAtReply: SwiftProtobuf.Message, Swift
 
   public static func ==(lhs: Berth_Content_V1_ReadAtReply, rhs: Berth_Content_V1_ReadAtReply) -> Bool {
     if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Content_V1_OpenedBlob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenedBlob"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}descriptor\0\u{1}size\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.descriptor) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.size) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.descriptor != 0 {
+      try visitor.visitSingularInt32Field(value: self.descriptor, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularInt64Field(value: self.size, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Content_V1_OpenedBlob, rhs: Berth_Content_V1_OpenedBlob) -> Bool {
+    if lhs.descriptor != rhs.descriptor {return false}
+    if lhs.size != rhs.size {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
