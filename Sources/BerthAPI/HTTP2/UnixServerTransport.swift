@@ -79,7 +79,6 @@ final class ConnectionHub: Sendable {
         var running: [UInt64: Task<Void, Never>] = [:]
         var nextRPC: UInt64 = 0
         var stopping = false
-        var cancelled = false
         /// `listen`, waiting for the stop and the last RPC.
         var drainWaiter: CheckedContinuation<Void, Never>?
         var drainedAlready: Bool { stopping && running.isEmpty }
@@ -166,10 +165,7 @@ final class ConnectionHub: Sendable {
 
     /// Stops as `shutDown` does and cancels the RPCs that run.
     func cancelAll() {
-        let tasks: [Task<Void, Never>] = state.withLock {
-            $0.cancelled = true
-            return Array($0.running.values)
-        }
+        let tasks: [Task<Void, Never>] = state.withLock { Array($0.running.values) }
         for task in tasks { task.cancel() }
         shutDown()
     }
