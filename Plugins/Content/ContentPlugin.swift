@@ -28,12 +28,14 @@ final class ContentPlugin: BerthPlugin {
             try blobs.delete(r.digest)
             return Google_Protobuf_Empty()
         }
-        m.unary(p + "Walk", Google_Protobuf_Empty.self) { _, _ in try Berth_Content_V1_BlobList.with { $0.blobs = try blobs.walk() } }
+        // Walk and Expire list whole folders.
+        m.unary(p + "Walk", Google_Protobuf_Empty.self, blocking: true) { _, _ in try Berth_Content_V1_BlobList.with { $0.blobs = try blobs.walk() } }
         m.unary(p + "Open", Berth_Content_V1_OpenIngestRequest.self) { r, _ in
             try ingests.open(ref: r.ref, total: r.total, expected: r.expected)
         }
         m.unary(p + "Write", Berth_Content_V1_IngestWriteRequest.self) { r, _ in try ingests.write(r) }
-        m.unary(p + "Commit", Berth_Content_V1_IngestCommitRequest.self) { r, _ in
+        // Syncs the whole blob to disk.
+        m.unary(p + "Commit", Berth_Content_V1_IngestCommitRequest.self, blocking: true) { r, _ in
             try ingests.commit(ref: r.ref, size: r.size, expected: r.expected)
         }
         m.unary(p + "Close", Berth_Content_V1_IngestRef.self) { r, _ in
@@ -48,7 +50,7 @@ final class ContentPlugin: BerthPlugin {
         m.unary(p + "Ingests", Berth_Content_V1_IngestRef.self) { r, _ in
             Berth_Content_V1_IngestList.with { $0.ingests = ingests.list(prefix: r.ref) }
         }
-        m.unary(p + "Expire", Berth_Content_V1_ExpireIngestsRequest.self) { r, _ in
+        m.unary(p + "Expire", Berth_Content_V1_ExpireIngestsRequest.self, blocking: true) { r, _ in
             Berth_Content_V1_IngestList.with { $0.ingests = ingests.expire(before: r.updatedBefore.date, keep: Set(r.keep)) }
         }
         methods = m

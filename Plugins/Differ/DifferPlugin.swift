@@ -21,10 +21,11 @@ final class DifferPlugin: BerthPlugin {
         self.host = host
         let work = host.stateDirectory
         var methods = MethodTable()
-        methods.unary("/berth.diff.v1.Differ/Compare", Berth_Diff_V1_CompareRequest.self) { request, _ in
+        // Both walk whole trees and write or read whole layers.
+        methods.unary("/berth.diff.v1.Differ/Compare", Berth_Diff_V1_CompareRequest.self, blocking: true) { request, _ in
             try Self.compare(request, work: work)
         }
-        methods.unary("/berth.diff.v1.Differ/Apply", Berth_Diff_V1_ApplyLayerRequest.self) { request, _ in
+        methods.unary("/berth.diff.v1.Differ/Apply", Berth_Diff_V1_ApplyLayerRequest.self, blocking: true) { request, _ in
             try Self.apply(request, work: work)
         }
         self.methods = methods

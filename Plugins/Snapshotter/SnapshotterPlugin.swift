@@ -27,7 +27,8 @@ final class SnapshotterPlugin: BerthPlugin {
         self.layers = layers
         var methods = MethodTable()
         let prefix = "/berth.snapshots.v1.Driver/"
-        methods.unary(prefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.self) { request, _ in
+        // A native layer on a parent is a copy of the parent's tree: long for a large one.
+        methods.unary(prefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.self, blocking: driver == .native) { request, _ in
             try layers.create(id: request.id, parents: request.parents, readonly: request.readonly)
             return Google_Protobuf_Empty()
         }
@@ -40,15 +41,15 @@ final class SnapshotterPlugin: BerthPlugin {
             try layers.requireExisting(request.id)
             return Google_Protobuf_Empty()
         }
-        methods.unary(prefix + "Remove", Berth_Snapshots_V1_LayerRequest.self) { request, _ in
+        methods.unary(prefix + "Remove", Berth_Snapshots_V1_LayerRequest.self, blocking: true) { request, _ in
             try layers.remove(id: request.id)
             return Google_Protobuf_Empty()
         }
-        methods.unary(prefix + "Usage", Berth_Snapshots_V1_LayerRequest.self) { request, _ in
+        methods.unary(prefix + "Usage", Berth_Snapshots_V1_LayerRequest.self, blocking: true) { request, _ in
             let (size, inodes) = try layers.usage(id: request.id)
             return Containerd_Services_Snapshots_V1_UsageResponse.with { $0.size = size; $0.inodes = inodes }
         }
-        methods.unary(prefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.self) { request, _ in
+        methods.unary(prefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.self, blocking: true) { request, _ in
             let (removed, missing) = layers.cleanup(keeping: Set(request.keep))
             return Berth_Snapshots_V1_CleanupLayersResponse.with { $0.removed = removed; $0.missing = missing }
         }

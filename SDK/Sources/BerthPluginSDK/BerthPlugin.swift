@@ -1,3 +1,4 @@
+import Dispatch
 import SwiftProtobuf
 
 /// What a Swift plugin author implements. The SDK turns it into the C contract of
@@ -41,8 +42,12 @@ public struct MethodTable: Sendable {
     public init() {}
 
     /// Serves `path` ("/package.Service/Method") with a handler on decoded messages.
+    ///
+    /// A handler runs on the calling daemon thread, which also serves other clients. Mark it
+    /// `blocking` when it can hold a thread for long (copying a tree, syncing a large file,
+    /// waiting for a process): it then runs on a pool of threads kept for such work.
     public mutating func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ path: String, _ request: Request.Type = Request.self,
+        _ path: String, _ request: Request.Type = Request.self, blocking: Bool = false,
         _ handler: @escaping @Sendable (Request, CallInfo) async throws -> Response
     ) {
         handlers[path] = { bytes, info in
@@ -52,7 +57,10 @@ public struct MethodTable: Sendable {
             } catch {
                 throw PluginError(.invalidArgument, "\(path): request is not a valid \(Request.protoMessageName)")
             }
-            return try await handler(decoded, info).serializedBytes()
+            guard blocking else { return try await handler(decoded, info).serializedBytes() }
+            return try await withTaskExecutorPreference(BlockingWork.executor) {
+                try await handler(decoded, info).serializedBytes()
+            }
         }
     }
 
@@ -71,4 +79,23 @@ public struct MethodTable: Sendable {
 
     /// Every path with a handler, sorted.
     public var paths: [String] { handlers.keys.sorted() }
+}
+
+/// Where `blocking` handlers run: a concurrent dispatch queue, whose pool adds threads while
+/// its workers are blocked, so long file-system work never occupies the daemon's event loops.
+enum BlockingWork {
+    static let executor = QueueExecutor(DispatchQueue(label: "berth.plugin.blocking", qos: .utility, attributes: .concurrent))
+
+    final class QueueExecutor: TaskExecutor {
+        let queue: DispatchQueue
+
+        init(_ queue: DispatchQueue) {
+            self.queue = queue
+        }
+
+        func enqueue(_ job: consuming ExecutorJob) {
+            let job = UnownedJob(job)
+            queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+        }
+    }
 }
