@@ -189,7 +189,13 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        hub.logger.notice("gRPC connection failed", metadata: ["peer": "\(remotePeer)", "error": "\(error)"])
+        // A client that exits with bytes of ours unread resets the socket (ctr does after
+        // `snapshots info`): ordinary, so not worth an operator's attention.
+        if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE {
+            hub.logger.debug("gRPC client reset its connection", metadata: ["peer": "\(remotePeer)", "error": "\(error)"])
+        } else {
+            hub.logger.notice("gRPC connection failed", metadata: ["peer": "\(remotePeer)", "error": "\(error)"])
+        }
         context.close(promise: nil)
     }
 
