@@ -118,7 +118,7 @@ class Scratch:
 
 def warm_memory():
     """Writes all free memory but 1 GiB once, then releases it: the pages the daemon gets next
-    are backed by the hypervisor already. Returns MiB written."""
+    are backed by the hypervisor already."""
     free = 0
     with open("/proc/meminfo") as f:
         for line in f:
@@ -126,13 +126,12 @@ def warm_memory():
                 free = int(line.split()[1]) * 1024
     size = max(0, free - (1 << 30)) & ~((1 << 20) - 1)
     if size == 0:
-        return 0
+        return
     area, chunk = mmap.mmap(-1, size), b"\1" * (1 << 20)
     with memoryview(area) as view:
         for offset in range(0, size, 1 << 20):
             view[offset:offset + (1 << 20)] = chunk
     area.close()
-    return size >> 20
 
 
 def run_daemon(label, start, ops, blobs, size, workers, bench, fs, warm):
@@ -201,10 +200,12 @@ def containerd(work, sock):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def disk_ceiling(blobs, size, fs):
+def disk_ceiling(blobs, size, fs, warm):
     """Median MB/s of `dd ... conv=fdatasync` copying each blob onto the kind of filesystem the
     daemons ran on, one after the other as the ingests run: a durable ingest cannot beat the
     disk it syncs to. (This VM's disk takes a first burst much faster than what follows.)"""
+    if warm:
+        warm_memory()
     os.sync()
     with Scratch(fs, (len(blobs) + 1) * size + (256 << 20)) as work:
         rates = []
@@ -252,9 +253,7 @@ def main():
         rows = [(name, run_daemon(name, berthd(args.berthd), args.ops, blobs, size, args.parallel, bench, args.fs, args.warm_memory))]
         if shutil.which("containerd"):
             rows.append(("containerd", run_daemon("containerd", containerd, args.ops, blobs, size, args.parallel, bench, args.fs, args.warm_memory)))
-        if args.warm_memory:
-            warm_memory()
-        disk = disk_ceiling(blobs, size, args.fs)
+        disk = disk_ceiling(blobs, size, args.fs, args.warm_memory)
     finally:
         for path, _ in blobs:
             os.unlink(path)

@@ -45,12 +45,7 @@ final class BlobStore: @unchecked Sendable {
 
     /// A new read-only descriptor of the blob, for the caller to close.
     func openForReading(_ digest: String) throws -> Berth_Content_V1_OpenedBlob {
-        let hex = try Digest.hex(digest)
-        let fd = Glibc.open(path(hex: hex), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { throw PluginError(.notFound, "content \(digest) not found") }
-            throw PluginError(.internal, "opening \(digest): \(String(cString: strerror(errno)))")
-        }
+        let fd = try openFile(try Digest.hex(digest), digest)
         var info = stat()
         fstat(fd, &info)
         return .with { $0.descriptor = fd; $0.size = Int64(info.st_size) }
@@ -83,11 +78,7 @@ final class BlobStore: @unchecked Sendable {
 
     private func descriptor(_ hex: String, _ digest: String) throws -> Int32 {
         if let fd = lock.withLock({ open[hex] }) { return fd }
-        let fd = Glibc.open(path(hex: hex), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { throw PluginError(.notFound, "content \(digest) not found") }
-            throw PluginError(.internal, "opening \(digest): \(String(cString: strerror(errno)))")
-        }
+        let fd = try openFile(hex, digest)
         return lock.withLock {
             if let existing = open[hex] {
                 close(fd)
@@ -101,6 +92,16 @@ final class BlobStore: @unchecked Sendable {
             order.append(hex)
             return fd
         }
+    }
+
+    /// A new read-only descriptor of blob `hex`; errors name `digest`.
+    private func openFile(_ hex: String, _ digest: String) throws -> Int32 {
+        let fd = Glibc.open(path(hex: hex), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw PluginError(.notFound, "content \(digest) not found") }
+            throw PluginError(.internal, "opening \(digest): \(String(cString: strerror(errno)))")
+        }
+        return fd
     }
 
     private func forget(_ hex: String) {

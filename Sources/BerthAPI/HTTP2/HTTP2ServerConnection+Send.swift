@@ -73,19 +73,9 @@ extension HTTP2ServerConnection {
         scheduleFlush()
     }
 
-    /// Ends the stream with its status. A client that has not ended its side is told to stop
-    /// sending with RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
+    /// Ends the stream with its status; what a client still sending gets is `afterResponse`'s call.
     private func writeTrailers(_ stream: Stream, _ status: Status, _ trailers: Metadata) {
-        var headers = HPACKHeaders()
-        if !stream.headersSent {
-            // Trailers-only response: one HEADERS frame carries everything.
-            headers.add(name: ":status", value: "200")
-            headers.add(name: "content-type", value: "application/grpc")
-        }
-        headers.add(name: "grpc-status", value: String(status.code.rawValue))
-        if !status.message.isEmpty { headers.add(name: "grpc-message", value: Self.percentEncoded(status.message)) }
-        Self.add(trailers, to: &headers)
-        writeHeaderBlock(headers, stream: stream.id, endStream: true)
+        writeHeaderBlock(Self.trailers(status, trailers, only: !stream.headersSent), stream: stream.id, endStream: true)
         streams[stream.id] = nil
         stream.gate.close()
         if !stream.remoteClosed { stream.requests.finish() }
@@ -114,11 +104,7 @@ extension HTTP2ServerConnection {
 
     /// Answers a gRPC request that cannot be served with a trailers-only response.
     func rejectRPC(_ id: UInt32, _ status: Status, clientDone: Bool) {
-        let headers = HPACKHeaders([
-            (":status", "200"), ("content-type", "application/grpc"),
-            ("grpc-status", String(status.code.rawValue)), ("grpc-message", Self.percentEncoded(status.message)),
-        ])
-        writeHeaderBlock(headers, stream: id, endStream: true)
+        writeHeaderBlock(Self.trailers(status, Metadata(), only: true), stream: id, endStream: true)
         afterResponse(id, clientDone: clientDone, reset: false)
         scheduleFlush()
     }
@@ -203,6 +189,16 @@ extension HTTP2ServerConnection {
         guard needsFlush, let context else { return }
         needsFlush = false
         context.flush()
+    }
+
+    /// The status block that ends a stream; `only` (a trailers-only response, no headers sent
+    /// before) adds the response headers, so one HEADERS frame carries everything.
+    private static func trailers(_ status: Status, _ trailers: Metadata, only: Bool) -> HPACKHeaders {
+        var headers = only ? HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")]) : HPACKHeaders()
+        headers.add(name: "grpc-status", value: String(status.code.rawValue))
+        if !status.message.isEmpty { headers.add(name: "grpc-message", value: percentEncoded(status.message)) }
+        add(trailers, to: &headers)
+        return headers
     }
 
     /// Metadata as header fields: binary values base64-encoded under their `-bin` keys.

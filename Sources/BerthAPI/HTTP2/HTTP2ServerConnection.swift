@@ -400,6 +400,14 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
         stream.cancellation.cancel()
     }
 
+    /// Ends a stream the client broke the rules on: its handler fails with `reason`, the client
+    /// gets RST_STREAM with `code`.
+    private func reset(_ stream: Stream, _ code: HTTP2ErrorCode, because reason: String) {
+        streams[stream.id] = nil
+        abandon(stream, error: RPCError(code: .internalError, message: reason))
+        writeReset(stream.id, code)
+    }
+
     // MARK: Data and flow control
 
     private func onData(_ header: FrameHeader, _ payload: ByteBuffer) throws {
@@ -422,15 +430,11 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
             return
         }
         guard !stream.remoteClosed else {
-            streams[stream.id] = nil
-            abandon(stream, error: RPCError(code: .internalError, message: "the client sent DATA after ending the stream"))
-            return writeReset(stream.id, .streamClosed)
+            return reset(stream, .streamClosed, because: "the client sent DATA after ending the stream")
         }
         stream.receiveWindow -= header.length
         guard stream.receiveWindow >= 0 else {
-            streams[stream.id] = nil
-            abandon(stream, error: RPCError(code: .internalError, message: "the client overran the stream's window"))
-            return writeReset(stream.id, .flowControlError)
+            return reset(stream, .flowControlError, because: "the client overran the stream's window")
         }
         let data = try Self.unpadded(payload, header)
         if header.length > data.readableBytes { creditStream(stream.id, header.length - data.readableBytes) }
@@ -496,9 +500,7 @@ final class HTTP2ServerConnection: ChannelInboundHandler, RemovableChannelHandle
         }
         guard let stream = streams[header.streamID] else { return }
         guard increment > 0, stream.sendWindow + increment <= FrameHeader.maxWindow else {
-            streams[stream.id] = nil
-            abandon(stream, error: RPCError(code: .internalError, message: "the client sent a bad WINDOW_UPDATE"))
-            return writeReset(stream.id, increment == 0 ? .protocolError : .flowControlError)
+            return reset(stream, increment == 0 ? .protocolError : .flowControlError, because: "the client sent a bad WINDOW_UPDATE")
         }
         stream.sendWindow += increment
         drain(stream)

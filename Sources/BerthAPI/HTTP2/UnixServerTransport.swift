@@ -82,6 +82,13 @@ final class ConnectionHub: Sendable {
         /// `listen`, waiting for the stop and the last RPC.
         var drainWaiter: CheckedContinuation<Void, Never>?
         var drainedAlready: Bool { stopping && running.isEmpty }
+
+        /// The waiting `listen` to resume, once stopping and drained.
+        mutating func takeDrainWaiterIfDrained() -> CheckedContinuation<Void, Never>? {
+            guard drainedAlready else { return nil }
+            defer { drainWaiter = nil }
+            return drainWaiter
+        }
     }
 
     /// Connections log why they ended when it was not the client's choice.
@@ -113,11 +120,9 @@ final class ConnectionHub: Sendable {
     }
 
     private func finished(_ id: UInt64) {
-        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+        let waiter = state.withLock { state in
             state.running[id] = nil
-            guard state.drainedAlready else { return nil }
-            defer { state.drainWaiter = nil }
-            return state.drainWaiter
+            return state.takeDrainWaiterIfDrained()
         }
         waiter?.resume()
     }
@@ -157,7 +162,10 @@ final class ConnectionHub: Sendable {
 
     /// Stops accepting connections and RPCs; open connections finish the RPCs they have.
     func shutDown() {
-        let (server, connections, waiter) = stop()
+        let (server, connections, waiter) = state.withLock { state in
+            state.stopping = true
+            return (state.server, Array(state.connections.values), state.takeDrainWaiterIfDrained())
+        }
         server?.close(promise: nil)
         for connection in connections { connection.pipeline.fireUserInboundEventTriggered(ShutdownEvent()) }
         waiter?.resume()
@@ -176,15 +184,6 @@ final class ConnectionHub: Sendable {
             return Array($0.connections.values)
         }
         for connection in connections { connection.close(promise: nil) }
-    }
-
-    private func stop() -> ((any Channel)?, [any Channel], CheckedContinuation<Void, Never>?) {
-        state.withLock { state in
-            state.stopping = true
-            var waiter: CheckedContinuation<Void, Never>?
-            if state.drainedAlready { waiter = state.drainWaiter; state.drainWaiter = nil }
-            return (state.server, Array(state.connections.values), waiter)
-        }
     }
 }
 
