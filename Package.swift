@@ -67,10 +67,24 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // containerd's filter language (lists, events, introspection); a value type over the kernel's errors.
+        .target(name: "Filters", dependencies: ["Kernel"]),
+        // Storage services above the kernel: snapshot, content, lease and image records, filters,
+        // diff and garbage collection. The kernel cannot see them; they see the kernel.
+        .target(
+            name: "Storage",
+            dependencies: [
+                "Kernel", "Filters",
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "BerthAPI",
             dependencies: [
-                "Kernel",
+                "Kernel", "Storage", "Filters",
                 .product(name: "BerthProto", package: "SDK"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -84,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "berthd",
             dependencies: [
-                "Kernel", "BerthAPI",
+                "Kernel", "Storage", "BerthAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -116,23 +130,28 @@ let package = Package(
         ),
         .target(
             name: "ConformanceKit",
-            dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK"),
+            dependencies: ["Kernel", "Storage", .product(name: "BerthProto", package: "SDK"),
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["ConformanceKit", "Kernel"]
+            dependencies: ["ConformanceKit", "Kernel", "Storage"]
         ),
         .testTarget(
             name: "KernelTests",
-            dependencies: ["Kernel", .product(name: "BerthProto", package: "SDK")]
+            dependencies: ["Kernel", "Filters", .product(name: "BerthProto", package: "SDK")]
+        ),
+        .testTarget(
+            name: "StorageTests",
+            dependencies: ["Kernel", "Storage", "Filters", .product(name: "BerthProto", package: "SDK")]
         ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Kernel", "BerthAPI",
+                "Kernel", "Storage", "BerthAPI",
                 .product(name: "BerthProto", package: "SDK"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

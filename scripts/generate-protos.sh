@@ -22,7 +22,8 @@ cd "$protos"
 protoc --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \
   --swift_out="$messages" --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores \
   $files
-services_files=$(grep -l '^service ' $files)
+# Contracts under berth/ cross the plugin ABI, not gRPC: scripts/generate-contracts.py names them.
+services_files=$(grep -l '^service ' $files | grep -v '^berth/')
 protoc --plugin=protoc-gen-grpc-swift="$bin/protoc-gen-grpc-swift-2" \
   --grpc-swift_out="$services" --grpc-swift_opt=Visibility=Public \
   --grpc-swift_opt=FileNaming=PathToUnderscores \

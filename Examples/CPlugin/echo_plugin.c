@@ -58,11 +58,16 @@ static const berth_plugin_ops echo_ops = {
     .destroy = echo_destroy,
 };
 
+/* Echo is also offered to clients: berthd serves it on its socket, forwarding the bytes. */
+static const char *const echo_api[] = {"/berth.example.v1.Echo/Echo"};
+
 static const berth_registration echo_registrations[] = {{
     .struct_size = sizeof(berth_registration),
     .type = "io.berth.example.v1",
     .id = "echo-c",
     .ops = &echo_ops,
+    .api_methods = echo_api,
+    .api_methods_count = 1,
 }};
 
 static berth_module echo_module = {

@@ -1,7 +1,13 @@
 // swift-tools-version:6.1
 // An out-of-tree Berth plugin: it depends on the SDK package alone and builds on its own
 // (`swift build` in this folder), exactly as a third party's plugin would.
+//
+// Copied out of the Berth tree, point BERTH_SDK at the SDK folder of a Berth checkout:
+//     BERTH_SDK=/path/to/berth/SDK swift build
 import PackageDescription
+
+/// Where the Berth SDK package is: $BERTH_SDK, else the SDK of the Berth tree this folder sits in.
+let sdk = Context.environment["BERTH_SDK"] ?? "../../SDK"
 
 let package = Package(
     name: "HelloPlugin",
@@ -9,7 +15,7 @@ let package = Package(
         .library(name: "HelloPlugin", type: .dynamic, targets: ["HelloPlugin"]),
     ],
     dependencies: [
-        .package(path: "../../SDK"),
+        .package(path: sdk),
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
     ],
     targets: [

@@ -18,39 +18,38 @@ final class ContentPlugin: BerthPlugin {
         self.blobs = blobs
         self.ingests = ingests
         var m = MethodTable()
-        let p = "/berth.content.v1.Store/"
-        m.unary(p + "Info", Berth_Content_V1_BlobRequest.self) { r, _ in try blobs.info(r.digest) }
-        m.unary(p + "ReadAt", Berth_Content_V1_ReadAtRequest.self) { r, _ in
+        m.serve(BerthContracts.ContentStore.info) { r, _ in try blobs.info(r.digest) }
+        m.serve(BerthContracts.ContentStore.readAt) { r, _ in
             try Berth_Content_V1_ReadAtReply.with { $0.data = try blobs.read(r.digest, offset: r.offset, size: r.size) }
         }
-        m.unary(p + "OpenRead", Berth_Content_V1_BlobRequest.self) { r, _ in try blobs.openForReading(r.digest) }
-        m.unary(p + "Delete", Berth_Content_V1_BlobRequest.self) { r, _ in
+        m.serve(BerthContracts.ContentStore.openRead) { r, _ in try blobs.openForReading(r.digest) }
+        m.serve(BerthContracts.ContentStore.delete) { r, _ in
             try blobs.delete(r.digest)
             return Google_Protobuf_Empty()
         }
         // Walk and Expire list whole folders.
-        m.unary(p + "Walk", Google_Protobuf_Empty.self, blocking: true) { _, _ in try Berth_Content_V1_BlobList.with { $0.blobs = try blobs.walk() } }
-        m.unary(p + "Open", Berth_Content_V1_OpenIngestRequest.self) { r, _ in
+        m.serve(BerthContracts.ContentStore.walk, blocking: true) { _, _ in try Berth_Content_V1_BlobList.with { $0.blobs = try blobs.walk() } }
+        m.serve(BerthContracts.ContentStore.open) { r, _ in
             try ingests.open(ref: r.ref, total: r.total, expected: r.expected)
         }
-        m.unary(p + "Write", Berth_Content_V1_IngestWriteRequest.self) { r, _ in try ingests.write(r) }
+        m.serve(BerthContracts.ContentStore.write) { r, _ in try ingests.write(r) }
         // Syncs the whole blob to disk.
-        m.unary(p + "Commit", Berth_Content_V1_IngestCommitRequest.self, blocking: true) { r, _ in
+        m.serve(BerthContracts.ContentStore.commit, blocking: true) { r, _ in
             try ingests.commit(ref: r.ref, size: r.size, expected: r.expected)
         }
-        m.unary(p + "Close", Berth_Content_V1_IngestRef.self) { r, _ in
+        m.serve(BerthContracts.ContentStore.close) { r, _ in
             ingests.close(ref: r.ref)
             return Google_Protobuf_Empty()
         }
-        m.unary(p + "Abort", Berth_Content_V1_IngestRef.self) { r, _ in
+        m.serve(BerthContracts.ContentStore.abort) { r, _ in
             try ingests.abort(ref: r.ref)
             return Google_Protobuf_Empty()
         }
-        m.unary(p + "Status", Berth_Content_V1_IngestRef.self) { r, _ in try ingests.status(ref: r.ref) }
-        m.unary(p + "Ingests", Berth_Content_V1_IngestRef.self) { r, _ in
+        m.serve(BerthContracts.ContentStore.status) { r, _ in try ingests.status(ref: r.ref) }
+        m.serve(BerthContracts.ContentStore.ingests) { r, _ in
             Berth_Content_V1_IngestList.with { $0.ingests = ingests.list(prefix: r.ref) }
         }
-        m.unary(p + "Expire", Berth_Content_V1_ExpireIngestsRequest.self, blocking: true) { r, _ in
+        m.serve(BerthContracts.ContentStore.expire, blocking: true) { r, _ in
             Berth_Content_V1_IngestList.with { $0.ingests = ingests.expire(before: r.updatedBefore.date, keep: Set(r.keep)) }
         }
         methods = m

@@ -22,10 +22,10 @@ final class DifferPlugin: BerthPlugin {
         let work = host.stateDirectory
         var methods = MethodTable()
         // Both walk whole trees and write or read whole layers.
-        methods.unary("/berth.diff.v1.Differ/Compare", Berth_Diff_V1_CompareRequest.self, blocking: true) { request, _ in
+        methods.serve(BerthContracts.Differ.compare, blocking: true) { request, _ in
             try Self.compare(request, work: work)
         }
-        methods.unary("/berth.diff.v1.Differ/Apply", Berth_Diff_V1_ApplyLayerRequest.self, blocking: true) { request, _ in
+        methods.serve(BerthContracts.Differ.apply, blocking: true) { request, _ in
             try Self.apply(request, work: work)
         }
         self.methods = methods

@@ -26,30 +26,29 @@ final class SnapshotterPlugin: BerthPlugin {
         let layers = LayerDirectory(root: host.rootDirectory + "/snapshots", driver: driver)
         self.layers = layers
         var methods = MethodTable()
-        let prefix = "/berth.snapshots.v1.Driver/"
         // A native layer on a parent is a copy of the parent's tree: long for a large one.
-        methods.unary(prefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.self, blocking: driver == .native) { request, _ in
+        methods.serve(BerthContracts.SnapshotDriver.create, blocking: driver == .native) { request, _ in
             try layers.create(id: request.id, parents: request.parents, readonly: request.readonly)
             return Google_Protobuf_Empty()
         }
-        methods.unary(prefix + "Mounts", Berth_Snapshots_V1_LayerMountsRequest.self) { request, _ in
+        methods.serve(BerthContracts.SnapshotDriver.mounts) { request, _ in
             try Containerd_Services_Snapshots_V1_MountsResponse.with {
                 $0.mounts = try layers.mounts(id: request.id, parents: request.parents, readonly: request.readonly)
             }
         }
-        methods.unary(prefix + "Commit", Berth_Snapshots_V1_LayerRequest.self) { request, _ in
+        methods.serve(BerthContracts.SnapshotDriver.commit) { request, _ in
             try layers.requireExisting(request.id)
             return Google_Protobuf_Empty()
         }
-        methods.unary(prefix + "Remove", Berth_Snapshots_V1_LayerRequest.self, blocking: true) { request, _ in
+        methods.serve(BerthContracts.SnapshotDriver.remove, blocking: true) { request, _ in
             try layers.remove(id: request.id)
             return Google_Protobuf_Empty()
         }
-        methods.unary(prefix + "Usage", Berth_Snapshots_V1_LayerRequest.self, blocking: true) { request, _ in
+        methods.serve(BerthContracts.SnapshotDriver.usage, blocking: true) { request, _ in
             let (size, inodes) = try layers.usage(id: request.id)
             return Containerd_Services_Snapshots_V1_UsageResponse.with { $0.size = size; $0.inodes = inodes }
         }
-        methods.unary(prefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.self, blocking: true) { request, _ in
+        methods.serve(BerthContracts.SnapshotDriver.cleanup, blocking: true) { request, _ in
             let (removed, missing) = layers.cleanup(keeping: Set(request.keep))
             return Berth_Snapshots_V1_CleanupLayersResponse.with { $0.removed = removed; $0.missing = missing }
         }

@@ -1,6 +1,7 @@
 import BerthProto
 import GRPCCore
 import Kernel
+import Storage
 
 /// containerd.services.diff.v1.Diff: a thin forwarder to the kernel's DiffService.
 struct DiffGRPCService: Containerd_Services_Diff_V1_Diff.ServiceProtocol {

@@ -1,6 +1,7 @@
 import BerthProto
 import Foundation
 import GRPCCore
+import Filters
 import Kernel
 import SwiftProtobuf
 

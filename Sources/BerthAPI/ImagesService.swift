@@ -1,6 +1,7 @@
 import BerthProto
 import GRPCCore
 import Kernel
+import Storage
 import SwiftProtobuf
 
 /// containerd.services.images.v1.Images: a thin forwarder to the kernel's ImageService.

@@ -1,6 +1,7 @@
 import BerthProto
 import Foundation
 import GRPCCore
+import Filters
 import Kernel
 import SwiftProtobuf
 
@@ -8,13 +9,14 @@ import SwiftProtobuf
 /// identity. `ctr plugins ls` prints "skip" for an init_err whose message contains
 /// "skip plugin", "error" for any other.
 struct IntrospectionService: Containerd_Services_Introspection_V1_Introspection.SimpleServiceProtocol {
-    let kernel: Kernel
+    let plugins: PluginDirectory
+    let metadata: MetadataStore
 
     func plugins(request: Containerd_Services_Introspection_V1_PluginsRequest, context: ServerContext) async throws
         -> Containerd_Services_Introspection_V1_PluginsResponse
     {
         let filters = try FilterSet(request.filters)
-        let records = await kernel.pluginRecords
+        let records = plugins.records
         return .with {
             $0.plugins = records.filter { record in filters.matches { Self.field(record, $0) } }.map(Self.message)
         }
@@ -23,7 +25,7 @@ struct IntrospectionService: Containerd_Services_Introspection_V1_Introspection.
     func server(request: Google_Protobuf_Empty, context: ServerContext) async throws
         -> Containerd_Services_Introspection_V1_ServerResponse
     {
-        let uuid = try await kernel.metadata.serverUUID()
+        let uuid = try await metadata.serverUUID()
         return .with {
             $0.uuid = uuid
             $0.pid = UInt64(getpid())
@@ -34,7 +36,7 @@ struct IntrospectionService: Containerd_Services_Introspection_V1_Introspection.
     func pluginInfo(request: Containerd_Services_Introspection_V1_PluginInfoRequest, context: ServerContext) async throws
         -> Containerd_Services_Introspection_V1_PluginInfoResponse
     {
-        let records = await kernel.pluginRecords
+        let records = plugins.records
         guard let record = records.first(where: { $0.name.type.rawValue == request.type && $0.name.id == request.id }) else {
             throw BerthError.notFound("plugin \(request.type).\(request.id) is not registered")
         }
@@ -42,7 +44,7 @@ struct IntrospectionService: Containerd_Services_Introspection_V1_Introspection.
     }
 
     /// Filter fields: type, id, capabilities (any), exports.KEY.
-    private static func field(_ record: Kernel.PluginRecord, _ path: [String]) -> String? {
+    private static func field(_ record: PluginRecord, _ path: [String]) -> String? {
         switch path.first {
         case "type": record.name.type.rawValue
         case "id": record.name.id
@@ -52,7 +54,7 @@ struct IntrospectionService: Containerd_Services_Introspection_V1_Introspection.
         }
     }
 
-    private static func message(_ record: Kernel.PluginRecord) -> Containerd_Services_Introspection_V1_Plugin {
+    private static func message(_ record: PluginRecord) -> Containerd_Services_Introspection_V1_Plugin {
         .with { plugin in
             plugin.type = record.name.type.rawValue
             plugin.id = record.name.id

@@ -1,6 +1,7 @@
 import BerthProto
 import GRPCCore
 import Kernel
+import Storage
 import SwiftProtobuf
 
 /// containerd.services.leases.v1.Leases: a thin forwarder to the kernel's LeaseService.

@@ -1,5 +1,6 @@
 import BerthProto
 import GRPCCore
+import Filters
 import Kernel
 import SwiftProtobuf
 

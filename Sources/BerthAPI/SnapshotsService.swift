@@ -2,6 +2,7 @@ import BerthProto
 import Foundation
 import GRPCCore
 import Kernel
+import Storage
 import SwiftProtobuf
 
 /// containerd.services.snapshots.v1.Snapshots: a thin forwarder to the kernel's SnapshotService.

@@ -2,6 +2,7 @@ import BerthProto
 import Crypto
 import Foundation
 import Kernel
+import Storage
 
 /// A kernel running one content store plugin from a shared object, on a private root.
 public final class ContentHarness: Sendable {

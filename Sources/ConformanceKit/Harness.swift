@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Storage
 
 /// A kernel running one snapshotter plugin from a shared object, on a private temporary root,
 /// with helpers to mount what the snapshotter returns exactly as a client on this host would.

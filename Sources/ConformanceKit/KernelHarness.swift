@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Storage
 import Logging
 
 /// Runs a kernel with one plugin from a shared object on a private temporary root: the common

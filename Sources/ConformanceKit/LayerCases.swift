@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Storage
 
 /// Mounted layers behave as one flattened filesystem.
 extension SnapshotterConformance {

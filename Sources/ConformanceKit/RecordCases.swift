@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Storage
 
 /// One keyspace, parents, and the records a client reads back.
 extension SnapshotterConformance {

@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import Storage
 
 /// A failed conformance expectation, with what was expected and what was found.
 public struct ConformanceFailure: Error, CustomStringConvertible {

@@ -7,19 +7,20 @@ import ServiceLifecycle
 /// plugins, and stops them in reverse order at shutdown.
 ///
 /// Lifecycle: `run()` (as a `Service`) loads and starts every plugin, then opens the gate that
-/// `waitUntilStarted()` waits on, serves host calls until graceful shutdown, and finally stops
-/// the plugins last-started-first. A required plugin that does not end "ok" makes `run()` and
+/// `waitUntilStarted()` waits on, runs the long-lived plugins (those that are `Service`s) and
+/// serves host calls until graceful shutdown, and finally stops the plugins
+/// last-started-first. A required plugin that does not end "ok" makes `run()` and
 /// `waitUntilStarted()` throw, which stops the daemon; any other failure is only recorded.
+///
+/// Shutdown is bounded: plugin calls carry deadlines (`CallContext.Deadline`) and end when
+/// their task is cancelled; a plugin's `stop` gets `stopTimeout`, after which the kernel logs
+/// it and goes on to the next.
 public actor Kernel: Service {
-    /// One registration and what became of it, as introspection reports it.
-    public struct PluginRecord: Sendable {
-        public var name: PluginName
-        public var requires: [PluginType]
-        public var platforms: [Platform]
-        public var capabilities: [String]
-        public var exports: [String: String]
-        public var status: PluginStatus
-    }
+    /// How long stopping every plugin may take in all at shutdown; one plugin gets at most
+    /// `stopTimeout` of it.
+    public static let stopBudget = Duration.seconds(3)
+    public static let stopTimeout = Duration.seconds(2)
+
 
     public nonisolated let config: DaemonConfig
     public nonisolated let events: EventBus
@@ -28,7 +29,6 @@ public actor Kernel: Service {
     private let hostCalls = HostCallQueue()
     private let builtins: [Registration]
     private let logger: Logger
-    private var records = [PluginRecord]()
     private var startOutcome: Result<Void, BerthError>?
     private var startWaiters = [CheckedContinuation<Void, any Error>]()
 
@@ -41,8 +41,22 @@ public actor Kernel: Service {
         self.logger = logger
     }
 
+    /// The kernel's own parts as registrations, so introspection lists them with containerd's
+    /// names: the event exchange and the metadata store.
+    public static func coreRegistrations(metadataPath: String) -> [Registration] {
+        struct Part: PluginInstance {
+            var exports: [String: String] = [:]
+        }
+        return [
+            Registration(name: PluginName(type: .event, id: "exchange"), origin: .builtin { _ in Part() }),
+            Registration(name: PluginName(type: .metadata, id: "sqlite"), origin: .builtin { _ in
+                Part(exports: ["path": metadataPath])
+            }),
+        ]
+    }
+
     /// Every registration in start order, then the refused ones.
-    public var pluginRecords: [PluginRecord] { records }
+    public var pluginRecords: [PluginRecord] { plugins.records }
 
     /// Returns once every plugin has been started; throws if a required plugin failed.
     public func waitUntilStarted() async throws {
@@ -53,14 +67,16 @@ public actor Kernel: Service {
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await self.serveHostCalls() }
+            group.addTask { await self.expireOverdueCalls() }
             let outcome: Result<Void, BerthError>
             do throws(BerthError) { try await self.startAll(); outcome = .success(()) } catch { outcome = .failure(error) }
             self.finishStart(outcome)
             if case .success = outcome {
-                try? await gracefulShutdown()
+                await self.runLongLivedPlugins()
             }
             await self.stopAll()
             self.hostCalls.finish()
+            group.cancelAll()
             try outcome.get()
         }
     }
@@ -132,7 +148,7 @@ public actor Kernel: Service {
     private func start(_ registration: Registration) async -> (PluginStatus, [String: String]) {
         if let reason = platformMismatch(registration) { return (.skip(reason: reason), [:]) }
         if let missing = registration.requires.first(where: { type in
-            !records.contains { $0.name.type == type && $0.status == .ok }
+            plugins.instance(of: type) == nil
         }) {
             return (.error(.failedPrecondition("plugin \(registration.name) requires type \(missing), but no plugin of that type is running")), [:])
         }
@@ -174,13 +190,12 @@ public actor Kernel: Service {
         logger[metadataKey: "plugin"] = "\(registration.name)"
         return PluginContext(name: registration.name, rootDirectory: root, stateDirectory: state,
                              configJSON: registration.configJSON, events: events, logger: logger,
-                             plugins: plugins, hostCalls: hostCalls, metadata: metadata,
-                             runtimeAliases: config.runtimeAliases)
+                             plugins: plugins, hostCalls: hostCalls, metadata: metadata, daemon: config)
     }
 
     /// Logs the outcome and records it; a required plugin that is not ok stops the start.
     private func record(_ registration: Registration, status: PluginStatus, exports: [String: String]) throws(BerthError) {
-        records.append(PluginRecord(name: registration.name, requires: registration.requires,
+        plugins.record(PluginRecord(name: registration.name, requires: registration.requires,
                                     platforms: registration.platforms, capabilities: registration.capabilities,
                                     exports: exports, status: status))
         let metadata: Logger.Metadata = ["plugin": "\(registration.name)"]
@@ -213,10 +228,55 @@ public actor Kernel: Service {
         }
     }
 
+    /// Runs every started plugin that is a `Service` until graceful shutdown reaches the kernel
+    /// (they see it too, as children of this task), then waits for them to return.
+    private func runLongLivedPlugins() async {
+        let services = plugins.startedInOrder.compactMap { name, instance in (instance as? any Service).map { (name, $0) } }
+        let logger = logger
+        await withDiscardingTaskGroup { group in
+            for (name, service) in services {
+                group.addTask {
+                    do { try await service.run() } catch {
+                        logger.error("plugin stopped running: \(error)", metadata: ["plugin": "\(name)"])
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+        }
+    }
+
+    /// Answers plugin calls whose deadline passed, each with DEADLINE_EXCEEDED and a log line.
+    private nonisolated func expireOverdueCalls() async {
+        while !Task.isCancelled {
+            let (expired, next) = ReplyTable.expireOverdue(now: MonotonicClock.now)
+            for label in expired { logger.warning("plugin call cut short: deadline exceeded", metadata: ["call": "\(label)"]) }
+            // Sleep until the earliest pending deadline, but at most a second: a call made
+            // meanwhile with a nearer deadline is then at most a second late.
+            let wait = next == 0 ? 1_000_000_000 : max(1_000_000, min(1_000_000_000, next - MonotonicClock.now))
+            try? await Task.sleep(for: .nanoseconds(wait))
+        }
+    }
+
+    /// Stops the plugins last-started-first, each within `stopTimeout` and all within
+    /// `stopBudget`; a plugin that does not answer in time is logged and left as it is (not
+    /// destroyed: its work may still be running).
     private func stopAll() async {
+        let clock = ContinuousClock()
+        let end = clock.now + Self.stopBudget
         for (name, instance) in plugins.drainInReverse() {
-            await instance.stop()
-            logger.debug("plugin stopped", metadata: ["plugin": "\(name)"])
+            let limit = min(Self.stopTimeout, max(.zero, end - clock.now))
+            let stopped = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { await instance.stop(); return true }
+                group.addTask { try? await Task.sleep(for: limit); return false }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            if stopped {
+                logger.debug("plugin stopped", metadata: ["plugin": "\(name)"])
+            } else {
+                logger.warning("plugin did not stop within \(limit); left as it was", metadata: ["plugin": "\(name)"])
+            }
         }
     }
 }

@@ -3,6 +3,7 @@ import BerthAPI
 import Foundation
 import Kernel
 import Logging
+import Storage
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -94,24 +95,37 @@ struct Berthd: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: metadataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let metadataPath = metadataDirectory + "/meta.db"
-        let metadata = try MetadataStore(path: metadataPath, schemas: [.snapshots, .content, .leases, .images])
+        let metadata = try MetadataStore(path: metadataPath, schemas: StoragePlugins.schemas)
         let events = EventBus()
-        let kernel = Kernel(config: config, events: events, metadata: metadata,
-                            builtins: BuiltinPlugins.registrations(metadataPath: metadataPath), logger: logger)
-        let storage = StorageServices(kernel: kernel, logger: logger)
-        let api = APIServer(kernel: kernel, storage: storage, address: config.address, logger: logger)
+        let builtins = Kernel.coreRegistrations(metadataPath: metadataPath) + StoragePlugins.registrations()
+            + GRPCPlugins.registrations()
+        let kernel = Kernel(config: config, events: events, metadata: metadata, builtins: builtins, logger: logger)
+        let api = APIServer(kernel: kernel, address: config.address, logger: logger)
         logger.info("berthd starting", metadata: ["version": "\(BerthVersion.version)", "root": "\(config.root)",
                                                   "state": "\(config.state)", "config": "\(self.config)"])
-        // Services start in this order and stop in reverse: the API closes before the collector
-        // and the kernel stop, and the event bus outlives them all.
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: events), .init(service: kernel), .init(service: storage.collector), .init(service: api)],
+        // Services start in this order and stop in reverse: the API closes before the kernel
+        // stops its plugins, and the event bus outlives them all. Shutdown is bounded (the API
+        // drains for at most 5 s, plugins stop within 3 s); behind that, what has not ended
+        // after `gracefulStop` is cancelled, and a part that ignores cancellation too ends the
+        // process after `cancellationStop`.
+        var configuration = ServiceGroupConfiguration(
+            services: [.init(service: events), .init(service: kernel), .init(service: api)],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = Self.gracefulStop
+        configuration.maximumCancellationDuration = Self.cancellationStop
+        let group = ServiceGroup(configuration: configuration)
         try await group.run()
         logger.info("berthd stopped")
         withExtendedLifetime(lock) {}
     }
+
+    /// A backstop behind the API's drain limit (5 s) and the kernel's stop budget (3 s): what
+    /// still runs this long after SIGTERM is cancelled.
+    static let gracefulStop = Duration.seconds(9)
+    /// How long cancelled parts get before the process ends regardless: berthd is gone within
+    /// 10 s of SIGTERM whatever a plugin does.
+    static let cancellationStop = Duration.seconds(1)
 
     private static func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path

@@ -91,7 +91,8 @@ final class Daemon: @unchecked Sendable {
 
     /// Writes a config with `plugins` (TOML tables) and starts berthd on it; waits for the socket
     /// unless `expectFailure`.
-    init(plugins: String = Daemon.inTreePlugins, directory: String? = nil) throws {
+    /// `settings` are top-level plugin.conf keys (`plugin_call_timeout_seconds = 1`).
+    init(plugins: String = Daemon.inTreePlugins, directory: String? = nil, settings: String = "") throws {
         self.directory = directory ?? NSTemporaryDirectory() + "berthd-\(UUID().uuidString.prefix(8))"
         ownsDirectory = directory == nil
         socket = self.directory + "/berth.sock"
@@ -103,6 +104,7 @@ final class Daemon: @unchecked Sendable {
             root = "\(self.directory)/root"
             state = "\(self.directory)/state"
             plugin_dir = "\(Tree.products)"
+            \(settings)
             [grpc]
             address = "\(socket)"
 

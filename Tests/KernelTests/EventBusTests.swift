@@ -1,4 +1,5 @@
 import Foundation
+import Filters
 @testable import Kernel
 import SwiftProtobuf
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import Filters
 @testable import Kernel
 import SwiftProtobuf
 import Testing
@@ -54,7 +55,7 @@ import Testing
             #expect(await status(kernel, "io.berth.fixture.v1.failing") == .error(BerthError(.failedPrecondition,
                 "plugin io.berth.fixture.v1.failing failed to start: fixture refuses to start: no widget")))
             #expect(await status(kernel, "io.berth.fixture.v1.abi2") == .error(BerthError(.failedPrecondition,
-                "plugin file \(abi2) was built for plugin ABI 2.0; this berthd speaks ABI 1.x (1.0)")))
+                "plugin file \(abi2) was built for plugin ABI 2.1; this berthd speaks ABI 1.x (1.1)")))
             #expect(await status(kernel, "io.berth.fixture.v1.absent") == .error(BerthError(.notFound,
                 "plugin file \(directory)/absent.so does not exist")))
         }
@@ -132,6 +133,54 @@ import Testing
             }
             var iterator = started.makeAsyncIterator()
             #expect(try await iterator.next()?.event.typeURL == "google.protobuf.Empty")
+        }
+    }
+
+    /// The fixture's count of calls the host cancelled (`fixture_cancelled_calls`).
+    private func cancelledCalls(in path: String) throws -> Int32 {
+        let handle = try #require(dlopen(path, RTLD_NOW | RTLD_NOLOAD))
+        let counter = try #require(dlsym(handle, "fixture_cancelled_calls"))
+        return counter.assumingMemoryBound(to: Int32.self).pointee
+    }
+
+    @Test func kernel_pluginThatNeverReplies_isDeadlineExceededWhileOthersAnswer() async throws {
+        let hang = try TestSupport.buildCPlugin(TestSupport.fixture, flags: [], into: directory, name: "hang")
+        var config = config([("io.berth.fixture.v1.fixture", hang, false)])
+        config.pluginCallTimeoutSeconds = 1
+        try await withKernel(config) { kernel in
+            try await kernel.waitUntilStarted()
+            let plugin = try kernel.plugins.resolve("io.berth.fixture.v1.fixture")
+            let clock = ContinuousClock()
+            let started = clock.now
+            let hung = Task { try await plugin.call("/berth.fixture.v1.Fixture/Hang", request: [], context: CallContext()) }
+            // Meanwhile other calls are answered at once.
+            for _ in 0..<20 {
+                #expect(try await plugin.call("/berth.fixture.v1.Fixture/Echo", request: [5], context: CallContext()) == [5])
+            }
+            #expect(clock.now - started < .milliseconds(900))
+            await #expect(throws: BerthError(.deadlineExceeded,
+                "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the plugin did not answer before the call's deadline")) {
+                _ = try await hung.value
+            }
+            let waited = clock.now - started
+            #expect(waited >= .seconds(1) && waited < .seconds(3))
+            #expect(try cancelledCalls(in: hang) == 1)
+        }
+    }
+
+    @Test func kernel_callWhoseCallerIsCancelled_endsAtOnceAndTellsThePlugin() async throws {
+        let hang = try TestSupport.buildCPlugin(TestSupport.fixture, flags: [], into: directory, name: "cancel")
+        try await withKernel(config([("io.berth.fixture.v1.fixture", hang, false)])) { kernel in
+            try await kernel.waitUntilStarted()
+            let plugin = try kernel.plugins.resolve("io.berth.fixture.v1.fixture")
+            let call = Task { try await plugin.call("/berth.fixture.v1.Fixture/Hang", request: [], context: CallContext(deadline: .none)) }
+            try await Task.sleep(for: .milliseconds(100))
+            call.cancel()
+            await #expect(throws: BerthError(.cancelled,
+                "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the caller went away before the plugin answered")) {
+                _ = try await call.value
+            }
+            #expect(try cancelledCalls(in: hang) == 1)
         }
     }
 }

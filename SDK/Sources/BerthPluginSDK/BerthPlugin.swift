@@ -1,3 +1,4 @@
+import BerthProto
 import Dispatch
 import SwiftProtobuf
 
@@ -22,15 +23,22 @@ extension BerthPlugin {
 }
 
 /// Per-call facts from the API edge.
+///
+/// Cancellation: when the caller gives up (client gone, deadline passed, daemon stopping) the
+/// handler's task is cancelled; the host has answered the caller already. Check
+/// `Task.isCancelled` or use cancellable waits in long handlers.
 public struct CallInfo: Sendable {
     /// The containerd namespace of the request.
     public var namespace: String
     /// The lease the request runs under, or "".
     public var lease: String
+    /// When the caller stops waiting, in CLOCK_MONOTONIC nanoseconds; 0 for no limit.
+    public var deadlineNanoseconds: Int64
 
-    public init(namespace: String, lease: String) {
+    public init(namespace: String, lease: String, deadlineNanoseconds: Int64 = 0) {
         self.namespace = namespace
         self.lease = lease
+        self.deadlineNanoseconds = deadlineNanoseconds
     }
 }
 
@@ -62,6 +70,14 @@ public struct MethodTable: Sendable {
                 try await handler(decoded, info).serializedBytes()
             }
         }
+    }
+
+    /// Serves one method of a plugin contract (`BerthContracts`), typed by its definition.
+    public mutating func serve<Request, Response>(
+        _ method: ContractMethod<Request, Response>, blocking: Bool = false,
+        _ handler: @escaping @Sendable (Request, CallInfo) async throws -> Response
+    ) {
+        unary(method.path, Request.self, blocking: blocking, handler)
     }
 
     /// Answers `path` with `.unimplemented` and a message saying what is missing and why.

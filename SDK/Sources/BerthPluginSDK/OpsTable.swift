@@ -1,5 +1,6 @@
 import CBerthPlugin
 import Foundation
+import Synchronization
 
 /// One live instance behind the C `instance` pointer: the host wrapper and the plugin, or the
 /// error that prevented making it (reported by start, as the contract wants create to succeed).
@@ -82,15 +83,17 @@ nonisolated(unsafe) let sharedOps: UnsafeMutablePointer<berth_plugin_ops> = {
             let reply = Reply(context, function)
             let path = method.map { String(cString: $0) } ?? ""
             let bytes = request.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
-            let info = CallInfo(namespace: callContext?.pointee.namespace_name.map { String(cString: $0) } ?? "",
-                                lease: callContext?.pointee.lease.map { String(cString: $0) } ?? "")
-            Task.immediate {
+            let info = CallInfo(callContext)
+            RunningCalls.begin(reply.token)
+            let task = Task.immediate {
+                defer { RunningCalls.end(reply.token) }
                 do {
                     reply.ok(try await box.made.get().methods.dispatch(path, bytes, info))
                 } catch {
                     reply.fail(error)
                 }
             }
+            RunningCalls.attach(task, to: reply.token)
         },
         stop: { instance, context, function in
             let box = InstanceBox.from(instance)
@@ -102,6 +105,70 @@ nonisolated(unsafe) let sharedOps: UnsafeMutablePointer<berth_plugin_ops> = {
         },
         destroy: { instance in
             Unmanaged<InstanceBox>.fromOpaque(instance!).release()
+        },
+        cancel: { _, context in
+            RunningCalls.cancel(UInt(bitPattern: context))
         }))
     return ops
 }()
+
+extension CallInfo {
+    /// Reads the host's call context, using only the fields its size covers.
+    init(_ context: UnsafePointer<berth_call_context>?) {
+        guard let context else {
+            self.init(namespace: "", lease: "")
+            return
+        }
+        var copy = berth_call_context()
+        berth_read_struct(&copy, MemoryLayout<berth_call_context>.size, context)
+        self.init(namespace: copy.namespace_name.map { String(cString: $0) } ?? "",
+                  lease: copy.lease.map { String(cString: $0) } ?? "",
+                  deadlineNanoseconds: copy.deadline_ns)
+    }
+}
+
+/// The tasks serving calls, by reply token, so that `ops->cancel` can cancel the right one.
+/// A call's entry exists from before its task starts until the task ends; a cancel that
+/// arrives before the task is attached is remembered and applied on attach.
+enum RunningCalls {
+    private enum Entry {
+        case starting
+        case cancelledEarly
+        case running(Task<Void, Never>)
+    }
+
+    private static let entries = Mutex<[UInt: Entry]>([:])
+
+    static func begin(_ token: UInt) {
+        entries.withLock { $0[token] = .starting }
+    }
+
+    static func attach(_ task: Task<Void, Never>, to token: UInt) {
+        let cancelNow = entries.withLock { entries -> Bool in
+            switch entries[token] {
+            case .starting?: entries[token] = .running(task); return false
+            case .cancelledEarly?: entries[token] = nil; return true
+            default: return false  // already ended
+            }
+        }
+        if cancelNow { task.cancel() }
+    }
+
+    static func end(_ token: UInt) {
+        entries.withLock { entries in
+            if case .running? = entries[token] { entries[token] = nil }
+            if case .starting? = entries[token] { entries[token] = nil }
+        }
+    }
+
+    static func cancel(_ token: UInt) {
+        let task = entries.withLock { entries -> Task<Void, Never>? in
+            switch entries[token] {
+            case .running(let task)?: entries[token] = nil; return task
+            case .starting?: entries[token] = .cancelledEarly; return nil
+            default: return nil
+            }
+        }
+        task?.cancel()
+    }
+}

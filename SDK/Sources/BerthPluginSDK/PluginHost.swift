@@ -5,6 +5,8 @@ import Synchronization
 
 /// The host as a plugin sees it: its directories and config, a log, the event bus and the
 /// other plugins. Wraps `berth_host_api`; valid for the plugin's whole life.
+// @unchecked: every stored property is immutable; `api` points at the host's table, which the
+// contract keeps valid from create to destroy and callable from any thread.
 public final class PluginHost: @unchecked Sendable {
     /// Log severities, as `berth_log_level`.
     public enum LogLevel: Int32, Sendable { case debug = 0, info, warning, error }
@@ -60,7 +62,8 @@ public final class PluginHost: @unchecked Sendable {
             info.namespace.withCString { namespace in
                 info.lease.withCString { lease in
                     var callContext = berth_call_context(struct_size: UInt32(MemoryLayout<berth_call_context>.size),
-                                                         namespace_name: namespace, lease: lease)
+                                                         namespace_name: namespace, lease: lease,
+                                                         deadline_ns: info.deadlineNanoseconds)
                     bytes.withUnsafeBufferPointer { buffer in
                         api.pointee.call(api.pointee.host_data, target, &callContext, method,
                                          buffer.baseAddress, buffer.count, context, replyFunction)

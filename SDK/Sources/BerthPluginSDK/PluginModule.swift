@@ -8,17 +8,23 @@ public struct PluginRegistration: Sendable {
     public var requires: [String]
     public var platforms: [String]
     public var capabilities: [String]
+    /// gRPC paths this plugin serves to clients through berthd (its own API); each must also
+    /// be in its `MethodTable`.
+    public var apiMethods: [String]
     public var make: @Sendable (PluginHost) throws -> any BerthPlugin
 
     /// Declares a plugin: its versioned type URI, its id, the types it needs started first,
-    /// the platforms it runs on ("linux", "linux/amd64"; none means all) and how to make it.
+    /// the platforms it runs on ("linux", "linux/amd64"; none means all), the gRPC methods it
+    /// offers to clients, and how to make it.
     public init(type: String, id: String, requires: [String] = [], platforms: [String] = [],
-                capabilities: [String] = [], make: @escaping @Sendable (PluginHost) throws -> any BerthPlugin) {
+                capabilities: [String] = [], apiMethods: [String] = [],
+                make: @escaping @Sendable (PluginHost) throws -> any BerthPlugin) {
         self.type = type
         self.id = id
         self.requires = requires
         self.platforms = platforms
         self.capabilities = capabilities
+        self.apiMethods = apiMethods
         self.make = make
     }
 }
@@ -31,6 +37,7 @@ public struct PluginRegistration: Sendable {
 ///     public func berthPluginEntry() -> UnsafeRawPointer? { module.descriptor }
 ///
 /// The descriptor and everything it points to live as long as the process.
+// @unchecked: `descriptor` is written once in init and only read afterwards (by the host).
 public final class PluginModule: @unchecked Sendable {
     /// The `berth_module` the entry symbol returns.
     public let descriptor: UnsafeRawPointer
@@ -72,7 +79,8 @@ public final class PluginModule: @unchecked Sendable {
             requires: cStrings(registration.requires), requires_count: registration.requires.count,
             platforms: cStrings(registration.platforms), platforms_count: registration.platforms.count,
             capabilities: cStrings(registration.capabilities), capabilities_count: registration.capabilities.count,
-            ops: UnsafePointer(sharedOps), registration_data: box)
+            ops: UnsafePointer(sharedOps), registration_data: box,
+            api_methods: cStrings(registration.apiMethods), api_methods_count: registration.apiMethods.count)
     }
 
     private static func cStrings(_ strings: [String]) -> UnsafePointer<UnsafePointer<CChar>?>? {

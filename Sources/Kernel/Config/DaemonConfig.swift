@@ -45,6 +45,10 @@ public struct DaemonConfig: Sendable, Equatable {
     public var gcPauseThreshold: Double = 0.05
     /// `[gc] ingest_expiry_seconds`: how long an ingest nobody holds, leases or writes to is kept.
     public var ingestExpirySeconds: Int = 24 * 3600
+    /// `plugin_call_timeout_seconds`: how long a call into a shared-object plugin may take when
+    /// its caller sets no deadline of its own; then the call fails with DEADLINE_EXCEEDED and
+    /// the plugin is told to cancel it. Calls that wait by nature (a task's Wait) are exempt.
+    public var pluginCallTimeoutSeconds: Int = 300
 
     public init() {}
 
@@ -88,6 +92,10 @@ private struct ConfigReader {
             case "state": config.state = try string(value, key: key, section: nil)
             case "plugin_dir": config.pluginDirectory = try string(value, key: key, section: nil)
             case "log_level": config.logLevel = try logLevel(value, key: key)
+            case "plugin_call_timeout_seconds":
+                let seconds = try int(value, key: key, section: nil)
+                guard seconds > 0 else { throw error("plugin_call_timeout_seconds must be positive, found \(seconds)", key: key, section: nil) }
+                config.pluginCallTimeoutSeconds = seconds
             case "grpc": try readGRPC(try subtable(value, key: key, section: nil), into: &config)
             case "gc": try readGC(try subtable(value, key: key, section: nil), into: &config)
             case "runtime_aliases": config.runtimeAliases = try aliases(try subtable(value, key: key, section: nil))

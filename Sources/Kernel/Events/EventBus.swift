@@ -42,7 +42,7 @@ public actor EventBus: Service {
     public static let defaultBufferSize = 1024
 
     private struct Subscriber {
-        var filters: FilterSet
+        var matches: @Sendable (EventEnvelope) -> Bool
         var continuation: AsyncThrowingStream<EventEnvelope, any Error>.Continuation
         var bufferSize: Int
     }
@@ -70,8 +70,10 @@ public actor EventBus: Service {
         publish(EventEnvelope(namespace: namespace, topic: topic, event: packed))
     }
 
-    /// Starts a subscription that receives events matching any of `filters` from now on.
-    public func subscribe(filters: FilterSet, bufferSize: Int = EventBus.defaultBufferSize)
+    /// Starts a subscription that receives the events `matches` accepts from now on. The
+    /// predicate runs on the bus for every event published: keep it cheap and non-blocking.
+    public func subscribe(bufferSize: Int = EventBus.defaultBufferSize,
+                          matching matches: @escaping @Sendable (EventEnvelope) -> Bool)
         -> AsyncThrowingStream<EventEnvelope, any Error>
     {
         let (stream, continuation) = AsyncThrowingStream.makeStream(
@@ -83,7 +85,7 @@ public actor EventBus: Service {
             return stream
         }
         nextID += 1
-        subscribers[nextID] = Subscriber(filters: filters, continuation: continuation, bufferSize: bufferSize)
+        subscribers[nextID] = Subscriber(matches: matches, continuation: continuation, bufferSize: bufferSize)
         return stream
     }
 
@@ -101,7 +103,7 @@ public actor EventBus: Service {
     }
 
     private func deliver(_ envelope: EventEnvelope) {
-        for (id, subscriber) in subscribers where subscriber.filters.matches(envelope.field) {
+        for (id, subscriber) in subscribers where subscriber.matches(envelope) {
             switch subscriber.continuation.yield(envelope) {
             case .enqueued: continue
             case .terminated: subscribers[id] = nil

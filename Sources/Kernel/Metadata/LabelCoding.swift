@@ -1,8 +1,8 @@
 /// Labels as stored in a metadata row: a JSON object of strings with sorted keys, readable with
 /// the sqlite3 shell. Written and read by hand because Foundation's JSON coders cost more than
 /// the rest of a `Stat` together; anything this parser does not accept reads as unreadable.
-enum LabelCoding {
-    static func encode(_ labels: [String: String]) -> String {
+public enum LabelCoding {
+    public static func encode(_ labels: [String: String]) -> String {
         if labels.isEmpty { return "{}" }
         var text = "{"
         for (index, key) in labels.keys.sorted().enumerated() {
@@ -14,7 +14,7 @@ enum LabelCoding {
         return text + "}"
     }
 
-    static func decode(_ text: String) -> [String: String]? {
+    public static func decode(_ text: String) -> [String: String]? {
         if text == "{}" { return [:] }
         var parser = Parser(bytes: Array(text.utf8))
         return parser.object()

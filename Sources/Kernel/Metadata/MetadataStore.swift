@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 
 /// Tables that one part of Berth keeps in the metadata store.
@@ -35,7 +36,12 @@ public struct NamespaceRecord: Sendable, Equatable {
 /// Berth's crash-safe, transactional metadata: namespaces, the daemon's identity, and the
 /// tables other parts register. Every method is one SQLite transaction, so a crash leaves
 /// either all of a change or none of it (containerd keeps the same facts in bbolt).
+///
+/// The store runs on a thread of its own (`unownedExecutor`): a transaction ends in fsync, and
+/// that wait must not hold the event-loop thread that serves other clients.
 public actor MetadataStore {
+    private nonisolated let executor = StoreExecutor()
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private let database: SQLiteDatabase
     private let namespacedTables: [(table: String, noun: String)]
     /// The identity never changes once made; `ctr` asks for it on every `version`.
@@ -144,13 +150,13 @@ public actor MetadataStore {
     }
 
     /// Runs raw SQL inside one transaction; for parts that registered their own tables.
-    func withDatabase<T>(_ body: (SQLiteDatabase) throws(BerthError) -> T) throws(BerthError) -> T {
+    public func withDatabase<T>(_ body: (SQLiteDatabase) throws(BerthError) -> T) throws(BerthError) -> T {
         try database.transaction { () throws(BerthError) in try body(database) }
     }
 
     /// Creates namespace `name` with no labels if it does not exist: containerd makes a
     /// namespace implicitly when the first object is created in it.
-    func ensureNamespace(_ name: String, _ db: SQLiteDatabase) throws(BerthError) {
+    public func ensureNamespace(_ name: String, _ db: SQLiteDatabase) throws(BerthError) {
         try Validation.namespaceName(name)
         let now = Self.now()
         try db.query("INSERT OR IGNORE INTO namespaces (name, labels, created, updated) VALUES (?, '{}', ?, ?)",
@@ -158,8 +164,8 @@ public actor MetadataStore {
     }
 
     /// Nanoseconds since 1970, the unit of every time column.
-    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
-    static func date(_ nanoseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(nanoseconds) / 1e9) }
+    public static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
+    public static func date(_ nanoseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(nanoseconds) / 1e9) }
 
     private func exists(_ name: String) throws(BerthError) -> Bool {
         !(try database.query("SELECT 1 FROM namespaces WHERE name=?", [.text(name)]).isEmpty)
@@ -171,10 +177,10 @@ public actor MetadataStore {
         return NamespaceRecord(name: name, labels: labels)
     }
 
-    func encodeLabels(_ labels: [String: String]) throws(BerthError) -> String { try encode(labels) }
+    public func encodeLabels(_ labels: [String: String]) throws(BerthError) -> String { try encode(labels) }
 
     /// The labels stored as JSON in a row; nil when the text is missing or not a JSON object.
-    nonisolated func decodeLabels(_ text: String?) -> [String: String]? {
+    public nonisolated func decodeLabels(_ text: String?) -> [String: String]? {
         text.flatMap(LabelCoding.decode)
     }
 
@@ -185,4 +191,14 @@ public actor MetadataStore {
 
 extension BerthError {
     public static func dataLoss(_ message: String) -> BerthError { .init(.dataLoss, message) }
+}
+
+/// A serial executor on a dispatch queue of its own, for the metadata store's blocking work.
+final class StoreExecutor: SerialExecutor {
+    private let queue = DispatchQueue(label: "berth.metadata", qos: .userInitiated)
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedSerialExecutor()) }
+    }
 }

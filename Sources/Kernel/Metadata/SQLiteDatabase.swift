@@ -6,7 +6,7 @@ import Foundation
 /// SQLite is the embedded database under Berth's metadata: a committed transaction survives a
 /// crash or power loss (WAL journal with `synchronous=FULL`), and an interrupted one leaves no
 /// trace. Not thread-safe by itself; `MetadataStore` (an actor) is its only owner.
-final class SQLiteDatabase {
+public final class SQLiteDatabase {
     private var handle: OpaquePointer?
     let path: String
     /// Prepared statements by SQL text: Berth runs a small fixed set of statements, and parsing
@@ -14,7 +14,7 @@ final class SQLiteDatabase {
     private var statements = [String: OpaquePointer]()
 
     /// Opens or creates the database at `path`.
-    init(path: String) throws(BerthError) {
+    public init(path: String) throws(BerthError) {
         self.path = path
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
@@ -40,7 +40,7 @@ final class SQLiteDatabase {
     }
 
     /// Runs statements that return no rows.
-    func execute(_ sql: String) throws(BerthError) {
+    public func execute(_ sql: String) throws(BerthError) {
         var error: UnsafeMutablePointer<CChar>?
         guard sqlite3_exec(handle, sql, nil, nil, &error) == SQLITE_OK else {
             let message = error.map { String(cString: $0) } ?? "unknown error"
@@ -51,7 +51,7 @@ final class SQLiteDatabase {
 
     /// Runs one statement with bound values and returns every row as an array of columns.
     @discardableResult
-    func query(_ sql: String, _ values: [SQLiteValue] = []) throws(BerthError) -> [[SQLiteValue]] {
+    public func query(_ sql: String, _ values: [SQLiteValue] = []) throws(BerthError) -> [[SQLiteValue]] {
         let statement = try prepared(sql)
         defer {
             sqlite3_reset(statement)
@@ -74,7 +74,7 @@ final class SQLiteDatabase {
     }
 
     /// Runs `body` inside one write transaction: all of it commits, or none of it does.
-    func transaction<T>(_ body: () throws(BerthError) -> T) throws(BerthError) -> T {
+    public func transaction<T>(_ body: () throws(BerthError) -> T) throws(BerthError) -> T {
         try query("BEGIN IMMEDIATE")
         do {
             let result = try body()
@@ -115,14 +115,14 @@ final class SQLiteDatabase {
 }
 
 /// A value bound into or read from a SQLite statement.
-enum SQLiteValue: Equatable {
+public enum SQLiteValue: Equatable, Sendable {
     case integer(Int64)
     case text(String)
     case blob([UInt8])
     case null
 
-    var text: String? { if case .text(let value) = self { value } else { nil } }
-    var integer: Int64? { if case .integer(let value) = self { value } else { nil } }
+    public var text: String? { if case .text(let value) = self { value } else { nil } }
+    public var integer: Int64? { if case .integer(let value) = self { value } else { nil } }
 
     /// SQLITE_TRANSIENT: SQLite copies the bytes before the bind call returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)

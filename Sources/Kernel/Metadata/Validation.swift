@@ -55,11 +55,4 @@ public enum LabelUpdate {
         }
         return result
     }
-
-    /// Whether an update touches a `containerd.io/gc.*` label (or replaces them all), which can
-    /// change what the garbage collector keeps.
-    public static func mayAffectCollection(paths: [String]) -> Bool {
-        paths.isEmpty || paths.contains("labels")
-            || paths.contains { $0.hasPrefix("labels.") && CollectionLabel.affectsCollection(String($0.dropFirst("labels.".count))) }
-    }
 }

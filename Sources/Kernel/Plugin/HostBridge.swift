@@ -5,6 +5,8 @@ import SwiftProtobuf
 
 /// The host side of `berth_host_api` for one plugin instance: logging, publishing and
 /// calling other plugins, reached from C through `host_data`.
+// @unchecked: every stored property is immutable after init (the table is filled once, before
+// the plugin sees it), and the host functions it holds may be called from any thread.
 final class HostBridge: @unchecked Sendable {
     let context: PluginContext
     /// The C table handed to the plugin; freed when the bridge goes.
@@ -55,8 +57,7 @@ private let hostCall: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CC
                                       UnsafeMutableRawPointer?, berth_reply_fn?) -> Void = {
     data, target, callContext, method, request, length, replyContext, reply in
     let bridge = HostBridge.from(data)
-    let context = CallContext(namespace: text(callContext?.pointee.namespace_name),
-                              lease: text(callContext?.pointee.lease))
+    let context = CallContext(callContext)
     // The reply context is the plugin's opaque token; carried as an integer so it is Sendable.
     let token = UInt(bitPattern: replyContext)
     bridge.context.hostCalls.submit(HostCall(
@@ -71,4 +72,19 @@ private let hostCall: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CC
             }
             bytes.withUnsafeBufferPointer { reply?(UnsafeMutableRawPointer(bitPattern: token), code, $0.baseAddress, $0.count) }
         }))
+}
+
+extension CallContext {
+    /// Reads a plugin's call context, using only the fields its size covers: a 1.0 plugin's
+    /// calls get the kernel's default deadline, a 1.1 plugin's the deadline it passed on.
+    init(_ context: UnsafePointer<berth_call_context>?) {
+        guard let context else {
+            self.init()
+            return
+        }
+        var copy = berth_call_context()
+        berth_read_struct(&copy, MemoryLayout<berth_call_context>.size, context)
+        self.init(namespace: text(copy.namespace_name), lease: text(copy.lease),
+                  deadline: copy.deadline_ns > 0 ? .at(nanoseconds: copy.deadline_ns) : .kernelDefault)
+    }
 }

@@ -18,19 +18,32 @@ public struct PluginContext: Sendable {
     var hostCalls: HostCallQueue
     /// The metadata store, for built-in plugins that keep records.
     public var metadata: MetadataStore
-    /// Runtime names clients send mapped to runtime plugin names (from plugin.conf).
-    public var runtimeAliases: [String: String]
+    /// The daemon's whole configuration, for built-ins whose settings live outside their table.
+    public var daemon: DaemonConfig
 }
 
-/// The started plugins, by name; readable from any thread.
+/// The started plugins, by name, and how every registration's start ended; readable from any
+/// thread.
 public final class PluginDirectory: Sendable {
     private let started = Mutex<[(PluginName, any PluginInstance)]>([])
+    private let outcomes = Mutex<[PluginRecord]>([])
 
     public init() {}
 
     func add(_ name: PluginName, _ instance: any PluginInstance) {
         started.withLock { $0.append((name, instance)) }
     }
+
+    func record(_ record: PluginRecord) {
+        outcomes.withLock { $0.append(record) }
+    }
+
+    /// Every registration in start order, then the refused ones, with its status: what
+    /// introspection reports. A plugin is listed `ok` exactly when it is in this directory.
+    public var records: [PluginRecord] { outcomes.withLock { $0 } }
+
+    /// Every started instance, first started first.
+    public var startedInOrder: [(PluginName, any PluginInstance)] { started.withLock { $0 } }
 
     /// Removes and returns every instance, last started first.
     func drainInReverse() -> [(PluginName, any PluginInstance)] {
@@ -51,6 +64,19 @@ public final class PluginDirectory: Sendable {
                 : .failedPrecondition("\(ofType.count) started plugins have type \(target); name one as type.id")
         }
         return ofType[0].1
+    }
+
+    /// The started plugin `name` as the Swift type `T`, for built-ins that use each other's typed
+    /// interfaces; `.failedPrecondition` naming it when it is not running (it failed, was
+    /// skipped, or is not registered).
+    public func service<T>(_ name: PluginName, as type: T.Type) throws(BerthError) -> T {
+        guard let instance = instance(of: name.type, id: name.id) else {
+            throw .failedPrecondition("\(name) is not running")
+        }
+        guard let typed = instance as? T else {
+            throw .internal("\(name) is not a \(T.self)")
+        }
+        return typed
     }
 
     /// Every started instance of `type`, by id.

@@ -1,6 +1,14 @@
+import BerthProto
 import SwiftProtobuf
 
 extension PluginInstance {
+    /// Calls one method of a plugin contract (`BerthContracts`): the path and both message
+    /// types come from the contract's one generated definition.
+    public func call<Request, Response>(_ method: ContractMethod<Request, Response>, _ request: Request,
+                                        context: CallContext = CallContext()) async throws -> Response {
+        try await call(method.path, request, as: Response.self, context: context)
+    }
+
     /// Calls `method` with a typed request and decodes the typed reply: the one place where
     /// kernel services turn messages into the bytes that cross the plugin boundary.
     public func call<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A plugin's type: a versioned URI such as `io.containerd.snapshotter.v1`. containerd's URIs
 /// are used as they are, so clients that introspect see what they expect.
 public struct PluginType: Hashable, Sendable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
@@ -17,6 +21,9 @@ public struct PluginType: Hashable, Sendable, Comparable, CustomStringConvertibl
     public static let grpcService: PluginType = "io.containerd.grpc.v1"
     public static let garbageCollector: PluginType = "io.containerd.gc.v1"
     public static let differ: PluginType = "io.containerd.differ.v1"
+    /// Services in the daemon's own process that the gRPC layer forwards to (containerd's
+    /// `io.containerd.service.v1`): snapshots, content, leases, images, diff.
+    public static let service: PluginType = "io.containerd.service.v1"
 }
 
 /// The name of one registration: its type and its id, written `type.id` as containerd does.
@@ -113,6 +120,16 @@ public struct Registration: Sendable {
     }
 }
 
+/// One registration and what became of it, as introspection reports it.
+public struct PluginRecord: Sendable {
+    public var name: PluginName
+    public var requires: [PluginType]
+    public var platforms: [Platform]
+    public var capabilities: [String]
+    public var exports: [String: String]
+    public var status: PluginStatus
+}
+
 /// The outcome of one plugin's initialisation, as `ctr plugins ls` shows it.
 public enum PluginStatus: Sendable, Equatable {
     case ok
@@ -123,9 +140,15 @@ public enum PluginStatus: Sendable, Equatable {
 
 /// What a started plugin is to the kernel. Shared-object plugins answer `call`; built-in ones
 /// may also expose typed Swift interfaces that other built-ins look up by casting.
+///
+/// An instance that is also a ServiceLifecycle `Service` is long-lived: once every plugin has
+/// started, the kernel runs its `run()` until graceful shutdown, and waits for it to return
+/// before it stops any plugin.
 public protocol PluginInstance: Sendable {
     /// Facts the plugin publishes through introspection (for example its root directory).
     var exports: [String: String] { get }
+    /// gRPC paths ("/package.Service/Method") the plugin serves to clients through `call`.
+    var apiMethods: [String] { get }
     /// Runs one API method on protobuf bytes; unknown methods throw `.unimplemented`.
     func call(_ method: String, request: [UInt8], context: CallContext) async throws -> [UInt8]
     /// Releases what the plugin holds; called once, in reverse start order.
@@ -134,6 +157,7 @@ public protocol PluginInstance: Sendable {
 
 extension PluginInstance {
     public var exports: [String: String] { [:] }
+    public var apiMethods: [String] { [] }
     public func call(_ method: String, request: [UInt8], context: CallContext) async throws -> [UInt8] {
         throw BerthError.unimplemented("method \(method) is not served by this plugin")
     }
@@ -142,13 +166,34 @@ extension PluginInstance {
 
 /// Per-request facts from the API edge.
 public struct CallContext: Sendable {
+    /// How long the caller of a plugin call waits for its answer.
+    public enum Deadline: Sendable, Equatable {
+        /// `plugin_call_timeout_seconds` from now.
+        case kernelDefault
+        /// A CLOCK_MONOTONIC time in nanoseconds (`MonotonicClock.now`).
+        case at(nanoseconds: Int64)
+        /// No limit: the call waits by nature (a task's Wait); it ends on cancellation only.
+        case none
+    }
+
     /// The containerd namespace of the request.
     public var namespace: String
     /// The lease the request runs under, or "".
     public var lease: String
+    public var deadline: Deadline
 
-    public init(namespace: String = "", lease: String = "") {
+    public init(namespace: String = "", lease: String = "", deadline: Deadline = .kernelDefault) {
         self.namespace = namespace
         self.lease = lease
+        self.deadline = deadline
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `berth_call_context.deadline_ns`.
+public enum MonotonicClock {
+    public static var now: Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
 }

@@ -2,7 +2,9 @@
 import BerthPluginSDK
 
 private let module = PluginModule([
-    PluginRegistration(type: "io.berth.example.v1", id: "hello", requires: ["io.containerd.event.v1"]) {
+    // Greet is also offered to clients: berthd serves it on its socket beside containerd's API.
+    PluginRegistration(type: "io.berth.example.v1", id: "hello", requires: ["io.containerd.event.v1"],
+                       apiMethods: [HelloPlugin.greet]) {
         HelloPlugin(host: $0)
     },
 ])

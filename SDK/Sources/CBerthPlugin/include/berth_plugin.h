@@ -18,15 +18,29 @@
  *   5. At shutdown, in reverse start order: ops->stop(instance, ...), then
  *      ops->destroy(instance). destroy is also called after a failed or skipped start.
  *
- * Worked example: the kernel asks a snapshotter to prepare a snapshot with
- *   ops->call(instance, &ctx, "/containerd.services.snapshots.v1.Snapshots/Prepare",
- *             bytes_of(PrepareSnapshotRequest), reply_ctx, reply);
- * and the plugin later answers reply(reply_ctx, BERTH_CODE_OK, bytes_of(PrepareSnapshotResponse))
- * or reply(reply_ctx, BERTH_CODE_NOT_FOUND, "parent \"base\" not found").
+ * Worked example: to prepare a snapshot, the kernel asks the snapshotter (a driver of layers on
+ * disk; the kernel keeps the records) to create layer 42 on top of layers 7 and 3 with
+ *   ops->call(instance, &ctx, "/berth.snapshots.v1.Driver/Create",
+ *             bytes_of(berth.snapshots.v1.CreateRequest{id: 42, parents: [7, 3], ...}),
+ *             reply_ctx, reply);
+ * and the plugin later answers reply(reply_ctx, BERTH_CODE_OK, bytes_of(CreateResponse{mounts}))
+ * or reply(reply_ctx, BERTH_CODE_NOT_FOUND, "layer 7 does not exist"). Each contract is a
+ * service in Protos/berth/ (snapshots/v1/driver.proto, content/v1/store.proto,
+ * diff/v1/differ.proto); its method paths are generated once, for both sides, as
+ * BerthProto's `BerthContracts` (Swift) and berth_contracts.h (C).
+ *
+ * Cancellation and deadlines (ABI 1.1): the call context carries the caller's deadline, and the
+ * host calls ops->cancel(instance, reply_ctx) when the caller gives up (client gone, deadline
+ * passed, daemon stopping). From then on the host has answered the call itself; the plugin
+ * should stop the work soon, and may still reply (the reply is ignored).
  *
  * Versioning: a change that breaks an existing field or meaning bumps BERTH_ABI_MAJOR and the
  * host refuses plugins of another major. Structs only grow at their end (minor bumps); each
- * starts with its own size so that the reader uses only the fields the writer knew about.
+ * starts with its own size so that the reader uses only the fields the writer knew about:
+ * the host accepts any size from the frozen 1.0 size (BERTH_*_SIZE_1_0 below) up, reads a field
+ * only when the writer's size covers it, and treats fields beyond it as absent (NULL, 0).
+ *   1.0  first release.
+ *   1.1  berth_call_context.deadline_ns; berth_plugin_ops.cancel; berth_registration.api_methods.
  *
  * Ownership: every pointer passed into a function is borrowed for the duration of that call
  * only (or, for a reply, of that reply); copy what you keep. Exceptions are stated per field.
@@ -44,7 +58,7 @@ extern "C" {
 /** Major version: the host refuses a module whose major differs from its own. */
 #define BERTH_ABI_MAJOR 1
 /** Minor version: grows when fields are appended; any minor of the same major loads. */
-#define BERTH_ABI_MINOR 0
+#define BERTH_ABI_MINOR 1
 /** First eight bytes of every module descriptor: "BERTHPL1" read as a little-endian integer. */
 #define BERTH_MODULE_SIGNATURE 0x314C504854524542ULL
 /** The one symbol a plugin shared object exports. */
@@ -99,6 +113,12 @@ typedef struct berth_call_context {
     const char *namespace_name;
     /** The lease the request runs under (gRPC header containerd-lease), or "". */
     const char *lease;
+    /* ---- ABI 1.1 ---- */
+    /**
+     * When the caller stops waiting, in CLOCK_MONOTONIC nanoseconds; 0 when it waits without
+     * limit (a task's Wait). The host cancels the call then (ops->cancel).
+     */
+    int64_t deadline_ns;
 } berth_call_context;
 
 /**
@@ -164,6 +184,14 @@ typedef struct berth_plugin_ops {
     void (*stop)(void *instance, void *reply_ctx, berth_reply_fn reply);
     /** Frees the instance; no call on it follows. */
     void (*destroy)(void *instance);
+    /* ---- ABI 1.1 ---- */
+    /**
+     * Optional (may be NULL). The caller of the call that got reply_ctx has given up; the host
+     * has already answered it with CANCELLED or DEADLINE_EXCEEDED. Stop that work soon; a later
+     * reply to reply_ctx is harmless and ignored. Called at most once per call, from any
+     * thread, possibly before or while ops->call runs for that reply_ctx.
+     */
+    void (*cancel)(void *instance, void *reply_ctx);
 } berth_plugin_ops;
 
 /** One plugin inside a module. Every pointer is owned by the module and lives as long as it. */
@@ -185,6 +213,16 @@ typedef struct berth_registration {
     const berth_plugin_ops *ops;
     /** Handed back to ops->create. */
     void *registration_data;
+    /* ---- ABI 1.1 ---- */
+    /**
+     * gRPC methods this plugin offers to clients, as paths ("/example.hello.v1.Hello/Greet");
+     * count entries, possibly none. berthd serves each on its API socket, beside the built-in
+     * services, and forwards the request bytes to ops->call unchanged (unary methods only). A
+     * path that a built-in service or another plugin already serves is refused with an error
+     * naming both.
+     */
+    const char *const *api_methods;
+    size_t api_methods_count;
 } berth_registration;
 
 /** What the entry symbol returns; static storage owned by the module. */
@@ -206,10 +244,38 @@ typedef struct berth_module {
 /** Type of the entry symbol. Called once per dlopen; must not fail or block. */
 typedef const berth_module *(*berth_plugin_entry_fn)(void);
 
-/** Minimum sizes the host accepts: the sizes of ABI 1.0. */
-#define BERTH_MODULE_SIZE_1_0 ((uint32_t)sizeof(berth_module))
-#define BERTH_REGISTRATION_SIZE_1_0 ((uint32_t)sizeof(berth_registration))
-#define BERTH_OPS_SIZE_1_0 ((uint32_t)sizeof(berth_plugin_ops))
+/*
+ * The sizes of ABI 1.0 on LP64 targets, frozen: the smallest sizes a host of major 1 accepts.
+ * They never change; the asserts below keep the fields of 1.0 where 1.0 put them.
+ */
+#define BERTH_CALL_CONTEXT_SIZE_1_0 24u
+#define BERTH_HOST_API_SIZE_1_0 40u
+#define BERTH_INIT_PARAMS_SIZE_1_0 48u
+#define BERTH_OPS_SIZE_1_0 48u
+#define BERTH_REGISTRATION_SIZE_1_0 88u
+#define BERTH_MODULE_SIZE_1_0 48u
+
+#if defined(__LP64__) && !defined(__cplusplus)
+_Static_assert(offsetof(berth_call_context, lease) + sizeof(void *) == BERTH_CALL_CONTEXT_SIZE_1_0, "call context 1.0");
+_Static_assert(offsetof(berth_host_api, call) + sizeof(void *) == BERTH_HOST_API_SIZE_1_0, "host api 1.0");
+_Static_assert(offsetof(berth_init_params, host) + sizeof(void *) == BERTH_INIT_PARAMS_SIZE_1_0, "init params 1.0");
+_Static_assert(offsetof(berth_plugin_ops, destroy) + sizeof(void *) == BERTH_OPS_SIZE_1_0, "ops 1.0");
+_Static_assert(offsetof(berth_registration, registration_data) + sizeof(void *) == BERTH_REGISTRATION_SIZE_1_0, "registration 1.0");
+_Static_assert(sizeof(berth_module) == BERTH_MODULE_SIZE_1_0, "module 1.0");
+#endif
+
+/**
+ * Copies a struct written by the other side into dst (of dst_size bytes): the first
+ * min(src's struct_size, dst_size) bytes, zeroing the rest, never reading past src's size.
+ * Every struct above starts with its uint32_t size, so any side can read any other's.
+ */
+static inline void berth_read_struct(void *dst, size_t dst_size, const void *src) {
+    uint32_t src_size;
+    __builtin_memcpy(&src_size, src, sizeof src_size);
+    size_t n = src_size < dst_size ? src_size : dst_size;
+    __builtin_memset(dst, 0, dst_size);
+    __builtin_memcpy(dst, src, n);
+}
 
 /** The SDK's compiler facts, for build_info (C compilers only see this header). */
 static inline const char *berth_c_compiler_info(void) {

@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 
 /// One snapshot as the kernel's metadata knows it; what `Stat` and `Walk` return.

@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 
 /// Snapshot records in the metadata store. Each method is one transaction, which is what makes

@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 
 /// What one garbage collection removed from the metadata store; the caller then removes the

@@ -1,5 +1,6 @@
 import Foundation
-@testable import Kernel
+import Kernel
+@testable import Storage
 import Testing
 
 /// Garbage collection over the metadata store: what is kept, what goes, and leases.

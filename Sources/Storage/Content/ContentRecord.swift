@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 
 /// A blob as one namespace sees it: what content Info and List return.

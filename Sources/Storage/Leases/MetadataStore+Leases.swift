@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 
 /// Lease records in the metadata store; each method is one transaction.

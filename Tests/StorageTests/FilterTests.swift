@@ -1,4 +1,5 @@
-@testable import Kernel
+import Kernel
+@testable import Filters
 import Testing
 
 @Suite struct FilterTests {

@@ -1,6 +1,7 @@
 import BerthProto
 import Foundation
 @testable import Kernel
+@testable import Storage
 import SwiftProtobuf
 import Testing
 
@@ -19,11 +20,11 @@ import Testing
 
         func call(_ method: String, request: [UInt8], context: CallContext) async throws -> [UInt8] {
             switch method {
-            case ContentService.storePrefix + "OpenRead" where opens:
+            case BerthContracts.ContentStore.openRead.path where opens:
                 let fd = open(file, O_RDONLY | O_CLOEXEC)
                 return try Berth_Content_V1_OpenedBlob.with { $0.descriptor = fd; $0.size = Int64(DiffApplySourceTests.blob.count) }
                     .serializedBytes()
-            case ContentService.storePrefix + "ReadAt":
+            case BerthContracts.ContentStore.readAt.path:
                 let r = try Berth_Content_V1_ReadAtRequest(serializedBytes: request)
                 let start = Int(r.offset), end = min(DiffApplySourceTests.blob.count, start + Int(r.size))
                 return try Berth_Content_V1_ReadAtReply.with { $0.data = Data(DiffApplySourceTests.blob[start..<end]) }.serializedBytes()

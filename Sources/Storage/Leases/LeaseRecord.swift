@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 
 /// A lease as one namespace sees it: what the Leases service lists.

@@ -1,3 +1,5 @@
+import Filters
+import Kernel
 import BerthProto
 import Foundation
 

@@ -1,3 +1,4 @@
+import Kernel
 /// containerd's filter language, used by Introspection.Plugins, event subscriptions and lists.
 ///
 /// Grammar (containerd `filters` package):
@@ -156,3 +157,13 @@ private struct FilterParser {
 }
 
 import Foundation
+
+extension EventBus {
+    /// Starts a subscription that receives events matching any of `filters` (fields `topic`
+    /// and `namespace`) from now on.
+    public func subscribe(filters: FilterSet, bufferSize: Int = EventBus.defaultBufferSize)
+        -> AsyncThrowingStream<EventEnvelope, any Error>
+    {
+        subscribe(bufferSize: bufferSize) { filters.matches($0.field) }
+    }
+}

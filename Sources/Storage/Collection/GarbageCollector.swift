@@ -1,21 +1,24 @@
+import Kernel
 import Foundation
 import Logging
 import ServiceLifecycle
 
 /// Removes what nothing holds any more (rules in `MetadataStore.collectGarbage`).
 ///
-/// Lifecycle: once the kernel has started its plugins, the collector repairs what a crash may
-/// have left (layers no record names, records whose layer was never made, blobs no namespace
-/// records), runs one collection, then runs again whenever a service asks (`CollectionTrigger`)
-/// and when a lease expires. A run that took `d` is followed by a pause of `d × (1 − t) / t`
+/// Lifecycle: as a plugin starting after the storage services (`recoverAndCollect`, before the
+/// API accepts a client), the collector repairs what a crash may have left (layers no record
+/// names, records whose layer was never made, blobs no namespace records) and runs one
+/// collection; then, as a long-lived plugin (`run`), it runs again whenever a service asks
+/// (`CollectionTrigger`) and when a lease expires. A run that took `d` is followed by a pause of `d × (1 − t) / t`
 /// (t = `pauseThreshold`, `[gc] pause_threshold`, 5% by default: `19 d`), so that collection
 /// takes at most that share of the daemon's time however often it is asked for (containerd's
 /// scheduler has the same kind of bound, 2% by default). Each run also removes ingests that no
 /// writer holds, no lease names, and nobody wrote to for `ingestExpiry` (`[gc]
 /// ingest_expiry_seconds`, 24 hours by default, containerd's default lease lifetime): an
 /// interrupted transfer that nobody resumes.
-public actor GarbageCollector: Service {
-    let kernel: Kernel
+public actor GarbageCollector: Service, PluginInstance {
+    let metadata: MetadataStore
+    let plugins: PluginDirectory
     let trigger: CollectionTrigger
     let snapshots: SnapshotService
     let content: ContentService
@@ -23,27 +26,26 @@ public actor GarbageCollector: Service {
     let ingestExpiry: TimeInterval
     /// How many times a run's length the collector pauses after it.
     let pauseFactor: Double
-    private var recovered = false
-    private var recoveryWaiters = [CheckedContinuation<Void, Never>]()
 
-    public init(kernel: Kernel, trigger: CollectionTrigger, snapshots: SnapshotService, content: ContentService, logger: Logger,
-                ingestExpiry: TimeInterval = 24 * 3600, pauseThreshold: Double = 0.05) {
+    public init(metadata: MetadataStore, plugins: PluginDirectory, trigger: CollectionTrigger, snapshots: SnapshotService,
+                content: ContentService, logger: Logger, ingestExpiry: TimeInterval = 24 * 3600, pauseThreshold: Double = 0.05) {
         self.ingestExpiry = ingestExpiry
         pauseFactor = (1 - pauseThreshold) / pauseThreshold
-        self.kernel = kernel
+        self.metadata = metadata
+        self.plugins = plugins
         self.trigger = trigger
         self.snapshots = snapshots
         self.content = content
         self.logger = logger
     }
 
-    public func run() async throws {
-        try await kernel.waitUntilStarted()
+    /// The start-up repair and a first collection: clients must not see what a crash half-made.
+    public func recoverAndCollect() async {
         await recover()
-        recovered = true
-        for waiter in recoveryWaiters { waiter.resume() }
-        recoveryWaiters.removeAll()
         await collect()
+    }
+
+    public func run() async throws {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.watchExpiries() }
             await cancelWhenGracefulShutdown { await self.serveRequests() }
@@ -52,19 +54,13 @@ public actor GarbageCollector: Service {
         trigger.finish()
     }
 
-    /// Returns once the start-up repair is done: clients must not see what a crash half-made.
-    public func waitUntilRecovered() async {
-        if recovered { return }
-        await withCheckedContinuation { recoveryWaiters.append($0) }
-    }
-
     /// Runs one collection now: expired leases go, then unreachable records, then the
     /// layers and blobs behind them.
     public func collect() async {
         let now = Date()
         do {
             let result = try await content.gate.withLock {
-                let result = try await self.kernel.metadata.collectGarbage(now: now)
+                let result = try await self.metadata.collectGarbage(now: now)
                 for digest in result.unrecordedDigests { try await self.content.deleteBlob(digest) }
                 return result
             }
@@ -112,7 +108,7 @@ public actor GarbageCollector: Service {
 
     /// Repairs what a crash can leave between the metadata store and the plugins' files.
     private func recover() async {
-        for snapshotter in kernel.plugins.instances(of: .snapshotter).keys.sorted() {
+        for snapshotter in plugins.instances(of: .snapshotter).keys.sorted() {
             do {
                 let report = try await snapshots.cleanup(snapshotter: snapshotter)
                 if !report.isEmpty {

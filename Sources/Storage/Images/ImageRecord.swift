@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 
 /// One image as a namespace sees it: a name, the root descriptor it points at, labels, times.

@@ -1,3 +1,4 @@
+import Kernel
 import BerthProto
 import Foundation
 import SwiftProtobuf
@@ -21,15 +22,25 @@ import SwiftProtobuf
 /// its descriptor is returned); no differ plugin is `.unavailable`; a mount type the differ
 /// cannot mount is `.invalidArgument`; a media type it cannot write is `.unimplemented`.
 public struct DiffService: Sendable {
-    let content: ContentService
+    /// The content service, looked up per call: both are services of one type, so the kernel
+    /// does not order their starts.
+    private let resolveContent: @Sendable () throws -> ContentService
     let plugins: PluginDirectory
     /// Where a blob is copied for the differ to unpack.
     let scratch: String
 
     public init(content: ContentService, plugins: PluginDirectory, scratch: String) {
-        self.content = content
+        self.init(plugins: plugins, scratch: scratch) { content }
+    }
+
+    public init(plugins: PluginDirectory, scratch: String, content: @escaping @Sendable () throws -> ContentService) {
+        self.resolveContent = content
         self.plugins = plugins
         self.scratch = scratch
+    }
+
+    private var content: ContentService {
+        get throws { try resolveContent() }
     }
 
     /// What containerd writes when a request names no media type.
@@ -45,9 +56,9 @@ public struct DiffService: Sendable {
         let mediaType = mediaType.isEmpty ? Self.defaultMediaType : mediaType
         let differ = try runningDiffer()
         try Validation.labels(labels)
-        let layer = try await differ.call("/berth.diff.v1.Differ/Compare", Berth_Diff_V1_CompareRequest.with {
+        let layer = try await differ.call(BerthContracts.Differ.compare, Berth_Diff_V1_CompareRequest.with {
             $0.lower = lower; $0.upper = upper; $0.mediaType = mediaType
-        }, as: Berth_Diff_V1_CompareReply.self)
+        })
         defer { unlink(layer.path) }
         var labels = labels
         labels[Self.uncompressedLabel] = layer.uncompressedDigest
@@ -79,9 +90,9 @@ public struct DiffService: Sendable {
     private func apply(path: String, diff: Containerd_Types_Descriptor, mounts: [Mount],
                        differ: any PluginInstance) async throws -> Containerd_Types_Descriptor {
         let mediaType = diff.mediaType.isEmpty ? Self.defaultMediaType : diff.mediaType
-        let reply = try await differ.call("/berth.diff.v1.Differ/Apply", Berth_Diff_V1_ApplyLayerRequest.with {
+        let reply = try await differ.call(BerthContracts.Differ.apply, Berth_Diff_V1_ApplyLayerRequest.with {
             $0.mounts = mounts; $0.path = path; $0.mediaType = mediaType
-        }, as: Berth_Diff_V1_ApplyLayerReply.self)
+        })
         return .with {
             $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
             $0.digest = reply.uncompressedDigest

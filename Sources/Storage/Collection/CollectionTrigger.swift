@@ -1,3 +1,4 @@
+import Kernel
 import Foundation
 import Synchronization
 
@@ -81,5 +82,14 @@ public actor AsyncGate {
 
     private func release() {
         if waiters.isEmpty { held = false } else { waiters.removeFirst().resume() }
+    }
+}
+
+extension LabelUpdate {
+    /// Whether an update touches a `containerd.io/gc.*` label (or replaces them all), which can
+    /// change what the garbage collector keeps.
+    static func mayAffectCollection(paths: [String]) -> Bool {
+        paths.isEmpty || paths.contains("labels")
+            || paths.contains { $0.hasPrefix("labels.") && CollectionLabel.affectsCollection(String($0.dropFirst("labels.".count))) }
     }
 }

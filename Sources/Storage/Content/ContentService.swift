@@ -1,3 +1,5 @@
+import Filters
+import Kernel
 import BerthProto
 import Foundation
 import SwiftProtobuf
@@ -61,22 +63,22 @@ public struct ContentService: Sendable {
 
     /// Deletes the bytes of `digest`; only with `gate` held and no record left.
     func deleteBlob(_ digest: String) async throws {
-        _ = try await call("Delete", Berth_Content_V1_BlobRequest.with { $0.digest = digest }, as: Google_Protobuf_Empty.self)
+        _ = try await call(BerthContracts.ContentStore.delete, Berth_Content_V1_BlobRequest.with { $0.digest = digest })
     }
 
     /// Removes ingests no writer holds, last written before `cutoff`, other than `keep`
     /// ("namespace/ref"); returns the removed ones as "namespace/ref".
     func expireIngests(before cutoff: Date, keep: [String]) async throws -> [String] {
-        try await call("Expire", Berth_Content_V1_ExpireIngestsRequest.with {
+        try await call(BerthContracts.ContentStore.expire, Berth_Content_V1_ExpireIngestsRequest.with {
             $0.updatedBefore = Google_Protobuf_Timestamp(date: cutoff); $0.keep = keep
-        }, as: Berth_Content_V1_IngestList.self).ingests.map(\.ref)
+        }).ingests.map(\.ref)
     }
 
     /// Deletes blobs that no namespace records (a crash between a store commit and its record
     /// leaves one); returns their digests.
     func removeUnrecordedBlobs() async throws -> [String] {
         try await gate.withLock {
-            let stored = try await call("Walk", Google_Protobuf_Empty(), as: Berth_Content_V1_BlobList.self).blobs.map(\.digest)
+            let stored = try await call(BerthContracts.ContentStore.walk, Google_Protobuf_Empty()).blobs.map(\.digest)
             let recorded = try await metadata.recordedDigests()
             let orphans = stored.filter { !recorded.contains($0) }
             for digest in orphans { try await deleteBlob(digest) }
@@ -106,29 +108,29 @@ public struct ContentService: Sendable {
         let store = try store()
         // As in containerd, a lease holds the ingest too, so a long transfer is not expired.
         if !lease.isEmpty { try await metadata.addLeaseResource(namespace: namespace, lease: lease, LeaseResource(type: "ingests", id: ref)) }
-        let state = try await store.call(Self.storePrefix + "Open", Berth_Content_V1_OpenIngestRequest.with {
+        let state = try await store.call(BerthContracts.ContentStore.open, Berth_Content_V1_OpenIngestRequest.with {
             $0.ref = Self.storeRef(namespace, ref); $0.total = total; $0.expected = expected
-        }, as: Berth_Content_V1_IngestState.self)
+        })
         return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, lease: lease,
                              state: Self.unprefixed(state, namespace))
     }
 
     public func status(namespace: String, ref: String) async throws -> Berth_Content_V1_IngestState {
-        let state = try await call("Status", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) }, as: Berth_Content_V1_IngestState.self)
+        let state = try await call(BerthContracts.ContentStore.status, Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) })
         return Self.unprefixed(state, namespace)
     }
 
     /// Ingests of `namespace` matching any of `filters` (field `ref`).
     public func listStatuses(namespace: String, filters: [String]) async throws -> [Berth_Content_V1_IngestState] {
         let filterSet = try FilterSet(filters)
-        let list = try await call("Ingests", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, "") }, as: Berth_Content_V1_IngestList.self)
+        let list = try await call(BerthContracts.ContentStore.ingests, Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, "") })
         return list.ingests.map { Self.unprefixed($0, namespace) }.filter { state in
             filterSet.matches { $0 == ["ref"] ? state.ref : nil }
         }
     }
 
     public func abort(namespace: String, ref: String) async throws {
-        _ = try await call("Abort", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) }, as: Google_Protobuf_Empty.self)
+        _ = try await call(BerthContracts.ContentStore.abort, Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) })
     }
 
     // MARK: -
@@ -149,12 +151,9 @@ public struct ContentService: Sendable {
         return store
     }
 
-    /// Method paths of the store contract (Protos/berth/content/v1/store.proto).
-    static let storePrefix = "/berth.content.v1.Store/"
-
-    func call<Response: SwiftProtobuf.Message>(_ method: String, _ request: some SwiftProtobuf.Message,
-                                               as response: Response.Type) async throws -> Response {
-        try await store().call(Self.storePrefix + method, request, as: response)
+    /// Calls one method of the store contract on the running content plugin.
+    func call<Request, Response>(_ method: ContractMethod<Request, Response>, _ request: Request) async throws -> Response {
+        try await store().call(method, request)
     }
 }
 
@@ -167,9 +166,9 @@ public struct ContentBlob: Sendable {
     /// when the store does not offer one (`OpenRead` is optional in the store contract).
     public func descriptor() async throws -> Int32? {
         do {
-            return try await store.call(ContentService.storePrefix + "OpenRead", Berth_Content_V1_BlobRequest.with {
+            return try await store.call(BerthContracts.ContentStore.openRead, Berth_Content_V1_BlobRequest.with {
                 $0.digest = record.digest
-            }, as: Berth_Content_V1_OpenedBlob.self).descriptor
+            }).descriptor
         } catch let error as BerthError where error.code == .unimplemented {
             return nil
         }
@@ -177,9 +176,9 @@ public struct ContentBlob: Sendable {
 
     /// Up to `size` bytes from `offset` (fewer at the end of the blob).
     public func read(offset: Int64, size: Int64) async throws -> Data {
-        try await store.call(ContentService.storePrefix + "ReadAt", Berth_Content_V1_ReadAtRequest.with {
+        try await store.call(BerthContracts.ContentStore.readAt, Berth_Content_V1_ReadAtRequest.with {
             $0.digest = record.digest; $0.offset = offset; $0.size = size
-        }, as: Berth_Content_V1_ReadAtReply.self).data
+        }).data
     }
 }
 
@@ -210,10 +209,10 @@ public final class ContentWriter: Sendable {
 
     /// Writes `data` at `offset` (the current size, or 0 to start over).
     public func write(offset: Int64, data: Data, total: Int64, expected: String) async throws -> Berth_Content_V1_IngestState {
-        let state = try await store.call(ContentService.storePrefix + "Write", Berth_Content_V1_IngestWriteRequest.with {
+        let state = try await store.call(BerthContracts.ContentStore.write, Berth_Content_V1_IngestWriteRequest.with {
             $0.ref = ContentService.storeRef(namespace, ref); $0.offset = offset; $0.data = data
             $0.total = total; $0.expected = expected
-        }, as: Berth_Content_V1_IngestState.self)
+        })
         return ContentService.unprefixed(state, namespace)
     }
 
@@ -235,15 +234,15 @@ public final class ContentWriter: Sendable {
     /// Verifies and moves the ingest into the store (a blob stored already, for this or another
     /// namespace, counts as stored: the namespace's record decides `.alreadyExists`).
     private func storeCommit(size: Int64, expected: String) async throws -> Berth_Content_V1_BlobInfo {
-        try await store.call(ContentService.storePrefix + "Commit", Berth_Content_V1_IngestCommitRequest.with {
+        try await store.call(BerthContracts.ContentStore.commit, Berth_Content_V1_IngestCommitRequest.with {
             $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
-        }, as: Berth_Content_V1_BlobInfo.self)
+        })
     }
 
     /// Releases the ingest; its bytes stay for a later writer to resume.
     public func close() async {
-        _ = try? await store.call(ContentService.storePrefix + "Close", Berth_Content_V1_IngestRef.with {
+        _ = try? await store.call(BerthContracts.ContentStore.close, Berth_Content_V1_IngestRef.with {
             $0.ref = ContentService.storeRef(namespace, ref)
-        }, as: Google_Protobuf_Empty.self)
+        })
     }
 }

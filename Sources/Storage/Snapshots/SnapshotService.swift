@@ -1,3 +1,5 @@
+import Filters
+import Kernel
 import BerthProto
 import Foundation
 import SwiftProtobuf
@@ -19,8 +21,6 @@ import SwiftProtobuf
 public struct SnapshotService: Sendable {
     /// The snapshotter used when a request names none, as in containerd.
     public static let defaultSnapshotter = "overlayfs"
-    /// Method paths of the driver contract (Protos/berth/snapshots/v1/driver.proto).
-    static let driverPrefix = "/berth.snapshots.v1.Driver/"
 
     let metadata: MetadataStore
     let plugins: PluginDirectory
@@ -66,7 +66,7 @@ public struct SnapshotService: Sendable {
         try Self.validate(key: name, labels: labels)
         let record = try await metadata.commitSnapshot(namespace: namespace, snapshotter: snapshotterName,
                                                        key: key, name: name, labels: labels, lease: lease)
-        _ = try await driver.call(Self.driverPrefix + "Commit", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Google_Protobuf_Empty.self)
+        _ = try await driver.call(BerthContracts.SnapshotDriver.commit, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
         events.publish(topic: "/snapshot/commit", namespace: namespace, Containerd_Events_SnapshotCommit.with {
             $0.key = key; $0.name = name; $0.snapshotter = snapshotterName
         })
@@ -77,7 +77,7 @@ public struct SnapshotService: Sendable {
         let (name, driver) = try resolve(snapshotter)
         let record = try await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
         // The record is gone first: if the driver fails now, Cleanup removes the orphan layer.
-        _ = try await driver.call(Self.driverPrefix + "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Google_Protobuf_Empty.self)
+        _ = try await driver.call(BerthContracts.SnapshotDriver.remove, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
         events.publish(topic: "/snapshot/remove", namespace: namespace, Containerd_Events_SnapshotRemove.with {
             $0.key = key; $0.snapshotter = name
         })
@@ -111,7 +111,7 @@ public struct SnapshotService: Sendable {
     public func usage(namespace: String, snapshotter: String, key: String) async throws -> (size: Int64, inodes: Int64) {
         let (name, driver) = try resolve(snapshotter)
         let record = try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key).record
-        let usage = try await driver.call(Self.driverPrefix + "Usage", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Containerd_Services_Snapshots_V1_UsageResponse.self)
+        let usage = try await driver.call(BerthContracts.SnapshotDriver.usage, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
         return (usage.size, usage.inodes)
     }
 
@@ -132,7 +132,7 @@ public struct SnapshotService: Sendable {
     public func cleanup(snapshotter: String) async throws -> CleanupReport {
         let (name, driver) = try resolve(snapshotter)
         let keep = try await metadata.snapshotIDs(snapshotter: name).map { UInt64($0) }
-        let reply = try await driver.call(Self.driverPrefix + "Cleanup", Berth_Snapshots_V1_CleanupLayersRequest.with { $0.keep = keep }, as: Berth_Snapshots_V1_CleanupLayersResponse.self)
+        let reply = try await driver.call(BerthContracts.SnapshotDriver.cleanup, Berth_Snapshots_V1_CleanupLayersRequest.with { $0.keep = keep })
         let (dropped, broken) = try await metadata.dropUnfinishedSnapshots(snapshotter: name, ids: reply.missing.map { Int64($0) })
         return CleanupReport(removedLayers: reply.removed, droppedKeys: dropped, brokenKeys: broken)
     }
@@ -140,7 +140,7 @@ public struct SnapshotService: Sendable {
     /// Removes the layer of a record the collector deleted.
     func removeLayer(snapshotter: String, id: Int64) async throws {
         let (_, driver) = try resolve(snapshotter)
-        _ = try await driver.call(Self.driverPrefix + "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(id) }, as: Google_Protobuf_Empty.self)
+        _ = try await driver.call(BerthContracts.SnapshotDriver.remove, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(id) })
     }
 
     // MARK: -
@@ -152,11 +152,11 @@ public struct SnapshotService: Sendable {
         let (record, parents) = try await metadata.insertSnapshot(namespace: namespace, snapshotter: name, key: key,
                                                                   parent: parent, kind: kind, labels: labels, lease: lease)
         do {
-            _ = try await driver.call(Self.driverPrefix + "Create", Berth_Snapshots_V1_CreateLayerRequest.with {
+            _ = try await driver.call(BerthContracts.SnapshotDriver.create, Berth_Snapshots_V1_CreateLayerRequest.with {
                 $0.id = UInt64(record.id)
                 $0.parents = parents.map { UInt64($0) }
                 $0.readonly = kind == .view
-            }, as: Google_Protobuf_Empty.self)
+            })
             let mounts = try await mounts(driver, record: record, parents: parents)
             events.publish(topic: "/snapshot/prepare", namespace: namespace, Containerd_Events_SnapshotPrepare.with {
                 $0.key = key; $0.parent = parent; $0.snapshotter = name
@@ -165,17 +165,17 @@ public struct SnapshotService: Sendable {
         } catch {
             // Nothing half-made stays listed: drop the record and whatever the driver made.
             _ = try? await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
-            _ = try? await driver.call(Self.driverPrefix + "Remove", Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) }, as: Google_Protobuf_Empty.self)
+            _ = try? await driver.call(BerthContracts.SnapshotDriver.remove, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
             throw error
         }
     }
 
     private func mounts(_ driver: any PluginInstance, record: SnapshotRecord, parents: [Int64]) async throws -> [Mount] {
-        try await driver.call(Self.driverPrefix + "Mounts", Berth_Snapshots_V1_LayerMountsRequest.with {
+        try await driver.call(BerthContracts.SnapshotDriver.mounts, Berth_Snapshots_V1_LayerMountsRequest.with {
             $0.id = UInt64(record.id)
             $0.parents = parents.map { UInt64($0) }
             $0.readonly = record.kind != .active
-        }, as: Containerd_Services_Snapshots_V1_MountsResponse.self).mounts
+        }).mounts
     }
 
     /// The snapshotter's name ("" means the default) and its running driver plugin.

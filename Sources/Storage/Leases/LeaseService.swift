@@ -1,3 +1,5 @@
+import Filters
+import Kernel
 import Foundation
 
 /// The lease contract, kept by the kernel.
