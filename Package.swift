@@ -35,7 +35,6 @@ let package = Package(
     products: [
         .executable(name: "berthd", targets: ["berthd"]),
         .executable(name: "berth", targets: ["berth"]),
-        .library(name: "ConformanceKit", targets: ["ConformanceKit"]),
     ] + pluginProducts,
     dependencies: [
         .package(path: "SDK"),
@@ -128,15 +127,15 @@ let package = Package(
             ],
             path: "Benchmarks/Client"
         ),
-        .target(
-            name: "ConformanceKit",
-            dependencies: ["Kernel", "Storage", .product(name: "BerthProto", package: "SDK"),
-                           .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "Logging", package: "swift-log")]
-        ),
         .testTarget(
             name: "ConformanceTests",
-            dependencies: ["ConformanceKit", "Kernel", "Storage"]
+            dependencies: [
+                "Kernel", "Storage",
+                .product(name: "BerthPluginKit", package: "SDK"),
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "KernelTests",

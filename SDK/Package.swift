@@ -10,6 +10,9 @@ let package = Package(
         .library(name: "CBerthPlugin", targets: ["CBerthPlugin"]),
         .library(name: "BerthProto", targets: ["BerthProto"]),
         .library(name: "BerthPluginSDK", targets: ["BerthPluginSDK"]),
+        // Conformance kits: a plugin's tests load its shared object and run the cases of its
+        // contract through the C ABI, with no daemon.
+        .library(name: "BerthPluginKit", targets: ["BerthPluginKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
@@ -19,6 +22,14 @@ let package = Package(
         .target(
             name: "BerthProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .target(
+            name: "BerthPluginKit",
+            dependencies: [
+                "CBerthPlugin",
+                "BerthProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
         .target(
             name: "BerthPluginSDK",

@@ -23,8 +23,15 @@ let package = Package(
             name: "HelloPlugin",
             dependencies: [
                 .product(name: "BerthPluginSDK", package: "SDK"),
+                .product(name: "BerthProto", package: "SDK"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
+        ),
+        // The SDK's conformance kit against this package's own shared object: run
+        // `swift build && swift test` as root (the cases mount layers).
+        .testTarget(
+            name: "HelloPluginTests",
+            dependencies: [.product(name: "BerthPluginKit", package: "SDK")]
         ),
     ]
 )

@@ -1,14 +1,20 @@
+import BerthPluginKit
 import Foundation
-import ConformanceKit
 import Testing
 
-/// Both in-tree drivers through every case of the snapshotter conformance kit.
+/// Both in-tree snapshot drivers through the driver contract's kit (the plugin alone, as a third
+/// party runs it), and through the snapshots service's rules (driver and storage layer together).
 @Suite struct ConformanceTests {
     static let plugin = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path + "/.build/debug/libBerthSnapshotter.so"
 
+    @Test(arguments: ["overlayfs", "native"], SnapshotDriverConformance.cases)
+    func driverContract(driver: String, rule: SnapshotDriverConformance.Case) async throws {
+        try await SnapshotDriverConformance.run(rule, plugin: Self.plugin, id: driver)
+    }
+
     @Test(arguments: ["overlayfs", "native"], SnapshotterConformance.cases)
-    func conformance(driver: String, rule: SnapshotterConformance.Case) async throws {
+    func serviceRules(driver: String, rule: SnapshotterConformance.Case) async throws {
         try await SnapshotterHarness.with(plugin: Self.plugin, id: driver) { try await rule.run($0) }
     }
 }

@@ -1,4 +1,4 @@
-import ConformanceKit
+
 import Foundation
 import Testing
 

@@ -62,6 +62,11 @@ import Testing
             "io.containerd.grpc.v1.content": "ok",
             "io.containerd.grpc.v1.leases": "ok",
             "io.containerd.gc.v1.scheduler": "ok",
+            "io.containerd.service.v1.snapshots-service": "ok",
+            "io.containerd.service.v1.content-service": "ok",
+            "io.containerd.service.v1.leases-service": "ok",
+            "io.containerd.service.v1.images-service": "ok",
+            "io.containerd.service.v1.diff-service": "ok",
             "io.containerd.grpc.v1.diff": "ok",
             "io.containerd.grpc.v1.images": "ok",
             "io.containerd.differ.v1.walking": "ok",
@@ -78,12 +83,12 @@ import Testing
         // One clear error line per bad plugin, naming the plugin and the cause.
         let errorLines = withExamples.log.split(separator: "\n").filter { $0.contains("level=error") }
         #expect(errorLines.count == 3)
-        #expect(errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.abi2") && $0.contains("was built for plugin ABI 2.0; this berthd speaks ABI 1.x") })
+        #expect(errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.abi2") && $0.contains("was built for plugin ABI 2.1; this berthd speaks ABI 1.x") })
         #expect(errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.noentry") && $0.contains("does not export the entry symbol berth_plugin_entry") })
         #expect(errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.failing") && $0.contains("fixture refuses to start: no widget") })
         // The detailed view carries the error text from the daemon.
         let detailed = try withExamples.ctr(["plugins", "ls", "--detailed", "id==abi2"])
-        #expect(detailed.stdout.contains("was built for plugin ABI 2.0"))
+        #expect(detailed.stdout.contains("was built for plugin ABI 2.1"))
         let filtered = try withExamples.ctr(["plugins", "ls", "type==io.containerd.snapshotter.v1"])
         #expect(filtered.stdout.split(separator: "\n").count == 3)
         #expect(withExamples.stop() == 0)

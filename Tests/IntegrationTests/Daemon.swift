@@ -8,11 +8,25 @@ enum Tree {
     static let products = root + "/.build/debug"
     static let berthd = products + "/berthd"
 
-    /// Builds the out-of-tree Swift example once per test run, with its own `swift build`.
+    /// Where the Swift example is built: a copy outside the tree, as a third party starts from
+    /// it, reaching the SDK through BERTH_SDK (the folder is kept between runs for its build cache).
+    static let helloPackage = NSTemporaryDirectory() + "berth-example-hello"
+
+    /// Copies the out-of-tree Swift example out of the tree and builds it there once per test
+    /// run, with its own `swift build`.
     static let helloPlugin: Result<String, Error> = Result {
-        let result = try run("/usr/bin/env", ["swift", "build", "--package-path", root + "/Examples/HelloPlugin"])
-        guard result.status == 0 else { throw Failure("building Examples/HelloPlugin failed:\n\(result.stderr)\(result.stdout)") }
-        return root + "/Examples/HelloPlugin/.build/debug/libHelloPlugin.so"
+        let copy = try run("/bin/sh", ["-ec", "mkdir -p \(helloPackage) && rm -rf \(helloPackage)/Sources \(helloPackage)/Tests"
+                                             + " && cp -R \(root)/Examples/HelloPlugin/Package.swift \(root)/Examples/HelloPlugin/Sources"
+                                             + " \(root)/Examples/HelloPlugin/Tests \(helloPackage)/"])
+        guard copy.status == 0 else { throw Failure("copying Examples/HelloPlugin failed: \(copy.stderr)") }
+        let result = try swiftInExample(["build"])
+        guard result.status == 0 else { throw Failure("building Examples/HelloPlugin out of the tree failed:\n\(result.stderr)\(result.stdout)") }
+        return helloPackage + "/.build/debug/libHelloPlugin.so"
+    }
+
+    /// Runs `swift ARGS` in the out-of-tree copy of the example, with BERTH_SDK set.
+    static func swiftInExample(_ arguments: [String]) throws -> RunResult {
+        try run("/usr/bin/env", ["BERTH_SDK=\(root)/SDK", "swift"] + arguments + ["--package-path", helloPackage])
     }
 
     /// Compiles the C example and fixtures into `directory`.

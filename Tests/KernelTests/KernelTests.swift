@@ -162,8 +162,9 @@ import Testing
                 "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the plugin did not answer before the call's deadline")) {
                 _ = try await hung.value
             }
+            // The deadline is checked at least once a second; a loaded test machine adds more.
             let waited = clock.now - started
-            #expect(waited >= .seconds(1) && waited < .seconds(3))
+            #expect(waited >= .seconds(1) && waited < .seconds(6))
             #expect(try cancelledCalls(in: hang) == 1)
         }
     }

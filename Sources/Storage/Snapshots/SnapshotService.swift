@@ -3,6 +3,7 @@ import Kernel
 import BerthProto
 import Foundation
 import SwiftProtobuf
+import Synchronization
 
 /// The snapshot contract, kept by the kernel so that drivers stay simple.
 ///
@@ -27,6 +28,9 @@ public struct SnapshotService: Sendable {
     let events: EventBus
     /// Told when a removal or a gc label change may leave objects unreachable.
     let collection: CollectionTrigger?
+    /// Snapshots whose driver call has not succeeded yet: their record holds the key, but no
+    /// client sees them until the layer exists.
+    let pending = PendingKeys()
 
     public init(metadata: MetadataStore, plugins: PluginDirectory, events: EventBus, collection: CollectionTrigger? = nil) {
         self.metadata = metadata
@@ -55,6 +59,7 @@ public struct SnapshotService: Sendable {
     /// The mounts of an existing snapshot, as prepare or view returned them.
     public func mounts(namespace: String, snapshotter: String, key: String) async throws -> [Mount] {
         let (name, driver) = try resolve(snapshotter)
+        try pending.requireAbsent(namespace, name, key)
         let (record, parents) = try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key)
         return try await mounts(driver, record: record, parents: parents)
     }
@@ -64,6 +69,7 @@ public struct SnapshotService: Sendable {
                        labels: [String: String], lease: String = "") async throws {
         let (snapshotterName, driver) = try resolve(snapshotter)
         try Self.validate(key: name, labels: labels)
+        try pending.requireAbsent(namespace, snapshotterName, key)
         let record = try await metadata.commitSnapshot(namespace: namespace, snapshotter: snapshotterName,
                                                        key: key, name: name, labels: labels, lease: lease)
         _ = try await driver.call(BerthContracts.SnapshotDriver.commit, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
@@ -75,6 +81,7 @@ public struct SnapshotService: Sendable {
     /// Removes `key` of either kind; a committed snapshot with children is refused.
     public func remove(namespace: String, snapshotter: String, key: String) async throws {
         let (name, driver) = try resolve(snapshotter)
+        try pending.requireAbsent(namespace, name, key)
         let record = try await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
         // The record is gone first: if the driver fails now, Cleanup removes the orphan layer.
         _ = try await driver.call(BerthContracts.SnapshotDriver.remove, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
@@ -87,6 +94,7 @@ public struct SnapshotService: Sendable {
     /// The record of `key`.
     public func stat(namespace: String, snapshotter: String, key: String) async throws -> SnapshotRecord {
         let (name, _) = try resolve(snapshotter)
+        try pending.requireAbsent(namespace, name, key)
         return try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key).record
     }
 
@@ -94,6 +102,7 @@ public struct SnapshotService: Sendable {
     public func update(namespace: String, snapshotter: String, key: String, labels: [String: String],
                        paths: [String]) async throws -> SnapshotRecord {
         let (name, _) = try resolve(snapshotter)
+        try pending.requireAbsent(namespace, name, key)
         let record = try await metadata.updateSnapshotLabels(namespace: namespace, snapshotter: name, key: key,
                                                              labels: labels, paths: paths)
         if LabelUpdate.mayAffectCollection(paths: paths) { collection?.schedule() }
@@ -104,12 +113,15 @@ public struct SnapshotService: Sendable {
     public func list(namespace: String, snapshotter: String, filters: [String]) async throws -> [SnapshotRecord] {
         let (name, _) = try resolve(snapshotter)
         let filterSet = try FilterSet(filters)
-        return try await metadata.snapshots(namespace: namespace, snapshotter: name).filter { filterSet.matches($0.field) }
+        return try await metadata.snapshots(namespace: namespace, snapshotter: name).filter {
+            filterSet.matches($0.field) && !pending.contains(namespace, name, $0.key)
+        }
     }
 
     /// Disk use of `key`'s own layer: bytes and inodes.
     public func usage(namespace: String, snapshotter: String, key: String) async throws -> (size: Int64, inodes: Int64) {
         let (name, driver) = try resolve(snapshotter)
+        try pending.requireAbsent(namespace, name, key)
         let record = try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key).record
         let usage = try await driver.call(BerthContracts.SnapshotDriver.usage, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
         return (usage.size, usage.inodes)
@@ -149,6 +161,9 @@ public struct SnapshotService: Sendable {
                         labels: [String: String], kind: SnapshotRecord.Kind, lease: String) async throws -> [Mount] {
         let (name, driver) = try resolve(snapshotter)
         try Self.validate(key: key, labels: labels)
+        // Hidden from other clients from before its record exists until its layer does.
+        pending.add(namespace, name, key)
+        defer { pending.remove(namespace, name, key) }
         let (record, parents) = try await metadata.insertSnapshot(namespace: namespace, snapshotter: name, key: key,
                                                                   parent: parent, kind: kind, labels: labels, lease: lease)
         do {
@@ -163,9 +178,15 @@ public struct SnapshotService: Sendable {
             })
             return mounts
         } catch {
-            // Nothing half-made stays listed: drop the record and whatever the driver made.
-            _ = try? await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
-            _ = try? await driver.call(BerthContracts.SnapshotDriver.remove, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
+            // Nothing half-made stays: drop the record and whatever the driver made. This runs
+            // also when the caller went away (the call was cancelled), so it runs in a task of
+            // its own, which that cancellation does not reach; a layer the driver finishes
+            // after this removal has no record, and the next start's cleanup removes it.
+            let id = UInt64(record.id)
+            await Task {
+                _ = try? await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
+                _ = try? await driver.call(BerthContracts.SnapshotDriver.remove, Berth_Snapshots_V1_LayerRequest.with { $0.id = id })
+            }.value
             throw error
         }
     }
@@ -191,5 +212,35 @@ public struct SnapshotService: Sendable {
         guard !key.isEmpty else { throw .invalidArgument("snapshot key must not be empty") }
         guard key.utf8.count <= 4096 else { throw .invalidArgument("snapshot key \"\(key.prefix(64))...\" is longer than 4096 bytes") }
         try Validation.labels(labels)
+    }
+}
+
+/// Keys of snapshots being created, counted (two concurrent prepares of one key may both be
+/// here until the loser's insert fails).
+final class PendingKeys: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    private static func key(_ namespace: String, _ snapshotter: String, _ key: String) -> String {
+        "\(namespace)\u{0}\(snapshotter)\u{0}\(key)"
+    }
+
+    func add(_ namespace: String, _ snapshotter: String, _ key: String) {
+        counts.withLock { $0[Self.key(namespace, snapshotter, key), default: 0] += 1 }
+    }
+
+    func remove(_ namespace: String, _ snapshotter: String, _ key: String) {
+        counts.withLock { counts in
+            let key = Self.key(namespace, snapshotter, key)
+            counts[key] = counts[key].flatMap { $0 > 1 ? $0 - 1 : nil }
+        }
+    }
+
+    func contains(_ namespace: String, _ snapshotter: String, _ key: String) -> Bool {
+        counts.withLock { !$0.isEmpty && $0[Self.key(namespace, snapshotter, key)] != nil }
+    }
+
+    /// `.notFound`, as for a key that does not exist, while `key` is being created.
+    func requireAbsent(_ namespace: String, _ snapshotter: String, _ key: String) throws(BerthError) {
+        if contains(namespace, snapshotter, key) { throw .notFound("snapshot \"\(key)\" does not exist") }
     }
 }

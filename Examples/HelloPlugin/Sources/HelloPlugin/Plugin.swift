@@ -7,6 +7,9 @@ private let module = PluginModule([
                        apiMethods: [HelloPlugin.greet]) {
         HelloPlugin(host: $0)
     },
+    PluginRegistration(type: "io.containerd.snapshotter.v1", id: "hello-copy", platforms: ["linux"]) {
+        CopySnapshotter(host: $0)
+    },
 ])
 
 /// The one symbol berthd looks up in this file.

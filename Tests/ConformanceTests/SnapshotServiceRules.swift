@@ -1,31 +1,23 @@
+import BerthPluginKit
 import Foundation
 import Kernel
 import Storage
 
-/// A failed conformance expectation, with what was expected and what was found.
-public struct ConformanceFailure: Error, CustomStringConvertible {
-    public var description: String
-}
-
-/// The snapshotter contract as runnable cases: one named case per rule, usable by any
-/// snapshotter plugin, ours or a third party's. Run each case in its own harness:
-///
-///     for c in SnapshotterConformance.cases {
-///         try await SnapshotterHarness.with(plugin: "/path/libX.so", id: "x") { try await c.run($0) }
-///     }
-///
-/// The cases mount what the snapshotter returns, so they need root and a Linux host.
-public enum SnapshotterConformance {
+/// The rules of the snapshots service (the storage layer above the kernel, not a driver's):
+/// one keyspace, parents, records, filters, updates, namespaces and start-up cleanup, run over
+/// each in-tree driver. What a driver itself must do is `BerthPluginKit`'s
+/// `SnapshotDriverConformance`, which runs against the plugin alone.
+enum SnapshotterConformance {
     /// One rule and its check.
-    public struct Case: Sendable, CustomStringConvertible {
-        public let name: String
-        public let run: @Sendable (SnapshotterHarness) async throws -> Void
-        public var description: String { name }
+    struct Case: Sendable, CustomStringConvertible {
+        let name: String
+        let run: @Sendable (SnapshotterHarness) async throws -> Void
+        var description: String { name }
     }
 
     static let ns = "conformance"
 
-    public static let cases: [Case] = layerCases + keyspaceCases + recordCases
+    static let cases: [Case] = keyspaceCases + recordCases
 }
 
 // MARK: - Checks
