@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build
+# The example plugin is built out of the tree before the tests, so that no test waits for it.
+scripts/build-example.sh
 swift test

@@ -18,3 +18,14 @@ import Testing
         try await SnapshotterHarness.with(plugin: Self.plugin, id: driver) { try await rule.run($0) }
     }
 }
+
+/// The in-tree content store through the store contract's kit.
+@Suite struct ContentStoreKitTests {
+    static let plugin = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path + "/.build/debug/libBerthContent.so"
+
+    @Test(arguments: ContentStoreConformance.cases)
+    func storeContract(rule: ContentStoreConformance.Case) async throws {
+        try await ContentStoreConformance.run(rule, plugin: Self.plugin, id: "content")
+    }
+}

@@ -8,25 +8,25 @@ enum Tree {
     static let products = root + "/.build/debug"
     static let berthd = products + "/berthd"
 
-    /// Where the Swift example is built: a copy outside the tree, as a third party starts from
-    /// it, reaching the SDK through BERTH_SDK (the folder is kept between runs for its build cache).
-    static let helloPackage = NSTemporaryDirectory() + "berth-example-hello"
+    /// Where scripts/build-example.sh builds the Swift example: a copy outside the tree, as a
+    /// third party starts from it, reaching the SDK through BERTH_SDK.
+    static let helloPackage = ProcessInfo.processInfo.environment["BERTH_EXAMPLE_DIR"] ?? "/tmp/berth-example-hello"
 
-    /// Copies the out-of-tree Swift example out of the tree and builds it there once per test
-    /// run, with its own `swift build`.
+    /// Builds the out-of-tree Swift example once per test run (scripts/test.sh has built it
+    /// already, so this is quick there).
     static let helloPlugin: Result<String, Error> = Result {
-        let copy = try run("/bin/sh", ["-ec", "mkdir -p \(helloPackage) && rm -rf \(helloPackage)/Sources \(helloPackage)/Tests"
-                                             + " && cp -R \(root)/Examples/HelloPlugin/Package.swift \(root)/Examples/HelloPlugin/Sources"
-                                             + " \(root)/Examples/HelloPlugin/Tests \(helloPackage)/"])
-        guard copy.status == 0 else { throw Failure("copying Examples/HelloPlugin failed: \(copy.stderr)") }
-        let result = try swiftInExample(["build"])
+        let result = try run(root + "/scripts/build-example.sh", [])
         guard result.status == 0 else { throw Failure("building Examples/HelloPlugin out of the tree failed:\n\(result.stderr)\(result.stdout)") }
-        return helloPackage + "/.build/debug/libHelloPlugin.so"
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Runs `swift ARGS` in the out-of-tree copy of the example, with BERTH_SDK set.
-    static func swiftInExample(_ arguments: [String]) throws -> RunResult {
-        try run("/usr/bin/env", ["BERTH_SDK=\(root)/SDK", "swift"] + arguments + ["--package-path", helloPackage])
+    /// Runs `swift ARGS` in the out-of-tree copy of the example, with BERTH_SDK set, on a thread
+    /// of its own: a build holds it for minutes, and the test pool has only as many threads as cores.
+    static func swiftInExample(_ arguments: [String]) async throws -> RunResult {
+        let command = ["BERTH_SDK=\(root)/SDK", "swift"] + arguments + ["--package-path", helloPackage]
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try run("/usr/bin/env", command) }) }
+        }
     }
 
     /// Compiles the C example and fixtures into `directory`.

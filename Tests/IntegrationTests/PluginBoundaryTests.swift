@@ -135,9 +135,9 @@ import Testing
         #expect(daemon.log.contains("berthd stopped"))
     }
 
-    @Test func example_copiedOutOfTheTree_passesTheDriverKitFromItsOwnPackage() throws {
+    @Test func example_copiedOutOfTheTree_passesTheDriverKitFromItsOwnPackage() async throws {
         _ = try Tree.helloPlugin.get()
-        let result = try Tree.swiftInExample(["test"])
+        let result = try await Tree.swiftInExample(["test"])
         #expect(result.status == 0, "swift test in the example failed:\n\(result.stdout.suffix(4000))\(result.stderr.suffix(2000))")
         // Every case of the kit ran, and passed.
         let output = result.stdout + result.stderr

@@ -14,8 +14,8 @@ final class CopySnapshotter: BerthPlugin {
     init(host: PluginHost) {
         let layers = host.rootDirectory + "/layers"
         self.layers = layers
-        func path(_ id: UInt64) -> String { "\(layers)/\(id)" }
-        func existing(_ id: UInt64) throws -> String {
+        @Sendable func path(_ id: UInt64) -> String { "\(layers)/\(id)" }
+        @Sendable func existing(_ id: UInt64) throws -> String {
             guard FileManager.default.fileExists(atPath: path(id)) else {
                 throw PluginError(.notFound, "layer \(id) does not exist")
             }
