@@ -1,0 +1,26 @@
+import Foundation
+@testable import Kernel
+import Testing
+
+/// Kernel rules behind differences that containerd's conformance suites found (issue 11).
+@Suite struct ContainerdParityTests {
+    let store: MetadataStore
+
+    init() throws {
+        store = try MetadataStore(path: TestSupport.temporaryDirectory("parity") + "/meta.db", schemas: [.snapshots, .content, .leases, .images])
+    }
+
+    /// containerd's TestSnapshotter/Update: a commit makes a new snapshot, so created and
+    /// updated are equal and later than the active snapshot's creation.
+    @Test func commitSnapshot_ofAnOlderActive_createdEqualsUpdatedAtCommitTime() async throws {
+        let prepared = try await store.insertSnapshot(namespace: "ns", snapshotter: "overlayfs", key: "a", parent: "",
+                                                      kind: .active, labels: [:]).record
+        try await Task.sleep(for: .milliseconds(20))
+        let beforeCommit = Date()
+        let committed = try await store.commitSnapshot(namespace: "ns", snapshotter: "overlayfs", key: "a", name: "c", labels: [:])
+        #expect(committed.created == committed.updated)
+        #expect(committed.created >= beforeCommit.addingTimeInterval(-0.001))
+        #expect(committed.created > prepared.created)
+        #expect(try await store.snapshot(namespace: "ns", snapshotter: "overlayfs", key: "c").record == committed)
+    }
+}
