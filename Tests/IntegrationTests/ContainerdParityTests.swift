@@ -55,4 +55,19 @@ import Testing
         #expect(mounts.stdout == "")
         #expect(mounts.stderr == "ctr: snapshot \"c\" is committed; only active snapshots and views have mounts: failed precondition\n")
     }
+
+    /// `labels.x===y` is an unsupported operator for containerd's filter parser: listing content
+    /// or images with it fails with INVALID_ARGUMENT instead of listing nothing.
+    @Test func ctrContentAndImagesLs_filterWithOperatorRun_isInvalidArgument() throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let content = try daemon.ctr(["content", "ls", "labels.x===y"])
+        #expect(content.status == 1)
+        #expect(content.stderr == "ctr: filter \"labels.x===y\": unsupported operator \"===\" at offset 8: invalid argument\n")
+        let images = try daemon.ctr(["images", "ls", "labels.x===y"])
+        #expect(images.status == 1)
+        #expect(images.stderr == "ctr: failed to list images: filter \"labels.x===y\": unsupported operator \"===\" at offset 8: invalid argument\n")
+        #expect(try daemon.ctr(["images", "ls", "-q", "labels.x==y"]).status == 0)
+    }
 }

@@ -23,4 +23,19 @@ import Testing
         #expect(committed.created > prepared.created)
         #expect(try await store.snapshot(namespace: "ns", snapshotter: "overlayfs", key: "c").record == committed)
     }
+
+    /// containerd's scanner reads a run of operator characters as one token: "===" is an
+    /// unsupported operator, and so is an operator character that starts the value.
+    @Test func filter_runOfOperatorCharacters_isInvalidArgumentNamingTheOperator() throws {
+        #expect(throws: BerthError(.invalidArgument, "filter \"labels.x===y\": unsupported operator \"===\" at offset 8")) {
+            try Filter(parsing: "labels.x===y")
+        }
+        #expect(throws: BerthError(.invalidArgument, "filter \"labels.x!==y\": unsupported operator \"!==\" at offset 8")) {
+            try FilterSet(["labels.x!==y"])
+        }
+        #expect(throws: BerthError(.invalidArgument, "filter \"labels.x== =y\": expected a value at offset 11")) {
+            try Filter(parsing: "labels.x== =y")
+        }
+        #expect(try Filter(parsing: "labels.x==a=b").selectors == [.init(fieldPath: ["labels", "x"], op: .equal, value: "a=b")])
+    }
 }
