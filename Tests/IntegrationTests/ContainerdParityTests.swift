@@ -56,6 +56,53 @@ import Testing
         #expect(mounts.stderr == "ctr: snapshot \"c\" is committed; only active snapshots and views have mounts: failed precondition\n")
     }
 
+    /// containerd's TestContent/Resume: Status and a resumed writer report the time of the last
+    /// write as updated_at, to the nanosecond the daemon saw, not the start or a whole second.
+    @Test func status_afterWriteCloseAndResume_updatedAtIsTheLastWrite() async throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        try await withClient(daemon) { client in
+            let content = Content(wrapping: client)
+            let start = Date()
+            _ = try await write(content, "resume", [.with { $0.action = .stat; $0.ref = "r"; $0.total = 256 }])
+            try await Task.sleep(for: .milliseconds(300))
+            let beforeWrite = Date()
+            _ = try await write(content, "resume", [.with { $0.action = .write; $0.ref = "r"; $0.data = Data(repeating: 1, count: 128) }])
+            let afterWrite = Date()
+            let status = try await content.status(.with { $0.ref = "r" }, metadata: Self.namespace("resume")).status
+            #expect(status.offset == 128)
+            #expect(status.startedAt.date >= start.addingTimeInterval(-0.001) && status.startedAt.date < beforeWrite)
+            #expect(status.updatedAt.date >= beforeWrite && status.updatedAt.date <= afterWrite,
+                    "updated \(status.updatedAt.date.timeIntervalSince1970) not in [\(beforeWrite.timeIntervalSince1970), \(afterWrite.timeIntervalSince1970)]")
+            let listed = try await content.listStatuses(.with { _ in }, metadata: Self.namespace("resume")).statuses
+            #expect(listed.map(\.updatedAt) == [status.updatedAt])
+            let resumed = try await write(content, "resume", [.with { $0.action = .stat; $0.ref = "r"; $0.total = 256 }])
+            #expect(resumed.map(\.offset) == [128])
+            #expect(resumed.map(\.updatedAt) == [status.updatedAt])
+        }
+    }
+
+    /// A commit checks what its own session declared: a size an earlier client expected (and
+    /// failed to meet) does not bind the next writer of the ref, which containerd completes.
+    @Test func ctrContentIngest_afterFailedExpectedSize_withoutExpectations_commits() throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let file = daemon.directory + "/twelve"
+        try "hello world\n".write(toFile: file, atomically: true, encoding: .utf8)
+        func ingest(_ flags: String) throws -> RunResult {
+            try run("/bin/sh", ["-c", "/usr/bin/ctr --address \(daemon.socket) content ingest \(flags) r < \(file)"])
+        }
+        let failed = try ingest("--expected-size 5")
+        #expect(failed.status == 1)
+        #expect(failed.stderr.contains("expected size 5, wrote 12 bytes: failed precondition"))
+        let again = try ingest("")
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try daemon.ctr(["content", "ls", "-q"]).stdout == "sha256:a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447\n")
+        #expect(try daemon.ctr(["content", "active"]).stdout == "REF\tSIZE\tAGE\t\n")
+    }
+
     /// `labels.x===y` is an unsupported operator for containerd's filter parser: listing content
     /// or images with it fails with INVALID_ARGUMENT instead of listing nothing.
     @Test func ctrContentAndImagesLs_filterWithOperatorRun_isInvalidArgument() throws {
