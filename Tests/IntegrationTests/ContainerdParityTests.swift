@@ -83,6 +83,49 @@ import Testing
         }
     }
 
+    /// containerd's TestContentCrossNS/CrossNamespaceShare and CrossNamespaceAppend: a writer in
+    /// namespace B that expects a digest namespace A holds reports those bytes as written; its
+    /// commit records them for B; and a write after them appends to a copy.
+    @Test func write_inSecondNamespace_ofDigestAnotherHolds_reportsItWrittenThenCommitsOrAppends() async throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        try await withClient(daemon) { client in
+            let content = Content(wrapping: client)
+            let bytes = Data((0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            let digest = try BadInputTests.sha256(bytes)
+            _ = try await write(content, "a", [.with {
+                $0.action = .commit; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest; $0.data = bytes
+            }])
+
+            let shared = try await write(content, "b", [
+                .with { $0.action = .stat; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest },
+                .with { $0.action = .commit; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest },
+            ])
+            #expect(shared.map(\.action) == [.stat, .commit])
+            #expect(shared.map(\.offset) == [1000, 1000])
+            #expect(shared.map(\.total) == [1000, 1000])
+            #expect(shared.map(\.digest) == [digest, digest])
+            #expect(try await content.info(.with { $0.digest = digest }, metadata: Self.namespace("b")).info.size == 1000)
+            #expect(try await read(content, "b", digest) == bytes)
+            #expect(try await content.listStatuses(.with { _ in }, metadata: Self.namespace("b")).statuses.isEmpty)
+
+            let longer = bytes + Data("appended bytes".utf8)
+            let longerDigest = try BadInputTests.sha256(longer)
+            let appended = try await write(content, "c", [
+                .with { $0.action = .stat; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest },
+                .with { $0.action = .write; $0.ref = "ref-1000"; $0.offset = 1000; $0.data = Data("appended bytes".utf8) },
+                .with { $0.action = .commit; $0.ref = "ref-1000"; $0.total = Int64(longer.count); $0.expected = longerDigest },
+            ])
+            #expect(appended.map(\.offset) == [1000, 1014, 1014])
+            #expect(appended.first?.digest == digest && appended.last?.digest == longerDigest)
+            #expect(try await read(content, "c", longerDigest) == longer)
+            let missing = await rpcFailure { _ = try await content.info(.with { $0.digest = digest }, metadata: Self.namespace("c")) }
+            #expect(missing?.0 == .notFound)
+            #expect(try await read(content, "a", digest) == bytes)
+        }
+    }
+
     /// A commit checks what its own session declared: a size an earlier client expected (and
     /// failed to meet) does not bind the next writer of the ref, which containerd completes.
     @Test func ctrContentIngest_afterFailedExpectedSize_withoutExpectations_commits() throws {
