@@ -160,4 +160,29 @@ import Testing
         #expect(images.stderr == "ctr: failed to list images: filter \"labels.x===y\": unsupported operator \"===\" at offset 8: invalid argument\n")
         #expect(try daemon.ctr(["images", "ls", "-q", "labels.x==y"]).status == 0)
     }
+
+    /// `ctr images import` of a truncated archive fails half-way through a blob; the ingest it
+    /// was writing was opened under the import's lease, and containerd removes it with that
+    /// lease (within a second on this machine). Berth too: nothing half-made stays listed.
+    @Test func ctrImagesImport_truncatedArchive_leavesNoIngestOnceItsLeaseIsGone() throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        let (tarball, _) = try CtrImagesTests.buildImage(in: daemon.directory)
+        let truncated = daemon.directory + "/truncated.tar"
+        #expect(try run("/bin/sh", ["-c", "head -c 600000 \(tarball) > \(truncated)"]).status == 0)
+        let imported = try daemon.ctr(["images", "import", "--base-name", "x/y", truncated], namespace: "imp")
+        #expect(imported.status == 1)
+        #expect(imported.stderr.contains("unexpected EOF"), "\(imported.stderr)")
+        var active = ""
+        for _ in 0..<50 {
+            active = try daemon.ctr(["content", "active"], namespace: "imp").stdout
+            if active == "REF\tSIZE\tAGE\t\n" { break }
+            usleep(100_000)
+        }
+        #expect(active == "REF\tSIZE\tAGE\t\n")
+        #expect(try daemon.ctr(["leases", "ls", "-q"], namespace: "imp").stdout == "")
+        #expect(try daemon.ctr(["content", "ls", "-q"], namespace: "imp").stdout == "")
+        #expect(daemon.log.contains("removed ingests no lease holds"))
+    }
 }

@@ -38,4 +38,31 @@ import Testing
         }
         #expect(try Filter(parsing: "labels.x==a=b").selectors == [.init(fieldPath: ["labels", "x"], op: .equal, value: "a=b")])
     }
+
+    /// An ingest opened under a lease is released by the first collection after its last lease
+    /// goes (once); one opened without a lease is never released, only expired with age.
+    @Test func collectGarbage_afterTheLeaseOfAnIngestGoes_releasesItOnce() async throws {
+        _ = try await store.createLease(namespace: "ns", id: "import", labels: [:])
+        try await store.holdIngest(namespace: "ns", ref: "tar-blob", lease: "import")
+        try await store.holdIngest(namespace: "ns", ref: "loose", lease: "")
+        let held = try await store.collectGarbage()
+        #expect(held.leasedIngests == ["ns/tar-blob"])
+        #expect(held.releasedIngests == [])
+        try await store.deleteLease(namespace: "ns", id: "import")
+        #expect(try await store.collectGarbage().releasedIngests == ["ns/tar-blob"])
+        #expect(try await store.collectGarbage().releasedIngests == [])
+    }
+
+    /// Reopening a ref without a lease makes the ingest nobody's: it is not released with the
+    /// lease that held it before.
+    @Test func holdIngest_reopenedWithoutLease_isNotReleasedWithTheOldLease() async throws {
+        _ = try await store.createLease(namespace: "ns", id: "first", labels: [:])
+        try await store.holdIngest(namespace: "ns", ref: "r", lease: "first")
+        try await store.holdIngest(namespace: "ns", ref: "r", lease: "")
+        try await store.deleteLease(namespace: "ns", id: "first")
+        #expect(try await store.collectGarbage().releasedIngests == [])
+        await #expect(throws: BerthError(.notFound, "lease \"ghost\": not found")) {
+            try await store.holdIngest(namespace: "ns", ref: "r", lease: "ghost")
+        }
+    }
 }

@@ -13,6 +13,8 @@ import Synchronization
 /// content the namespace already has is `.alreadyExists`). A writer that expects a digest the
 /// store holds for another namespace stands for those bytes (containerd's default "shared"
 /// policy): it reports them as written, and a commit records them here without a transfer.
+/// An ingest opened under a lease goes once no lease holds it; one opened without a lease
+/// expires when nobody has written to it for a day.
 ///
 /// Worked example: `openWriter(ref: "r")` → `write(offset: 0, data)` → `commit(expected: d)` →
 /// `info(d)` answers the size; `read(d, offset: 0, size: 32768)` the first bytes.
@@ -107,8 +109,9 @@ public struct ContentService: Sendable {
             throw BerthError.alreadyExists("content \(expected): already exists")
         }
         let store = try store()
-        // As in containerd, a lease holds the ingest too, so a long transfer is not expired.
-        if !lease.isEmpty { try await metadata.addLeaseResource(namespace: namespace, lease: lease, LeaseResource(type: "ingests", id: ref)) }
+        // As in containerd, a lease holds the ingest too, so a long transfer is not expired, and
+        // the collector removes the ingest once no lease holds it.
+        try await metadata.holdIngest(namespace: namespace, ref: ref, lease: lease)
         // containerd's shared policy: bytes stored for any namespace count as written, when the
         // declared size (if any) agrees; a write or truncation first makes a real ingest.
         if !expected.isEmpty, let blob = try? await store.call(Self.storePrefix + "Info", Berth_Content_V1_BlobRequest.with {
@@ -140,6 +143,19 @@ public struct ContentService: Sendable {
 
     public func abort(namespace: String, ref: String) async throws {
         _ = try await call("Abort", Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) }, as: Google_Protobuf_Empty.self)
+    }
+
+    /// Removes the ingests named ("namespace/ref") that a collection found no lease holds any
+    /// more; returns those that existed.
+    func abortReleasedIngests(_ refs: [String]) async -> [String] {
+        var removed = [String]()
+        for ref in refs {
+            do {
+                _ = try await call("Abort", Berth_Content_V1_IngestRef.with { $0.ref = ref }, as: Google_Protobuf_Empty.self)
+                removed.append(ref)
+            } catch {}
+        }
+        return removed
     }
 
     // MARK: -
