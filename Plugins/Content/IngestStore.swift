@@ -3,6 +3,7 @@ import BerthProto
 import Crypto
 import Foundation
 import SwiftProtobuf
+import Synchronization
 
 /// Ingests in progress, one folder per namespace and ref under `<root>/<sha256(namespace/ref)>`:
 /// `ref` (the key), `data`, `meta`. Messages and errors name the ref alone.
@@ -12,64 +13,97 @@ import SwiftProtobuf
 /// data, renames it under its digest and fsyncs the folder, so after a crash there is either the
 /// whole verified blob or none.
 final class IngestStore: @unchecked Sendable {
-    /// The state of one held ingest.
+    /// The state of one held ingest: one client's session, from Open to Close, Commit or Abort.
     ///
     /// Hashing runs on the writer's own serial queue, behind the write that appended the bytes:
     /// a client waits for each write's reply before it sends the next chunk, so hashing chunk n
     /// overlaps the transfer of chunk n+1 instead of delaying the reply (containerd's writes do
     /// not report a digest either). Reading the digest waits for the queue.
-    final class Writer: @unchecked Sendable {
+    ///
+    /// The rest of the state is behind a lock: the session's writes change it while Status and
+    /// ListStatuses, from any client, read it.
+    final class Writer: Sendable {
+        /// What the session's writes change.
+        struct Progress {
+            var offset: Int64
+            /// The size reported by status: the last one any session gave.
+            var total: Int64
+            /// The size this session's client declared (0: none): what a commit without a size checks.
+            var sessionTotal: Int64
+            /// The digest this session's client declared ("": none).
+            var expected: String
+            /// When bytes were last written; the start until then.
+            var updated: Date
+        }
+
         let ref: String
         let folder: String
         let fd: Int32
-        var offset: Int64
-        /// Touched only on `hashing`.
-        private var hasher: SHA256
-        private let hashing = DispatchQueue(label: "berth.content.ingest-hash")
-        var total: Int64
-        var expected: String
         let started: Date
-        var updated: Date
+        private let progress: Mutex<Progress>
+        private let hasher: Mutex<SHA256>
+        private let hashing = DispatchQueue(label: "berth.content.ingest-hash")
 
-        init(ref: String, folder: String, fd: Int32, offset: Int64, hasher: SHA256, total: Int64, expected: String, started: Date) {
+        init(ref: String, folder: String, fd: Int32, hasher: SHA256, started: Date, progress: Progress) {
             self.ref = ref
             self.folder = folder
             self.fd = fd
-            self.offset = offset
-            self.hasher = hasher
-            self.total = total
-            self.expected = expected
+            self.hasher = Mutex(hasher)
             self.started = started
-            self.updated = started
+            self.progress = Mutex(progress)
+        }
+
+        /// A consistent copy of the progress.
+        var current: Progress { progress.withLock { $0 } }
+
+        /// Changes the progress under the lock.
+        func update(_ change: (inout Progress) -> Void) {
+            progress.withLock { change(&$0) }
         }
 
         /// The state, with the digest of the bytes so far unless `withDigest` is false.
         func state(withDigest: Bool = true) -> Berth_Content_V1_IngestState {
-            .with {
+            let progress = current
+            return .with {
                 $0.ref = ref
-                $0.offset = offset
-                $0.total = total
-                $0.expected = expected
+                $0.offset = progress.offset
+                $0.total = progress.total
+                $0.expected = progress.expected
                 if withDigest { $0.digest = digest() }
                 $0.startedAt = Google_Protobuf_Timestamp(date: started)
-                $0.updatedAt = Google_Protobuf_Timestamp(date: updated)
+                $0.updatedAt = Google_Protobuf_Timestamp(date: progress.updated)
             }
         }
 
         /// Adds `data`, the bytes just written at the end, to the digest.
         func hash(_ data: Data) {
-            hashing.async { self.hasher.update(data: data) }
+            hashing.async { self.hasher.withLock { $0.update(data: data) } }
         }
 
         /// The digest of every byte written so far.
         func digest() -> String {
-            hashing.sync { Digest.string(hasher.finalize()) }
+            hashing.sync { Digest.string(hasher.withLock { $0.finalize() }) }
         }
 
         /// Starts the digest over, after a truncation.
         func resetDigest() {
-            hashing.sync { hasher = SHA256() }
+            hashing.sync { hasher.withLock { $0 = SHA256() } }
         }
+
+        /// Sets the data file's modification time to the last write's: once no session holds
+        /// the ingest, that time is its `updated_at` (Linux stamps a write with a coarse clock
+        /// that can lag it by milliseconds; containerd's TestContent/Resume checks
+        /// the time a resumed writer reports).
+        func stampUpdated() {
+            let updated = current.updated.timeIntervalSince1970
+            let seconds = floor(updated)
+            var times = [timespec(tv_sec: 0, tv_nsec: Self.omitTime),
+                         timespec(tv_sec: Int(seconds), tv_nsec: Int((updated - seconds) * 1e9))]
+            _ = futimens(fd, &times)
+        }
+
+        /// `UTIME_OMIT` (utimensat(2)): leave that time as it is.
+        private static let omitTime = (1 << 30) - 2
     }
 
     let root: String
@@ -108,33 +142,38 @@ final class IngestStore: @unchecked Sendable {
 
     func write(_ request: Berth_Content_V1_IngestWriteRequest) throws -> Berth_Content_V1_IngestState {
         let writer = try holder(request.ref)
-        if request.total > 0 { writer.total = request.total }
-        if !request.expected.isEmpty {
-            _ = try Digest.hex(request.expected)
-            writer.expected = request.expected
+        if !request.expected.isEmpty { _ = try Digest.hex(request.expected) }
+        writer.update {
+            if request.total > 0 { $0.total = request.total; $0.sessionTotal = request.total }
+            if !request.expected.isEmpty { $0.expected = request.expected }
         }
-        if request.offset == 0, writer.offset > 0 {
+        var offset = writer.current.offset
+        if request.offset == 0, offset > 0 {
             guard ftruncate(writer.fd, 0) == 0 else { throw syscall("truncating", writer.ref) }
-            writer.offset = 0
+            offset = 0
+            writer.update { $0.offset = 0 }
             writer.resetDigest()
         }
-        guard request.offset == writer.offset else {
-            throw PluginError(.outOfRange, "write to ref \"\(Self.shown(writer.ref))\" at offset \(request.offset), but \(writer.offset) bytes are written; write at \(writer.offset) or 0")
+        guard request.offset == offset else {
+            throw PluginError(.outOfRange, "write to ref \"\(Self.shown(writer.ref))\" at offset \(request.offset), but \(offset) bytes are written; write at \(offset) or 0")
         }
         try request.data.withUnsafeBytes { bytes in
             var done = 0
             while done < bytes.count {
-                let n = pwrite(writer.fd, bytes.baseAddress! + done, bytes.count - done, off_t(writer.offset) + off_t(done))
+                let n = pwrite(writer.fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
                 if n < 0 { if errno == EINTR { continue }; throw syscall("writing", writer.ref) }
                 done += n
             }
             // Start writing these pages to disk now: with a large page cache nothing else would
             // before the commit's fsync, which then waited for the whole blob at once.
-            _ = startWriteback(writer.fd, off_t(writer.offset), off_t(bytes.count), Self.syncFileRangeWrite)
+            _ = startWriteback(writer.fd, off_t(offset), off_t(bytes.count), Self.syncFileRangeWrite)
         }
         writer.hash(request.data)
-        writer.offset += Int64(request.data.count)
-        writer.updated = Date()
+        let now = Date()
+        writer.update {
+            $0.offset = offset + Int64(request.data.count)
+            $0.updated = now
+        }
         if request.total > 0 || !request.expected.isEmpty { try saveMeta(writer) }
         return writer.state(withDigest: false)
     }
@@ -142,11 +181,14 @@ final class IngestStore: @unchecked Sendable {
     func commit(ref: String, size: Int64, expected: String) throws -> Berth_Content_V1_BlobInfo {
         let writer = try holder(ref)
         let digest = writer.digest()
-        let wantedSize = size > 0 ? size : writer.total
-        guard wantedSize <= 0 || wantedSize == writer.offset else {
-            throw PluginError(.failedPrecondition, "commit of ref \"\(Self.shown(ref))\": expected size \(wantedSize), wrote \(writer.offset) bytes")
+        let progress = writer.current
+        // Only this session's expectations count, as in containerd: a size or digest an earlier
+        // client declared (and failed to meet) does not bind the next one.
+        let wantedSize = size > 0 ? size : progress.sessionTotal
+        guard wantedSize <= 0 || wantedSize == progress.offset else {
+            throw PluginError(.failedPrecondition, "commit of ref \"\(Self.shown(ref))\": expected size \(wantedSize), wrote \(progress.offset) bytes")
         }
-        let wantedDigest = expected.isEmpty ? writer.expected : expected
+        let wantedDigest = expected.isEmpty ? progress.expected : expected
         if !wantedDigest.isEmpty {
             _ = try Digest.hex(wantedDigest)
             guard wantedDigest == digest else {
@@ -158,24 +200,29 @@ final class IngestStore: @unchecked Sendable {
             // Stored already (for this or another namespace): the verified bytes are there, so
             // the commit succeeds; whether the namespace already records them is the kernel's call.
             try abort(ref: ref)
-            return .with { $0.digest = digest; $0.size = writer.offset }
+            return .with { $0.digest = digest; $0.size = progress.offset }
         }
         guard fsync(writer.fd) == 0 else { throw syscall("syncing", ref) }
         guard rename(writer.folder + "/data", blobs.path(hex: hex)) == 0 else { throw syscall("storing", ref) }
         syncDirectory(blobs.root)
         try abort(ref: ref)
-        return .with { $0.digest = digest; $0.size = writer.offset }
+        return .with { $0.digest = digest; $0.size = progress.offset }
     }
 
     func close(ref: String) {
         lock.withLock {
-            if let writer = held.removeValue(forKey: ref) { Glibc.close(writer.fd) }
+            if let writer = held.removeValue(forKey: ref) {
+                writer.stampUpdated()
+                Glibc.close(writer.fd)
+            }
         }
     }
 
     func abort(ref: String) throws {
         let folder = folder(ref)
-        close(ref: ref)
+        lock.withLock {
+            if let writer = held.removeValue(forKey: ref) { Glibc.close(writer.fd) }
+        }
         guard FileManager.default.fileExists(atPath: folder) else { throw PluginError(.notFound, "ingest ref \"\(Self.shown(ref))\" not found") }
         try FileManager.default.removeItem(atPath: folder)
     }
@@ -239,12 +286,13 @@ final class IngestStore: @unchecked Sendable {
             offset += Int64(n)
         }
         let meta = fresh ? nil : try? Self.readMeta(folder)
-        let writer = Writer(ref: ref, folder: folder, fd: fd, offset: offset, hasher: hasher,
-                            total: total > 0 ? total : meta?.total ?? 0,
-                            // An expected digest holds for one session only (containerd's rule): a
-                            // writer resuming without one commits whatever digest the bytes have.
-                            expected: expected,
-                            started: meta?.started ?? Date())
+        let started = meta?.started ?? Date()
+        let writer = Writer(ref: ref, folder: folder, fd: fd, hasher: hasher, started: started, progress: .init(
+            offset: offset, total: total > 0 ? total : meta?.total ?? 0,
+            // Expectations hold for one session only (containerd's rule): a writer resuming
+            // without them commits whatever size and digest the bytes have.
+            sessionTotal: total, expected: expected,
+            updated: fresh ? started : Self.modified(fd) ?? started))
         try saveMeta(writer)
         return writer
     }
@@ -256,7 +304,8 @@ final class IngestStore: @unchecked Sendable {
     }
 
     private func saveMeta(_ writer: Writer) throws {
-        let data = try JSONEncoder().encode(Meta(total: writer.total, expected: writer.expected, started: writer.started))
+        let progress = writer.current
+        let data = try JSONEncoder().encode(Meta(total: progress.total, expected: progress.expected, started: writer.started))
         try data.write(to: URL(fileURLWithPath: writer.folder + "/meta"), options: .atomic)
     }
 
@@ -278,8 +327,18 @@ final class IngestStore: @unchecked Sendable {
             $0.total = meta?.total ?? 0
             $0.expected = meta?.expected ?? ""
             $0.startedAt = Google_Protobuf_Timestamp(date: meta?.started ?? Date(timeIntervalSince1970: 0))
-            $0.updatedAt = Google_Protobuf_Timestamp(date: Date(timeIntervalSince1970: Double(size.st_mtim.tv_sec)))
+            $0.updatedAt = Google_Protobuf_Timestamp(date: Self.date(size.st_mtim))
         }
+    }
+
+    /// The modification time of the open file `fd`: when it was last written (see `stampUpdated`).
+    private static func modified(_ fd: Int32) -> Date? {
+        var info = stat()
+        return fstat(fd, &info) == 0 ? date(info.st_mtim) : nil
+    }
+
+    private static func date(_ time: timespec) -> Date {
+        Date(timeIntervalSince1970: Double(time.tv_sec) + Double(time.tv_nsec) / 1e9)
     }
 
     private func syncDirectory(_ path: String) {

@@ -88,10 +88,12 @@ private struct FilterParser {
             path.append(try parseField())
         }
         skipSpaces()
-        guard let op = parseOperator() else {
+        guard let op = try parseOperator() else {
             return .init(fieldPath: path, op: .present, value: "")
         }
         skipSpaces()
+        // containerd's scanner reads an operator character here as another operator, not a value.
+        if let c = peek(), Self.operatorCharacters.contains(c) { throw error("expected a value") }
         return .init(fieldPath: path, op: op, value: try parseValue())
     }
 
@@ -103,13 +105,23 @@ private struct FilterParser {
         return String(scalars[start..<position])
     }
 
-    private mutating func parseOperator() -> Filter.Selector.Operator? {
-        let pairs: [(String, Filter.Selector.Operator)] = [("==", .equal), ("!=", .notEqual), ("~=", .matches)]
-        for (token, op) in pairs where String(scalars[position..<min(position + 2, scalars.count)]) == token {
-            position += 2
-            return op
+    /// The characters containerd's scanner reads as one operator token, however many there are.
+    private static let operatorCharacters: Set<Character> = ["=", "!", "~"]
+
+    /// The operator at the position, nil when there is none. As in containerd, the longest run of
+    /// operator characters is the token, so `labels.x===y` is an unsupported operator "===".
+    private mutating func parseOperator() throws(BerthError) -> Filter.Selector.Operator? {
+        let start = position
+        while let c = peek(), Self.operatorCharacters.contains(c) { position += 1 }
+        switch String(scalars[start..<position]) {
+        case "": return nil
+        case "==": return .equal
+        case "!=": return .notEqual
+        case "~=": return .matches
+        case let token:
+            position = start
+            throw error("unsupported operator \"\(token)\"")
         }
-        return nil
     }
 
     private mutating func parseValue() throws(BerthError) -> String {

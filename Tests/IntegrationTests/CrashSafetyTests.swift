@@ -128,10 +128,16 @@ import Testing
             #expect(layers.allSatisfy { UInt64($0) != nil }, "round \(round): only finished layers on disk: \(layers)")
             #expect(layers.count == records.count, "round \(round): \(layers.count) layers for \(records.count) records")
             for record in records {
-                let mounts = try await snapshots.mounts(.with { $0.key = record.name; $0.snapshotter = snapshotter }, metadata: metadata).mounts
+                // A committed snapshot has no mounts of its own (as in containerd): look through a view.
+                let committed = record.kind == .committed
+                let key = committed ? "verify-\(round)" : record.name
+                let mounts = committed
+                    ? try await snapshots.view(.with { $0.key = key; $0.parent = record.name; $0.snapshotter = snapshotter }, metadata: metadata).mounts
+                    : try await snapshots.mounts(.with { $0.key = key; $0.snapshotter = snapshotter }, metadata: metadata).mounts
                 for path in mounts.flatMap(paths) {
                     #expect(FileManager.default.fileExists(atPath: path), "round \(round): \(record.name) mounts missing \(path)")
                 }
+                if committed { _ = try await snapshots.remove(.with { $0.key = key; $0.snapshotter = snapshotter }, metadata: metadata) }
             }
 
             let infos = try await content.list(.with { _ in }, metadata: metadata) { response in

@@ -15,7 +15,8 @@ import ServiceLifecycle
 /// scheduler has the same kind of bound, 2% by default). Each run also removes ingests that no
 /// writer holds, no lease names, and nobody wrote to for `ingestExpiry` (`[gc]
 /// ingest_expiry_seconds`, 24 hours by default, containerd's default lease lifetime): an
-/// interrupted transfer that nobody resumes.
+/// interrupted transfer that nobody resumes. An ingest opened under a lease goes as soon as no
+/// lease holds it.
 public actor GarbageCollector: Service, PluginInstance {
     let metadata: MetadataStore
     let plugins: PluginDirectory
@@ -67,6 +68,10 @@ public actor GarbageCollector: Service, PluginInstance {
             trigger.replaceExpiry(result.nextExpiry, now: now)
             let expired = (try? await content.expireIngests(before: now.addingTimeInterval(-ingestExpiry), keep: result.leasedIngests)) ?? []
             if !expired.isEmpty { logger.info("expired abandoned ingests", metadata: ["refs": "\(expired)"]) }
+            // As in containerd, an ingest made under a lease goes with the last lease holding it
+            // (an import that failed half-way leaves none behind).
+            let released = await content.abortReleasedIngests(result.releasedIngests)
+            if !released.isEmpty { logger.info("removed ingests no lease holds", metadata: ["refs": "\(released)"]) }
             for (snapshotter, id) in result.snapshots {
                 do { try await snapshots.removeLayer(snapshotter: snapshotter, id: id) } catch {
                     // The record is gone; the next start's cleanup removes the layer.

@@ -16,6 +16,9 @@ public struct CollectionResult: Sendable, Equatable {
     public var nextExpiry: Date?
     /// Ingests unexpired leases hold, as "namespace/ref" (the content store's form).
     public var leasedIngests: [String] = []
+    /// Ingests opened under a lease that no lease holds any more, as "namespace/ref": the
+    /// caller removes them (their records are gone with this run).
+    public var releasedIngests: [String] = []
 
     /// Whether the run deleted no lease, record or blob.
     public var removedNothing: Bool {
@@ -25,7 +28,7 @@ public struct CollectionResult: Sendable, Equatable {
     public static func == (a: Self, b: Self) -> Bool {
         a.expiredLeases == b.expiredLeases && a.contents == b.contents && a.unrecordedDigests == b.unrecordedDigests
             && a.snapshots.map { "\($0.snapshotter)/\($0.id)" } == b.snapshots.map { "\($0.snapshotter)/\($0.id)" }
-            && a.nextExpiry == b.nextExpiry && a.leasedIngests == b.leasedIngests
+            && a.nextExpiry == b.nextExpiry && a.leasedIngests == b.leasedIngests && a.releasedIngests == b.releasedIngests
     }
 }
 
@@ -48,6 +51,11 @@ extension MetadataStore {
             result.expiredLeases = graph.expiredLeases.map { "\($0.namespace)/\($0.id)" }
             result.nextExpiry = graph.nextExpiry
             result.leasedIngests = graph.leasedIngests.sorted()
+            for row in try db.query("SELECT namespace, ref FROM leased_ingests") {
+                guard let namespace = row[0].text, let ref = row[1].text, !graph.leasedIngests.contains("\(namespace)/\(ref)") else { continue }
+                try db.query("DELETE FROM leased_ingests WHERE namespace=? AND ref=?", [.text(namespace), .text(ref)])
+                result.releasedIngests.append("\(namespace)/\(ref)")
+            }
             for (namespace, id) in graph.expiredLeases {
                 try db.query("DELETE FROM lease_resources WHERE namespace=? AND lease=?", [.text(namespace), .text(id)])
                 try db.query("DELETE FROM leases WHERE namespace=? AND id=?", [.text(namespace), .text(id)])

@@ -3,6 +3,7 @@ import Kernel
 import BerthProto
 import Foundation
 import SwiftProtobuf
+import Synchronization
 
 /// The content contract, kept by the kernel over a content store plugin.
 ///
@@ -11,7 +12,11 @@ import SwiftProtobuf
 /// client-chosen ref: resumable (reopening reports what is written and its digest so far),
 /// exclusive (a second writer gets `.unavailable`), and ended by a commit that checks the
 /// expected size and digest (a mismatch is `.failedPrecondition` and the ingest stays usable;
-/// content the namespace already has is `.alreadyExists`).
+/// content the namespace already has is `.alreadyExists`). A writer that expects a digest the
+/// store holds for another namespace stands for those bytes (containerd's default "shared"
+/// policy): it reports them as written, and a commit records them here without a transfer.
+/// An ingest opened under a lease goes once no lease holds it; one opened without a lease
+/// expires when nobody has written to it for a day.
 ///
 /// Worked example: `openWriter(ref: "r")` → `write(offset: 0, data)` → `commit(expected: d)` →
 /// `info(d)` answers the size; `read(d, offset: 0, size: 32768)` the first bytes.
@@ -106,8 +111,17 @@ public struct ContentService: Sendable {
             throw BerthError.alreadyExists("content \(expected): already exists")
         }
         let store = try store()
-        // As in containerd, a lease holds the ingest too, so a long transfer is not expired.
-        if !lease.isEmpty { try await metadata.addLeaseResource(namespace: namespace, lease: lease, LeaseResource(type: "ingests", id: ref)) }
+        // As in containerd, a lease holds the ingest too, so a long transfer is not expired, and
+        // the collector removes the ingest once no lease holds it.
+        try await metadata.holdIngest(namespace: namespace, ref: ref, lease: lease)
+        // containerd's shared policy: bytes stored for any namespace count as written, when the
+        // declared size (if any) agrees; a write or truncation first makes a real ingest.
+        if !expected.isEmpty, let blob = try? await store.call(BerthContracts.ContentStore.info, Berth_Content_V1_BlobRequest.with {
+            $0.digest = expected
+        }), total <= 0 || total == blob.size {
+            return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, lease: lease,
+                                 shared: .init(blob: blob, total: total, expected: expected))
+        }
         let state = try await store.call(BerthContracts.ContentStore.open, Berth_Content_V1_OpenIngestRequest.with {
             $0.ref = Self.storeRef(namespace, ref); $0.total = total; $0.expected = expected
         })
@@ -131,6 +145,19 @@ public struct ContentService: Sendable {
 
     public func abort(namespace: String, ref: String) async throws {
         _ = try await call(BerthContracts.ContentStore.abort, Berth_Content_V1_IngestRef.with { $0.ref = Self.storeRef(namespace, ref) })
+    }
+
+    /// Removes the ingests named ("namespace/ref") that a collection found no lease holds any
+    /// more; returns those that existed.
+    func abortReleasedIngests(_ refs: [String]) async -> [String] {
+        var removed = [String]()
+        for ref in refs {
+            do {
+                _ = try await call(BerthContracts.ContentStore.abort, Berth_Content_V1_IngestRef.with { $0.ref = ref })
+                removed.append(ref)
+            } catch {}
+        }
+        return removed
     }
 
     // MARK: -
@@ -193,6 +220,17 @@ public final class ContentWriter: Sendable {
     /// The state when opened: bytes already written and their digest.
     public let opened: Berth_Content_V1_IngestState
 
+    /// Stored bytes a writer stands for (containerd's shared content), with the size and digest
+    /// its client declared.
+    struct SharedBlob: Sendable {
+        var blob: Berth_Content_V1_BlobInfo
+        var total: Int64
+        var expected: String
+    }
+
+    /// Set while the writer stands for stored bytes and holds no ingest: until its first write.
+    private let shared: Mutex<SharedBlob?>
+
     init(service: ContentService, store: any PluginInstance, namespace: String, ref: String, lease: String,
          state: Berth_Content_V1_IngestState) {
         self.service = service
@@ -201,14 +239,40 @@ public final class ContentWriter: Sendable {
         self.ref = ref
         self.lease = lease
         self.opened = state
+        shared = Mutex(nil)
+    }
+
+    /// A writer standing for `shared`: it reports the blob as written, started and updated now.
+    init(service: ContentService, store: any PluginInstance, namespace: String, ref: String, lease: String, shared: SharedBlob) {
+        self.service = service
+        self.store = store
+        self.namespace = namespace
+        self.ref = ref
+        self.lease = lease
+        let now = Google_Protobuf_Timestamp(date: Date())
+        opened = .with {
+            $0.ref = ref; $0.offset = shared.blob.size; $0.total = shared.blob.size
+            $0.expected = shared.blob.digest; $0.digest = shared.blob.digest
+            $0.startedAt = now; $0.updatedAt = now
+        }
+        self.shared = Mutex(shared)
     }
 
     public func status() async throws -> Berth_Content_V1_IngestState {
-        try await service.status(namespace: namespace, ref: ref)
+        if shared.withLock({ $0 }) != nil { return opened }
+        return try await service.status(namespace: namespace, ref: ref)
     }
 
     /// Writes `data` at `offset` (the current size, or 0 to start over).
     public func write(offset: Int64, data: Data, total: Int64, expected: String) async throws -> Berth_Content_V1_IngestState {
+        if let shared = shared.withLock({ $0 }) {
+            guard offset == 0 || offset == shared.blob.size else {
+                throw BerthError(.outOfRange, "write to ref \"\(ref)\" at offset \(offset), but \(shared.blob.size) bytes are written; write at \(shared.blob.size) or 0")
+            }
+            // Writing nothing at the end changes nothing (containerd's writer does not unshare).
+            if data.isEmpty, offset != 0 { return opened }
+            try await unshare(shared, copying: offset != 0)
+        }
         let state = try await store.call(BerthContracts.ContentStore.write, Berth_Content_V1_IngestWriteRequest.with {
             $0.ref = ContentService.storeRef(namespace, ref); $0.offset = offset; $0.data = data
             $0.total = total; $0.expected = expected
@@ -219,8 +283,19 @@ public final class ContentWriter: Sendable {
     /// Verifies and stores the blob, then records it in the namespace with `labels`.
     public func commit(size: Int64, expected: String, labels: [String: String]) async throws -> ContentRecord {
         try Validation.labels(labels)
+        let shared = shared.withLock { $0 }
+        if let shared {
+            guard size <= 0 || size == shared.blob.size else {
+                throw BerthError.failedPrecondition("commit of ref \"\(ref)\": expected size \(size), content is \(shared.blob.size) bytes")
+            }
+            guard expected.isEmpty || expected == shared.blob.digest else {
+                throw BerthError.failedPrecondition("commit of ref \"\(ref)\": expected digest \(expected), content is \(shared.blob.digest)")
+            }
+        }
         let (blob, record) = try await service.gate.withLock {
-            let blob = try await self.storeCommit(size: size, expected: expected)
+            // Shared bytes must still be stored: deletions in the other namespaces take the gate.
+            let blob = if let shared { try await self.storedBlob(shared.blob.digest) }
+                else { try await self.storeCommit(size: size, expected: expected) }
             let record = try await self.service.metadata.insertContent(namespace: self.namespace, digest: blob.digest, size: blob.size,
                                                                        labels: labels, lease: self.lease)
             return (blob, record)
@@ -239,8 +314,37 @@ public final class ContentWriter: Sendable {
         })
     }
 
+    /// The stored blob `digest`; `.notFound` when it is gone.
+    private func storedBlob(_ digest: String) async throws -> Berth_Content_V1_BlobInfo {
+        try await store.call(BerthContracts.ContentStore.info, Berth_Content_V1_BlobRequest.with { $0.digest = digest })
+    }
+
+    /// Opens the ingest of a writer that stood for stored bytes, and fills it with them unless
+    /// the client starts over at offset 0 (containerd's `createAndCopy`).
+    private func unshare(_ shared: SharedBlob, copying: Bool) async throws {
+        let storeRef = ContentService.storeRef(namespace, ref)
+        _ = try await store.call(BerthContracts.ContentStore.open, Berth_Content_V1_OpenIngestRequest.with {
+            $0.ref = storeRef; $0.total = shared.total; $0.expected = shared.expected
+        })
+        self.shared.withLock { $0 = nil }
+        var offset: Int64 = 0
+        while copying, offset < shared.blob.size {
+            let data = try await store.call(BerthContracts.ContentStore.readAt, Berth_Content_V1_ReadAtRequest.with {
+                $0.digest = shared.blob.digest; $0.offset = offset; $0.size = min(1 << 20, shared.blob.size - offset)
+            }).data
+            guard !data.isEmpty else { throw BerthError(.dataLoss, "content \(shared.blob.digest) ended at \(offset) of \(shared.blob.size) bytes") }
+            // The first piece, at offset 0, also drops whatever an earlier session left.
+            _ = try await store.call(BerthContracts.ContentStore.write, Berth_Content_V1_IngestWriteRequest.with {
+                $0.ref = storeRef; $0.offset = offset; $0.data = data
+            })
+            offset += Int64(data.count)
+        }
+    }
+
     /// Releases the ingest; its bytes stay for a later writer to resume.
     public func close() async {
+        // A writer that stood for stored bytes opened no ingest: the ref may be another's.
+        if shared.withLock({ $0 }) != nil { return }
         _ = try? await store.call(BerthContracts.ContentStore.close, Berth_Content_V1_IngestRef.with {
             $0.ref = ContentService.storeRef(namespace, ref)
         })

@@ -96,5 +96,13 @@ extension MetadataSchema {
             resource TEXT NOT NULL,
             PRIMARY KEY (namespace, lease, type, resource))
         """,
+        // Ingests opened under a lease: containerd collects such an ingest once no lease holds
+        // it, where one opened without a lease only expires with age.
+        """
+        CREATE TABLE IF NOT EXISTS leased_ingests (
+            namespace TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            PRIMARY KEY (namespace, ref))
+        """,
     ], namespacedTables: [("leases", "leases")])
 }

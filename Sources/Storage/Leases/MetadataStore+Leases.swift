@@ -49,6 +49,20 @@ extension MetadataStore {
         }
     }
 
+    /// Notes that a writer opens ingest `ref`: under `lease` (which must exist), the lease holds
+    /// it and the collector removes it once no lease does; without one, it is nobody's and
+    /// expires with age (containerd records the same choice on its ingest).
+    public func holdIngest(namespace: String, ref: String, lease: String) throws(BerthError) {
+        try withDatabase { (db) throws(BerthError) in
+            guard !lease.isEmpty else {
+                try db.query("DELETE FROM leased_ingests WHERE namespace=? AND ref=?", [.text(namespace), .text(ref)])
+                return
+            }
+            try attach(LeaseResource(type: "ingests", id: ref), lease: lease, namespace: namespace, db)
+            try db.query("INSERT OR IGNORE INTO leased_ingests (namespace, ref) VALUES (?, ?)", [.text(namespace), .text(ref)])
+        }
+    }
+
     /// What lease `id` holds, by type and id.
     public func leaseResources(namespace: String, lease id: String) throws(BerthError) -> [LeaseResource] {
         try withDatabase { (db) throws(BerthError) in

@@ -76,9 +76,12 @@ extension MetadataStore {
             if try findSnapshot(namespace, snapshotter, name, db) != nil {
                 throw .alreadyExists("snapshot \"\(name)\": already exists")
             }
-            try db.query("UPDATE snapshots SET key=?, kind=?, labels=?, updated=? WHERE id=?",
+            // A commit makes a new snapshot: created and updated are both now, as in containerd
+            // (its TestSnapshotter/Update checks created == updated right after a commit).
+            let now = Self.now()
+            try db.query("UPDATE snapshots SET key=?, kind=?, labels=?, created=?, updated=? WHERE id=?",
                          [.text(name), .integer(Int64(SnapshotRecord.Kind.committed.rawValue)),
-                          .text(try encodeLabels(labels)), .integer(Self.now()), .integer(active.id)])
+                          .text(try encodeLabels(labels)), .integer(now), .integer(now), .integer(active.id)])
             return try findSnapshot(namespace, snapshotter, name, db)!
         }
     }

@@ -56,11 +56,15 @@ public struct SnapshotService: Sendable {
                          labels: labels, kind: .view, lease: lease)
     }
 
-    /// The mounts of an existing snapshot, as prepare or view returned them.
+    /// The mounts of an active snapshot or view, as prepare or view returned them; a committed
+    /// snapshot has none (`.failedPrecondition`, as in containerd: view it to read it).
     public func mounts(namespace: String, snapshotter: String, key: String) async throws -> [Mount] {
         let (name, driver) = try resolve(snapshotter)
         try pending.requireAbsent(namespace, name, key)
         let (record, parents) = try await metadata.snapshot(namespace: namespace, snapshotter: name, key: key)
+        guard record.kind != .committed else {
+            throw BerthError.failedPrecondition("snapshot \"\(key)\" is committed; only active snapshots and views have mounts")
+        }
         return try await mounts(driver, record: record, parents: parents)
     }
 
