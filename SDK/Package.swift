@@ -27,6 +27,7 @@ let package = Package(
             name: "BerthPluginKit",
             dependencies: [
                 "CBerthPlugin",
+                "BerthPluginSDK",
                 "BerthProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]

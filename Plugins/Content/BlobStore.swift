@@ -1,16 +1,16 @@
 import BerthPluginSDK
 import BerthProto
 import Foundation
+import Synchronization
 
 /// Committed blobs, one file per digest under `<root>/<hex>`, written once by a rename.
 ///
 /// Reads keep a small cache of open descriptors: `ctr content get` reads 32 KiB per RPC, and
 /// reopening the file for each piece is what makes containerd 1.6's reads slow.
-final class BlobStore: @unchecked Sendable {
+final class BlobStore: Sendable {
     let root: String
-    private let lock = NSLock()
-    private var open = [String: Int32]()
-    private var order = [String]()
+    /// Open descriptors by hex digest, and the digests oldest first for eviction.
+    private let cache = Mutex<(open: [String: Int32], order: [String])>(([:], []))
     private static let cachedDescriptors = 64
 
     init(root: String) { self.root = root }
@@ -69,27 +69,26 @@ final class BlobStore: @unchecked Sendable {
     }
 
     func closeAll() {
-        lock.withLock {
-            for fd in open.values { close(fd) }
-            open.removeAll()
-            order.removeAll()
+        cache.withLock { cache in
+            for fd in cache.open.values { close(fd) }
+            cache = ([:], [])
         }
     }
 
     private func descriptor(_ hex: String, _ digest: String) throws -> Int32 {
-        if let fd = lock.withLock({ open[hex] }) { return fd }
+        if let fd = cache.withLock({ $0.open[hex] }) { return fd }
         let fd = try openFile(hex, digest)
-        return lock.withLock {
-            if let existing = open[hex] {
+        return cache.withLock { cache in
+            if let existing = cache.open[hex] {
                 close(fd)
                 return existing
             }
-            if order.count >= Self.cachedDescriptors {
-                let evicted = order.removeFirst()
-                if let old = open.removeValue(forKey: evicted) { close(old) }
+            if cache.order.count >= Self.cachedDescriptors {
+                let evicted = cache.order.removeFirst()
+                if let old = cache.open.removeValue(forKey: evicted) { close(old) }
             }
-            open[hex] = fd
-            order.append(hex)
+            cache.open[hex] = fd
+            cache.order.append(hex)
             return fd
         }
     }
@@ -105,9 +104,9 @@ final class BlobStore: @unchecked Sendable {
     }
 
     private func forget(_ hex: String) {
-        lock.withLock {
-            if let fd = open.removeValue(forKey: hex) { close(fd) }
-            order.removeAll { $0 == hex }
+        cache.withLock { cache in
+            if let fd = cache.open.removeValue(forKey: hex) { close(fd) }
+            cache.order.removeAll { $0 == hex }
         }
     }
 }

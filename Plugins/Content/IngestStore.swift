@@ -12,7 +12,7 @@ import Synchronization
 /// it: the bytes on disk are re-hashed, so offset and digest-so-far are exact. Commit fsyncs the
 /// data, renames it under its digest and fsyncs the folder, so after a crash there is either the
 /// whole verified blob or none.
-final class IngestStore: @unchecked Sendable {
+final class IngestStore: Sendable {
     /// The state of one held ingest: one client's session, from Open to Close, Commit or Abort.
     ///
     /// Hashing runs on the writer's own serial queue, behind the write that appended the bytes:
@@ -108,8 +108,8 @@ final class IngestStore: @unchecked Sendable {
 
     let root: String
     private let blobs: BlobStore
-    private let lock = NSLock()
-    private var held = [String: Writer]()
+    /// The ingests open for writing, by ref: also the lock under which refs are taken and let go.
+    private let held = Mutex<[String: Writer]>([:])
 
     init(root: String, blobs: BlobStore) {
         self.root = root
@@ -128,7 +128,7 @@ final class IngestStore: @unchecked Sendable {
     func open(ref: String, total: Int64, expected: String) throws -> Berth_Content_V1_IngestState {
         guard !ref.isEmpty else { throw PluginError(.invalidArgument, "ingest ref must not be empty") }
         if !expected.isEmpty { _ = try Digest.hex(expected) }
-        let writer = try lock.withLock { () throws -> Writer in
+        let writer = try held.withLock { held throws -> Writer in
             guard held[ref] == nil else { throw PluginError(.unavailable, "ref \"\(Self.shown(ref))\" is locked by another writer") }
             let writer = try resume(ref: ref, total: total, expected: expected)
             held[ref] = writer
@@ -210,7 +210,7 @@ final class IngestStore: @unchecked Sendable {
     }
 
     func close(ref: String) {
-        lock.withLock {
+        held.withLock { held in
             if let writer = held.removeValue(forKey: ref) {
                 writer.stampUpdated()
                 Glibc.close(writer.fd)
@@ -220,7 +220,7 @@ final class IngestStore: @unchecked Sendable {
 
     func abort(ref: String) throws {
         let folder = folder(ref)
-        lock.withLock {
+        held.withLock { held in
             if let writer = held.removeValue(forKey: ref) { Glibc.close(writer.fd) }
         }
         guard FileManager.default.fileExists(atPath: folder) else { throw PluginError(.notFound, "ingest ref \"\(Self.shown(ref))\" not found") }
@@ -228,7 +228,7 @@ final class IngestStore: @unchecked Sendable {
     }
 
     func status(ref: String) throws -> Berth_Content_V1_IngestState {
-        if let writer = lock.withLock({ held[ref] }) { return writer.state() }
+        if let writer = held.withLock({ $0[ref] }) { return writer.state() }
         return try diskState(folder(ref), ref: ref)
     }
 
@@ -240,7 +240,7 @@ final class IngestStore: @unchecked Sendable {
     /// returns their last states.
     func expire(before cutoff: Date, keep: Set<String>) -> [Berth_Content_V1_IngestState] {
         refs(prefix: "").filter { !keep.contains($0) }.compactMap { ref in
-            lock.withLock { () -> Berth_Content_V1_IngestState? in
+            held.withLock { held -> Berth_Content_V1_IngestState? in
                 guard held[ref] == nil, let state = try? diskState(folder(ref), ref: ref),
                       state.updatedAt.date < cutoff else { return nil }
                 try? FileManager.default.removeItem(atPath: folder(ref))
@@ -260,7 +260,7 @@ final class IngestStore: @unchecked Sendable {
     // MARK: -
 
     private func holder(_ ref: String) throws -> Writer {
-        guard let writer = lock.withLock({ held[ref] }) else {
+        guard let writer = held.withLock({ $0[ref] }) else {
             throw PluginError(.failedPrecondition, "ingest ref \"\(Self.shown(ref))\" is not open for writing")
         }
         return writer

@@ -97,6 +97,17 @@ public actor Kernel: Service {
             let (status, exports) = await start(registration)
             try record(registration, status: status, exports: exports)
         }
+        checkRuntimeAliases()
+    }
+
+    /// Warns about `[runtime_aliases]` entries that name no running runtime plugin: a client
+    /// asking for that runtime would be refused.
+    private func checkRuntimeAliases() {
+        for (alias, target) in config.runtimeAliases.sorted(by: { $0.key < $1.key }) {
+            let running = plugins.records.contains { $0.name.description == target && $0.status == .ok }
+            guard !running else { continue }
+            logger.warning("runtime alias names no running runtime plugin", metadata: ["alias": "\(alias)", "plugin": "\(target)"])
+        }
     }
 
     /// Built-ins first, then one registration per enabled plugin.conf table.

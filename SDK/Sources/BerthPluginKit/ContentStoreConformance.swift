@@ -20,16 +20,7 @@ public enum ContentStoreConformance {
     /// Runs `rule` against a fresh instance of content store `id` from `plugin`, in a temporary
     /// folder that is removed afterwards.
     public static func run(_ rule: Case, plugin: String, id: String, type: String = "io.containerd.content.v1") async throws {
-        let directory = NSTemporaryDirectory() + "contentkit-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let instance = try await PluginUnderTest.start(path: plugin, type: type, id: id, directory: directory)
-        do {
-            try await rule.run(instance)
-        } catch {
-            await instance.stop()
-            throw error
-        }
-        await instance.stop()
+        try await PluginUnderTest.with(path: plugin, type: type, id: id) { instance, _ in try await rule.run(instance) }
     }
 
     /// 100,000 bytes (i % 251) and their digest, computed once elsewhere: the kit needs no hash.

@@ -1,3 +1,4 @@
+import BerthPluginSDK
 import BerthProto
 import CBerthPlugin
 import Foundation
@@ -35,7 +36,9 @@ public final class PluginUnderTest: @unchecked Sendable {
     /// state folders are made there) with `configJSON`, and starts it.
     public static func start(path: String, type: String, id: String, directory: String,
                              configJSON: String = "{}") async throws -> PluginUnderTest {
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+        // RTLD_DEEPBIND, as berthd does: the plugin binds to its own copies of the SDK and SwiftProtobuf,
+        // not to the ones linked into the test.
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) else {
             throw PluginCallError(code: 9, message: "cannot load \(path): \(String(cString: dlerror()))")
         }
         guard let symbol = dlsym(handle, BERTH_PLUGIN_ENTRY_SYMBOL),
@@ -93,7 +96,7 @@ public final class PluginUnderTest: @unchecked Sendable {
     }
 
     private func startInstance() async throws {
-        let (code, bytes) = await KitReplies.await { ops.start(instance, $0, $1) }
+        let (code, bytes) = await SDKReplies.await { ops.start(instance, $0, $1) }
         guard code == 0 else {
             ops.destroy(instance)
             throw PluginCallError(code: code, message: String(decoding: bytes, as: UTF8.self))
@@ -104,7 +107,7 @@ public final class PluginUnderTest: @unchecked Sendable {
     public func call<Request, Response>(_ method: ContractMethod<Request, Response>, _ request: Request,
                                         namespace: String = "") async throws -> Response {
         let bytes: [UInt8] = try request.serializedBytes()
-        let (code, reply) = await KitReplies.await { context, function in
+        let (code, reply) = await SDKReplies.await { context, function in
             namespace.withCString { ns in
                 "".withCString { lease in
                     var callContext = berth_call_context(struct_size: UInt32(MemoryLayout<berth_call_context>.size),
@@ -119,9 +122,25 @@ public final class PluginUnderTest: @unchecked Sendable {
         return try Response(serializedBytes: reply)
     }
 
+    /// Starts registration `type`.`id` of `path` in a fresh temporary folder, runs `body` with
+    /// it, then stops it and removes the folder, also when `body` throws.
+    public static func with(path: String, type: String, id: String,
+                            _ body: (PluginUnderTest, _ directory: String) async throws -> Void) async throws {
+        let directory = NSTemporaryDirectory() + "pluginkit-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let instance = try await start(path: path, type: type, id: id, directory: directory)
+        do {
+            try await body(instance, directory)
+        } catch {
+            await instance.stop()
+            throw error
+        }
+        await instance.stop()
+    }
+
     /// Stops and destroys the instance; no call may follow.
     public func stop() async {
-        _ = await KitReplies.await { ops.stop(instance, $0, $1) }
+        _ = await SDKReplies.await { ops.stop(instance, $0, $1) }
         ops.destroy(instance)
         host.deallocate()
     }
@@ -136,30 +155,6 @@ public final class PluginUnderTest: @unchecked Sendable {
     fileprivate static func from(_ data: UnsafeMutableRawPointer?) -> PluginUnderTest? {
         data.map { Unmanaged<PluginUnderTest>.fromOpaque($0).takeUnretainedValue() }
     }
-}
-
-/// Replies by token, as the daemon's reply table keeps them.
-enum KitReplies {
-    private static let pending = Mutex<(next: UInt, waiting: [UInt: CheckedContinuation<(Int32, [UInt8]), Never>])>((1, [:]))
-
-    static func await(_ start: (UnsafeMutableRawPointer, berth_reply_fn) -> Void) async -> (Int32, [UInt8]) {
-        await withCheckedContinuation { continuation in
-            let token = pending.withLock { state in
-                defer { state.next += 1 }
-                state.waiting[state.next] = continuation
-                return state.next
-            }
-            start(UnsafeMutableRawPointer(bitPattern: token)!, kitReply)
-        }
-    }
-
-    fileprivate static func resolve(_ context: UnsafeMutableRawPointer?, _ code: Int32, _ bytes: [UInt8]) {
-        pending.withLock { $0.waiting.removeValue(forKey: UInt(bitPattern: context)) }?.resume(returning: (code, bytes))
-    }
-}
-
-private let kitReply: berth_reply_fn = { context, code, data, length in
-    KitReplies.resolve(context, code, data.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? [])
 }
 
 private let kitLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, Int) -> Void = { data, _, message, length in

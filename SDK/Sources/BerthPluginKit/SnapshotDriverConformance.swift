@@ -24,16 +24,9 @@ public enum SnapshotDriverConformance {
     /// Runs `rule` against a fresh instance of snapshotter `id` from `plugin`, in a temporary
     /// folder that is removed afterwards.
     public static func run(_ rule: Case, plugin: String, id: String, type: String = "io.containerd.snapshotter.v1") async throws {
-        let directory = NSTemporaryDirectory() + "driverkit-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let instance = try await PluginUnderTest.start(path: plugin, type: type, id: id, directory: directory)
-        do {
+        try await PluginUnderTest.with(path: plugin, type: type, id: id) { instance, directory in
             try await rule.run(Driver(plugin: instance, directory: directory))
-        } catch {
-            await instance.stop()
-            throw error
         }
-        await instance.stop()
     }
 
     /// The driver under test, with the calls the cases make.

@@ -78,11 +78,14 @@ public final class PluginHost: @unchecked Sendable {
     }
 }
 
-/// Replies to the plugin's own outgoing calls, by token (see the host's reply table).
-enum SDKReplies {
+/// Replies by token for code that calls through the C ABI from Swift: a plugin's own calls to
+/// the host, and the test kit's calls into a plugin (see the host's reply table: the reply
+/// context is a token, so a second or unknown reply is dropped).
+public enum SDKReplies {
     private static let pending = Mutex<(next: UInt, waiting: [UInt: CheckedContinuation<(Int32, [UInt8]), Never>])>((1, [:]))
 
-    static func await(_ start: (UnsafeMutableRawPointer, berth_reply_fn) -> Void) async -> (Int32, [UInt8]) {
+    /// Runs `start` with a fresh reply context and function, and waits for the one reply.
+    public static func await(_ start: (UnsafeMutableRawPointer, berth_reply_fn) -> Void) async -> (Int32, [UInt8]) {
         await withCheckedContinuation { continuation in
             let token = pending.withLock { state in
                 defer { state.next += 1 }
