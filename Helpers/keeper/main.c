@@ -189,6 +189,9 @@ static int run_create(const char *state)
     if (read_report(pp[0], report, sizeof report) < 0 || (report[0] != 'o' && report[0] != 'e'))
         spf(report, sizeof report, "ekeeper: %s: exited without a report", dir);
     if (report[0] == 'e') {
+        /* EOF means the keeper and the init are gone: nothing is left when we return. */
+        char rest[64];
+        while (xread(pp[0], rest, sizeof rest) > 0) {}
         fprintf(stderr, "%s\n", report + 1);
         save_error(dir, report + 1);
         return 1;

@@ -247,7 +247,8 @@ static int parse(char *buf, size_t len, struct ctr_plan *c, struct proc_plan *pp
         return kerr_fmt("plan: record 1 must be \"version 1\" (this keeper reads version %d)",
                         KEEPER_PROTOCOL_VERSION);
     struct at a = { 1, "version" };
-    for (char *r = buf + strlen(buf) + 1; r < buf + len; r += strlen(r) + 1) {
+    for (char *r = buf + strlen(buf) + 1, *next; r < buf + len; r = next) {
+        next = r + strlen(r) + 1; /* before apply_record cuts the record into fields */
         a.n++;
         if (apply_record(c, pp, r, &a) < 0) return -1;
     }

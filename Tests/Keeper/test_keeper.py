@@ -1,0 +1,681 @@
+#!/usr/bin/env python3
+"""End-to-end tests of berth-keeper: drives the real binary as root.
+
+usage: python3 Tests/Keeper/test_keeper.py /path/to/berth-keeper [test-name-substring...]
+
+Each test makes a busybox rootfs, writes a plan in the keeper's format (keeper_protocol.h
+section 2), runs `berth-keeper create --state DIR`, talks to DIR/control.sock, and checks
+exact results. The last line is "N passed, N failed"; the exit status is non-zero on failure.
+"""
+import errno
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+KEEPER = None
+US = "\x1f"
+BUSYBOX = "/bin/busybox"
+APPLETS = ["sh", "echo", "sleep", "cat", "hostname", "id", "ls", "true", "false", "touch",
+           "mkdir", "chown", "tty", "head", "tr", "stat", "grep", "dd"]
+CG_PARENT = "berth-keeper-test"
+
+# Message types (keeper_protocol.h enum keeper_msg_type).
+START, KILL, EXEC, RESIZE, CLOSE_STDIN, PAUSE, RESUME, STATE, PIDS, SUBSCRIBE, ACK_EXIT, DELETE = range(1, 13)
+OK, ERROR, EV_EXIT, EV_OOM = 100, 101, 200, 201
+
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+                "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+                "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+def eq(got, want, what):
+    if got != want:
+        raise Fail("%s: got %r, want %r" % (what, got, want))
+
+
+# ---- plan writer -------------------------------------------------------------------------
+
+class Plan:
+    """Records in order; write() produces the NUL-separated file."""
+
+    def __init__(self):
+        self.recs = [("version", "1")]
+
+    def add(self, key, *fields):
+        self.recs.append((key, US.join(str(f) for f in fields)))
+        return self
+
+    def drop(self, key):
+        self.recs = [r for r in self.recs if r[0] != key]
+        return self
+
+    def write(self, path):
+        with open(path, "wb") as f:
+            for k, v in self.recs:
+                f.write(k.encode() + b" " + v.encode() + b"\0")
+
+
+def process_records(plan, args, env=("PATH=/bin",), caps=DEFAULT_CAPS, stdout=None,
+                    stderr=None, stdin=None, terminal=False, uid=None, gid=None):
+    for a in args:
+        plan.add("arg", a)
+    for e in env:
+        plan.add("env", e)
+    plan.add("cwd", "/")
+    if uid is not None:
+        plan.add("uid", uid)
+    if gid is not None:
+        plan.add("gid", gid)
+    for c in caps:
+        for s in ("cap_bounding", "cap_effective", "cap_permitted"):
+            plan.add(s, c)
+    if terminal:
+        plan.add("terminal", "1").add("console_width", 80).add("console_height", 25)
+    for key, path in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+        if path:
+            plan.add(key, path)
+    return plan
+
+
+def container_plan(b, args, **kw):
+    p = Plan()
+    p.add("id", b.id).add("rootfs", b.rootfs)
+    for ns in ("mount", "pid", "uts", "ipc", "network", "cgroup"):
+        p.add("namespace", ns)
+    p.add("hostname", "berth-" + b.id[:20])
+    p.add("mount", "/proc", "proc", "proc", "nosuid", "noexec", "nodev")
+    p.add("mount", "/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k")
+    p.add("mount", "/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance",
+          "ptmxmode=0666", "mode=0620", "gid=5")
+    p.add("mount", "/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777", "size=65536k")
+    p.add("mount", "/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev")
+    p.add("mount", "/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro")
+    p.add("mount", "/sys/fs/cgroup", "cgroup", "cgroup", "nosuid", "noexec", "nodev", "relatime", "ro")
+    p.add("mount", "/tmp", "tmpfs", "tmpfs", "nosuid", "nodev", "mode=1777")
+    for m in ("/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"):
+        p.add("masked_path", m)
+    for r in ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"):
+        p.add("readonly_path", r)
+    p.add("cgroup_path", "%s/%s" % (CG_PARENT, b.id))
+    return process_records(p, args, **kw)
+
+
+# ---- bundles, FIFOs, the control client ---------------------------------------------------
+
+class Bundle:
+    """A temp dir with rootfs/ and state/ for one container."""
+
+    counter = 0
+
+    def __init__(self, root):
+        Bundle.counter += 1
+        self.id = "t%d-%d" % (os.getpid(), Bundle.counter)
+        self.dir = os.path.join(root, self.id)
+        self.rootfs = os.path.join(self.dir, "rootfs")
+        self.state = os.path.join(self.dir, "state")
+        os.makedirs(os.path.join(self.rootfs, "bin"))
+        os.makedirs(self.state)
+        for d in ("proc", "sys", "dev", "tmp", "etc"):
+            os.makedirs(os.path.join(self.rootfs, d), exist_ok=True)
+        shutil.copy(BUSYBOX, os.path.join(self.rootfs, "bin/busybox"))
+        for a in APPLETS:
+            os.symlink("busybox", os.path.join(self.rootfs, "bin", a))
+        self.fds = []
+        self.keeper_pid = None
+
+    def fifo(self, name):
+        path = os.path.join(self.dir, name)
+        os.mkfifo(path)
+        return path
+
+    def create(self, plan, expect_ok=True):
+        plan.write(os.path.join(self.state, "plan"))
+        r = subprocess.run([KEEPER, "create", "--state", self.state], capture_output=True,
+                           text=True, timeout=30)
+        if expect_ok:
+            check(r.returncode == 0, "create failed: rc=%d stderr=%r" % (r.returncode, r.stderr))
+            self.init_pid = int(r.stdout.strip())
+            with open(os.path.join(self.state, "keeper.pid")) as f:
+                self.keeper_pid = int(f.read())
+        return r
+
+    def cgroup_dirs(self):
+        found = []
+        for h in os.listdir("/sys/fs/cgroup"):
+            p = os.path.join("/sys/fs/cgroup", h, CG_PARENT, self.id)
+            if os.path.isdir(p):
+                found.append(p)
+        return found
+
+    def mounts_under(self):
+        with open("/proc/self/mountinfo") as f:
+            return [l for l in f if self.dir in l]
+
+
+def open_reader(path):
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+
+def collect(fd, timeout=10):
+    """Everything from fd until EOF (the keeper closing its FIFO end)."""
+    data, end = b"", time.time() + timeout
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if not r:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return data
+        data += chunk
+    raise Fail("no EOF on output FIFO within %ss (got %r)" % (timeout, data))
+
+
+class Client:
+    def __init__(self, state):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.s.connect(os.path.join(state, "control.sock"))
+        self.tag = 0
+        self.events = []
+
+    def close(self):
+        self.s.close()
+
+    def _recv(self, timeout):
+        r, _, _ = select.select([self.s], [], [], timeout)
+        if not r:
+            return None
+        m = self.s.recv(65536)
+        if not m:
+            raise Fail("keeper closed the connection")
+        typ, tag = struct.unpack("II", m[:8])
+        fields = [f.decode() for f in m[8:].split(b"\0")[:-1]] if len(m) > 8 else []
+        return typ, tag, fields
+
+    def call(self, typ, *fields, timeout=15):
+        self.tag += 1
+        body = b"".join(str(f).encode() + b"\0" for f in fields)
+        self.s.send(struct.pack("II", typ, self.tag) + body)
+        end = time.time() + timeout
+        while time.time() < end:
+            m = self._recv(end - time.time())
+            if m is None:
+                break
+            if m[0] >= 200:
+                self.events.append(m)
+                continue
+            eq(m[1], self.tag, "reply tag")
+            return m[0], m[2]
+        raise Fail("no reply to request %d" % typ)
+
+    def ok(self, typ, *fields):
+        t, f = self.call(typ, *fields)
+        if t != OK:
+            raise Fail("request %d %r failed: %r" % (typ, fields, f))
+        return f
+
+    def event(self, typ, timeout=10, exec_id=None):
+        end = time.time() + timeout
+        while True:
+            for i, e in enumerate(self.events):
+                if e[0] == typ and (exec_id is None or e[2][0] == exec_id):
+                    return self.events.pop(i)[2]
+            left = end - time.time()
+            if left <= 0:
+                return None
+            m = self._recv(left)
+            if m is not None:
+                self.events.append(m)
+
+
+def pid_alive(pid):
+    """True while pid runs; a zombie (exited, not yet reaped by its parent) counts as gone:
+    the keeper's parent after the double fork is the host's pid 1, which may reap late."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pid, timeout=5):
+    end = time.time() + timeout
+    while time.time() < end:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def run_simple(b, args, **kw):
+    """create + subscribe + start; returns (client, stdout fd, stderr fd)."""
+    out, err = b.fifo("out"), b.fifo("err")
+    plan = container_plan(b, args, stdout=out, stderr=err, **kw.pop("proc", {}))
+    for k, v in kw.get("extra", []):
+        plan.add(k, *v)
+    for key in kw.get("drop", []):
+        plan.drop(key)
+    b.create(plan)
+    ofd, efd = open_reader(out), open_reader(err)
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    c.ok(START, "")
+    return c, ofd, efd
+
+
+def finish(b, c):
+    """DELETE the container and check that nothing is left."""
+    c.ok(DELETE, "", "1")
+    check(wait_gone(b.keeper_pid), "keeper %d still alive after DELETE" % b.keeper_pid)
+    check(not pid_alive(b.init_pid), "init still alive after DELETE")
+    eq(b.cgroup_dirs(), [], "cgroup dirs after DELETE")
+    eq(b.mounts_under(), [], "mounts under the bundle after DELETE")
+
+
+# ---- tests --------------------------------------------------------------------------------
+
+def test_exit_status(b):
+    c, o, e = run_simple(b, ["sh", "-c", "exit 3"])
+    ev = c.event(EV_EXIT)
+    check(ev is not None, "no exit event")
+    eq(ev[0], "", "exit event id")
+    eq(ev[2], "3", "exit status")
+    st = c.ok(STATE)
+    eq((st[0], st[2]), ("stopped", "3"), "state after exit")
+    with open(os.path.join(b.state, "exits/init")) as f:
+        check("status 3\n" in f.read(), "exits/init holds status 3")
+    finish(b, c)
+
+
+def test_stdout_stderr_separate(b):
+    c, o, e = run_simple(b, ["sh", "-c", "echo to-out; echo to-err >&2; echo more-out"])
+    eq(collect(o), b"to-out\nmore-out\n", "stdout")
+    eq(collect(e), b"to-err\n", "stderr")
+    eq(c.event(EV_EXIT)[2], "0", "exit status")
+    finish(b, c)
+
+
+def test_stdin_close_gives_eof(b):
+    out, inp = b.fifo("out"), b.fifo("in")
+    b.create(container_plan(b, ["cat"], stdout=out, stdin=inp))
+    ofd = open_reader(out)
+    wfd = os.open(inp, os.O_WRONLY | os.O_NONBLOCK)
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    c.ok(START, "")
+    os.write(wfd, b"hello through stdin\n")
+    os.close(wfd)
+    time.sleep(0.3)
+    check(c.event(EV_EXIT, timeout=0.5) is None, "cat exited before CLOSE_STDIN")
+    c.ok(CLOSE_STDIN, "")
+    eq(collect(ofd), b"hello through stdin\n", "stdout of cat")
+    eq(c.event(EV_EXIT)[2], "0", "cat exit status")
+    finish(b, c)
+
+
+def test_hostname_set(b):
+    c, o, e = run_simple(b, ["hostname"])
+    eq(collect(o), ("berth-" + b.id[:20] + "\n").encode(), "hostname")
+    finish(b, c)
+
+
+def test_pid_namespace_init_is_1(b):
+    c, o, e = run_simple(b, ["sh", "-c", "echo $$"])
+    eq(collect(o), b"1\n", "pid in container")
+    finish(b, c)
+
+
+def test_readonly_rootfs_refuses_writes(b):
+    c, o, e = run_simple(b, ["sh", "-c", "touch /x; echo rc=$?; touch /tmp/y; echo tmp=$?"],
+                         extra=[("readonly_rootfs", ["1"])])
+    eq(collect(o), b"rc=1\ntmp=0\n", "touch results")
+    check(b"Read-only file system" in collect(e), "stderr names the read-only fs")
+    finish(b, c)
+
+
+def test_kill_sigterm_runs_trap(b):
+    c, o, e = run_simple(b, ["sh", "-c", "trap 'exit 7' TERM; echo ready; while true; do sleep 0.1; done"])
+    time.sleep(0.5)
+    c.ok(KILL, "", signal.SIGTERM, 0)
+    ev = c.event(EV_EXIT)
+    check(ev is not None, "no exit after SIGTERM")
+    eq(ev[2], "7", "exit status from trap")
+    finish(b, c)
+
+
+def test_kill_all_sigkill(b):
+    c, o, e = run_simple(b, ["sh", "-c", "sleep 100 & sleep 100 & wait"])
+    time.sleep(0.3)
+    pids = c.ok(PIDS)
+    eq(len(pids), 3, "pids in the cgroup (sh + 2 sleeps)")
+    c.ok(KILL, "", signal.SIGKILL, 1)
+    ev = c.event(EV_EXIT)
+    eq(ev[2], "137", "exit status after SIGKILL")
+    for p in pids:
+        check(wait_gone(int(p)), "pid %s survived kill all" % p)
+    t, f = c.call(KILL, "", signal.SIGKILL, 0)
+    eq((t, f[0]), (ERROR, "not_found"), "kill after exit")
+    finish(b, c)
+
+
+def test_exec_own_status_and_stdio(b):
+    c, o, e = run_simple(b, ["sleep", "100"])
+    xout, xerr = b.fifo("xout"), b.fifo("xerr")
+    xp = process_records(Plan(), ["sh", "-c", "hostname; echo $PPID; echo oops >&2; exit 5"],
+                         stdout=xout, stderr=xerr)
+    xplan = os.path.join(b.dir, "exec1.plan")
+    xp.write(xplan)
+    pid = c.ok(EXEC, "e1", xplan)
+    xo, xe = open_reader(xout), open_reader(xerr)
+    eq(c.ok(STATE)[5:7], ["e1", "created"], "exec state before start")
+    c.ok(START, "e1")
+    ev = c.event(EV_EXIT, exec_id="e1")
+    check(ev is not None, "no exit event for e1")
+    eq((ev[1], ev[2]), (pid[0], "5"), "exec pid and status")
+    # PPID 0: the exec'd process's parent (the keeper) is outside the pid namespace.
+    eq(collect(xo), ("berth-%s\n0\n" % b.id[:20]).encode(), "exec stdout")
+    eq(collect(xe), b"oops\n", "exec stderr")
+    eq(c.ok(STATE)[0], "running", "init still running after exec exit")
+    t, f = c.call(EXEC, "e1", xplan)
+    eq((t, f[0]), (ERROR, "already_exists"), "duplicate exec id")
+    c.ok(DELETE, "e1", "0")
+    eq(len(c.ok(STATE)), 5, "exec gone from STATE after DELETE e1")
+    finish(b, c)
+
+
+def test_exec_missing_binary_fails(b):
+    c, o, e = run_simple(b, ["sleep", "100"])
+    xplan = os.path.join(b.dir, "exec.plan")
+    process_records(Plan(), ["nope-binary"]).write(xplan)
+    t, f = c.call(EXEC, "bad", xplan)
+    eq(t, ERROR, "exec of a missing binary")
+    eq(f[1], 'exec: "nope-binary": executable file not found in $PATH', "error line")
+    finish(b, c)
+
+
+def freezer_state(b):
+    with open("/sys/fs/cgroup/freezer/%s/%s/freezer.state" % (CG_PARENT, b.id)) as f:
+        return f.read().strip()
+
+
+def proc_state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_pause_resume_freezes(b):
+    c, o, e = run_simple(b, ["sh", "-c", "while true; do echo x > /dev/null; done"])
+    time.sleep(0.2)
+    c.ok(PAUSE)
+    eq(freezer_state(b), "FROZEN", "freezer.state after PAUSE")
+    eq(c.ok(STATE)[0], "paused", "status after PAUSE")
+    t1 = os.times()
+    with open("/proc/%d/stat" % b.init_pid) as f:
+        u1 = int(f.read().rsplit(")", 1)[1].split()[11])
+    time.sleep(0.3)
+    with open("/proc/%d/stat" % b.init_pid) as f:
+        u2 = int(f.read().rsplit(")", 1)[1].split()[11])
+    eq(u2, u1, "utime of the frozen shell")
+    c.ok(RESUME)
+    eq(freezer_state(b), "THAWED", "freezer.state after RESUME")
+    eq(c.ok(STATE)[0], "running", "status after RESUME")
+    del t1
+    finish(b, c)
+
+
+def test_cgroup_limits_written(b):
+    c, o, e = run_simple(b, ["sleep", "100"], extra=[("memory_limit", ["67108864"]),
+                                                    ("pids_limit", ["64"]), ("cpu_shares", ["512"])])
+    base = "/sys/fs/cgroup/%%s/%s/%s/%%s" % (CG_PARENT, b.id)
+    with open(base % ("memory", "memory.limit_in_bytes")) as f:
+        eq(f.read().strip(), "67108864", "memory.limit_in_bytes")
+    with open(base % ("pids", "pids.max")) as f:
+        eq(f.read().strip(), "64", "pids.max")
+    with open(base % ("cpu", "cpu.shares")) as f:
+        eq(f.read().strip(), "512", "cpu.shares")
+    with open(base % ("memory", "cgroup.procs")) as f:
+        eq(f.read().split(), [str(b.init_pid)], "init in the memory cgroup")
+    finish(b, c)
+
+
+def no_leftovers(b):
+    eq(b.mounts_under(), [], "mounts under the bundle")
+    eq(b.cgroup_dirs(), [], "cgroup dirs")
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    mine = b.state.encode() in f.read()
+                check(not mine or not pid_alive(int(p)), "process %s still runs for this state dir" % p)
+            except OSError:
+                pass
+
+
+def test_missing_binary_fails_create_cleanly(b):
+    r = b.create(container_plan(b, ["/bin/nope"]), expect_ok=False)
+    eq(r.returncode, 1, "create exit status")
+    eq(r.stderr, 'exec: "/bin/nope": stat /bin/nope: No such file or directory\n', "stderr")
+    with open(os.path.join(b.state, "error")) as f:
+        check("/bin/nope" in f.read(), "DIR/error names the binary")
+    no_leftovers(b)
+    r = b.create(container_plan(b, ["nope"]), expect_ok=False)
+    eq(r.stderr, 'exec: "nope": executable file not found in $PATH\n', "stderr for a name")
+    no_leftovers(b)
+
+
+def test_failing_mount_names_step_and_path(b):
+    plan = container_plan(b, ["true"])
+    plan.add("mount", "/mnt/x", "nosuchfs", "none")
+    r = b.create(plan, expect_ok=False)
+    eq(r.returncode, 1, "create exit status")
+    eq(r.stderr, "mount nosuchfs on: %s/mnt/x: No such device\n" % b.rootfs, "stderr")
+    no_leftovers(b)
+
+
+def test_bad_plan_names_record(b):
+    plan = container_plan(b, ["true"])
+    plan.add("frobnicate", "1")
+    r = b.create(plan, expect_ok=False)
+    check(r.returncode == 1 and "(frobnicate): unknown key" in r.stderr, "error: %r" % r.stderr)
+    check(r.stderr.startswith("plan: record "), "error names the record: %r" % r.stderr)
+    no_leftovers(b)
+
+
+def test_survives_client_disconnect(b):
+    c, o, e = run_simple(b, ["sleep", "100"])
+    c.close()
+    time.sleep(0.3)
+    check(pid_alive(b.init_pid), "init died with the client")
+    c = Client(b.state)
+    st = c.ok(STATE)
+    eq((st[0], st[1]), ("running", str(b.init_pid)), "state after reconnect")
+    finish(b, c)
+
+
+def test_exit_while_disconnected_delivered_once(b):
+    c, o, e = run_simple(b, ["sh", "-c", "sleep 0.3; exit 4"])
+    c.close()
+    time.sleep(1.2)
+    with open(os.path.join(b.state, "exits/init")) as f:
+        check("status 4\n" in f.read(), "exit file written while no client")
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    ev = c.event(EV_EXIT, timeout=2)
+    check(ev is not None, "exit not delivered on reconnect")
+    eq(ev[2], "4", "status delivered on reconnect")
+    c.ok(ACK_EXIT, "")
+    c.close()
+    check(not os.path.exists(os.path.join(b.state, "exits/init")), "exit file removed after ACK")
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    check(c.event(EV_EXIT, timeout=0.5) is None, "acked exit delivered again")
+    finish(b, c)
+
+
+def test_delete_running_needs_force(b):
+    c, o, e = run_simple(b, ["sh", "-c", "sleep 100 & sleep 100"])
+    t, f = c.call(DELETE, "", "0")
+    eq((t, f[0]), (ERROR, "failed_precondition"), "delete of a running container")
+    finish(b, c)
+
+
+def test_seccomp_denies_mkdir(b):
+    c, o, e = run_simple(b, ["sh", "-c", "mkdir /tmp/x; echo mkdir=$?; touch /tmp/f; echo touch=$?"],
+                         extra=[("seccomp_default", ["SCMP_ACT_ALLOW"]),
+                                ("seccomp_arch", ["SCMP_ARCH_X86_64"]),
+                                ("seccomp_rule", ["mkdir", "SCMP_ACT_ERRNO", "1"]),
+                                ("seccomp_rule", ["mkdirat", "SCMP_ACT_ERRNO", "1"])])
+    eq(collect(o), b"mkdir=1\ntouch=0\n", "results under seccomp")
+    check(b"Operation not permitted" in collect(e), "mkdir error is EPERM")
+    finish(b, c)
+
+
+def test_seccomp_arg_comparison(b):
+    # Deny kill(2) only for signal 10 (SIGUSR1): index 1 EQ 10.
+    c, o, e = run_simple(b, ["sh", "-c", "kill -USR1 $$ 2>/dev/null; echo usr1=$?; kill -0 $$; echo zero=$?"],
+                         extra=[("seccomp_default", ["SCMP_ACT_ALLOW"]),
+                                ("seccomp_rule", ["kill", "SCMP_ACT_ERRNO", "1", "1 SCMP_CMP_EQ 10 0"])])
+    eq(collect(o), b"usr1=1\nzero=0\n", "kill results under an argument rule")
+    finish(b, c)
+
+
+def test_capabilities_drop_chown(b):
+    cmd = ["sh", "-c", "touch /tmp/f; chown 1 /tmp/f; echo chown=$?"]
+    caps = [x for x in DEFAULT_CAPS if x != "CAP_CHOWN"]
+    c, o, e = run_simple(b, cmd, proc={"caps": caps})
+    eq(collect(o), b"chown=1\n", "chown without CAP_CHOWN")
+    finish(b, c)
+
+
+def test_capabilities_keep_chown(b):
+    c, o, e = run_simple(b, ["sh", "-c", "touch /tmp/f; chown 1 /tmp/f; echo chown=$?"])
+    eq(collect(o), b"chown=0\n", "chown with CAP_CHOWN")
+    finish(b, c)
+
+
+def test_user_uid_1000(b):
+    c, o, e = run_simple(b, ["sh", "-c", "id -u; id -g"], proc={"uid": 1000, "gid": 1001})
+    eq(collect(o), b"1000\n1001\n", "id -u / id -g")
+    finish(b, c)
+
+
+def test_pty_tty_and_output(b):
+    out = b.fifo("out")
+    b.create(container_plan(b, ["sh", "-c", "tty; stat -c %t /dev/console"], stdout=out, terminal=True))
+    ofd = open_reader(out)
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    c.ok(RESIZE, "", 100, 40)
+    c.ok(START, "")
+    data = collect(ofd)
+    eq(data.replace(b"\r\n", b"\n"), b"/dev/pts/0\n88\n", "tty output via stdout FIFO")
+    finish(b, c)
+
+
+def test_user_namespace_maps(b):
+    uid_base = 200000
+    os.chown(b.rootfs, uid_base, uid_base)
+    c, o, e = run_simple(b, ["sh", "-c", "id -u; cat /proc/self/uid_map"],
+                         extra=[("namespace", ["user"]), ("uid_map", ["0", uid_base, "65536"]),
+                                ("gid_map", ["0", uid_base, "65536"])])
+    out = collect(o).split()
+    eq(out, [b"0", b"0", str(uid_base).encode(), b"65536"], "uid inside and the map")
+    finish(b, c)
+
+
+def test_oom_event(b):
+    c, o, e = run_simple(b, ["sh", "-c", "x=$(dd if=/dev/zero bs=1M count=64 2>/dev/null | tr '\\0' a); echo survived"],
+                         extra=[("memory_limit", ["16777216"]), ("memory_swap", ["16777216"])])
+    ev = c.event(EV_OOM, timeout=15)
+    check(ev is not None, "no OOM event")
+    finish(b, c)
+
+
+def smaps_pss_kib(pid):
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    raise Fail("no Pss line")
+
+
+def test_pss_20_keepers(root):
+    bundles, clients = [], []
+    try:
+        for _ in range(20):
+            b = Bundle(root)
+            b.create(container_plan(b, ["sleep", "1000"]))
+            c = Client(b.state)
+            c.ok(START, "")
+            bundles.append(b)
+            clients.append(c)
+        time.sleep(0.5)
+        pss = [smaps_pss_kib(b.keeper_pid) for b in bundles]
+        print("    PSS per keeper with 20 running: avg %.0f KiB, min %d, max %d" %
+              (sum(pss) / len(pss), min(pss), max(pss)))
+        check(sum(pss) / len(pss) < 300, "average keeper PSS under 300 KiB")
+    finally:
+        for b, c in zip(bundles, clients):
+            c.ok(DELETE, "", "1")
+            wait_gone(b.keeper_pid)
+
+
+TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and k != "test_pss_20_keepers"]
+
+
+def main():
+    global KEEPER
+    if len(sys.argv) < 2 or os.geteuid() != 0:
+        print("usage (as root): test_keeper.py /path/to/berth-keeper [name-filter...]")
+        return 2
+    KEEPER = os.path.abspath(sys.argv[1])
+    filters = sys.argv[2:]
+    root = tempfile.mkdtemp(prefix="keeper-test-")
+    os.chmod(root, 0o755)  # a user-namespaced root must be able to reach its rootfs
+    passed = failed = 0
+    tests = [t for t in TESTS if not filters or any(f in t.__name__ for f in filters)]
+    for t in tests:
+        b = Bundle(root)
+        t0 = time.time()
+        try:
+            t(b)
+            passed += 1
+            print("PASS %s (%.2fs)" % (t.__name__, time.time() - t0))
+        except Exception as ex:  # a failed check or an unexpected error both fail the test
+            failed += 1
+            print("FAIL %s: %s: %s" % (t.__name__, type(ex).__name__, ex))
+            if b.keeper_pid and pid_alive(b.keeper_pid):
+                os.kill(b.keeper_pid, signal.SIGKILL)
+    if not filters or any(f in "test_pss_20_keepers" for f in filters):
+        try:
+            test_pss_20_keepers(root)
+            passed += 1
+            print("PASS test_pss_20_keepers")
+        except Exception as ex:
+            failed += 1
+            print("FAIL test_pss_20_keepers: %s: %s" % (type(ex).__name__, ex))
+    shutil.rmtree(root, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
