@@ -236,23 +236,38 @@ static int do_pause(struct keeper *k, const struct req *r, struct msg *m, int fr
     return 0;
 }
 
-/** Kills what is left, reaps the init, removes the cgroups; the loop then ends. */
-static int delete_container(struct keeper *k, const struct req *r, struct msg *m)
+/** Reaps until the init has been recorded, for at most 5 s (it was SIGKILLed). */
+static void reap_init(struct keeper *k)
 {
     struct kproc *init = &k->procs[0];
-    if (init->status == PS_RUNNING && strcmp(r->f[1], "1"))
-        return reply_err(m, r, "failed_precondition", "container is running; kill it or force");
-    if (init->status != PS_STOPPED) keeper_kill_all(k, SIGKILL);
-    if (!k->plan.oci && init->status != PS_STOPPED) kill(init->pid, SIGKILL);
-    for (int tries = 0; init->status != PS_STOPPED && tries < 500; tries++) {
+    for (int64_t end = now_ms() + 5000; init->status != PS_STOPPED && now_ms() < end; ) {
         int st;
-        pid_t pid = waitpid(-1, &st, 0);
+        pid_t pid = waitpid(-1, &st, WNOHANG);
         if (pid < 0 && errno == ECHILD) break;
-        for (int i = 0; pid > 0 && i < 1 + KEEPER_MAX_EXECS; i++)
+        if (pid <= 0) { poll(NULL, 0, 2); continue; }
+        for (int i = 0; i < 1 + KEEPER_MAX_EXECS; i++)
             if (k->procs[i].used && k->procs[i].pid == pid && k->procs[i].status != PS_STOPPED)
                 keeper_exited(k, &k->procs[i], st);
     }
-    int rc = k->plan.oci ? oci_simple(k, "delete", "--force", NULL) : cgroup_remove();
+}
+
+/** Kills what is left, reaps the init, removes the cgroups; the loop then ends. In mode
+ *  oci `runc delete --force` kills (thawing a paused container) and removes its cgroups. */
+static int delete_container(struct keeper *k, const struct req *r, struct msg *m)
+{
+    struct kproc *init = &k->procs[0];
+    int rc;
+    if (init->status == PS_RUNNING && strcmp(r->f[1], "1"))
+        return reply_err(m, r, "failed_precondition", "container is running; kill it or force");
+    if (k->plan.oci) {
+        rc = oci_simple(k, "delete", "--force", NULL);
+        if (init->status != PS_STOPPED) kill(init->pid, SIGKILL);
+        reap_init(k);
+    } else {
+        if (init->status != PS_STOPPED) { keeper_kill_all(k, SIGKILL); kill(init->pid, SIGKILL); }
+        reap_init(k);
+        rc = cgroup_remove();
+    }
     k->deleting = 1;
     if (rc < 0) return reply_err(m, r, "internal", kerr);
     msg_begin(m, KEEPER_REPLY_OK, r->tag);

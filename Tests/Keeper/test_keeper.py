@@ -8,6 +8,7 @@ section 2), runs `berth-keeper create --state DIR`, talks to DIR/control.sock, a
 exact results. The last line is "N passed, N failed"; the exit status is non-zero on failure.
 """
 import errno
+import json
 import os
 import select
 import shutil
@@ -636,6 +637,120 @@ def test_pss_20_keepers(root):
         for b, c in zip(bundles, clients):
             c.ok(DELETE, "", "1")
             wait_gone(b.keeper_pid)
+
+
+# ---- mode oci: the keeper drives runc ------------------------------------------------------
+
+RUNC = shutil.which("runc") or "/usr/bin/runc"
+
+
+def oci_process(args, terminal=False):
+    return {"terminal": terminal, "user": {"uid": 0, "gid": 0}, "args": args,
+            "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": True,
+            "capabilities": {k: DEFAULT_CAPS for k in ("bounding", "effective", "permitted")}}
+
+
+def oci_plan(b, args, stdout=None, stderr=None, terminal=False):
+    """config.json from `runc spec`, adjusted; the plan points the keeper at it."""
+    subprocess.run([RUNC, "spec", "--bundle", b.dir], check=True)
+    cfg_path = os.path.join(b.dir, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["process"] = oci_process(args, terminal)
+    cfg["root"] = {"path": b.rootfs, "readonly": False}
+    cfg["hostname"] = "oci-" + b.id[:20]
+    cfg["linux"]["cgroupsPath"] = "/%s/%s" % (CG_PARENT, b.id)
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    b.runc_root = os.path.join(b.dir, "runc-root")
+    p = Plan().add("mode", "oci").add("id", b.id).add("runtime", RUNC)
+    p.add("runtime_root", b.runc_root).add("oci_bundle", b.dir)
+    if terminal:
+        p.add("terminal", "1")
+    for key, path in (("stdout", stdout), ("stderr", stderr)):
+        if path:
+            p.add(key, path)
+    return p
+
+
+def oci_run(b, args, terminal=False):
+    out, err = b.fifo("out"), b.fifo("err")
+    b.create(oci_plan(b, args, stdout=out, stderr=None if terminal else err, terminal=terminal))
+    ofd, efd = open_reader(out), open_reader(err)
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    eq(c.ok(STATE)[0], "created", "status after create")
+    c.ok(START, "")
+    return c, ofd, efd
+
+
+def oci_finish(b, c):
+    finish(b, c)
+    r = subprocess.run([RUNC, "--root", b.runc_root, "list", "-q"], capture_output=True, text=True)
+    eq(r.stdout.strip(), "", "runc containers left after DELETE")
+
+
+def test_oci_exit_status_and_stdio(b):
+    c, o, e = oci_run(b, ["sh", "-c", "echo oci-out; echo oci-err >&2; hostname; exit 3"])
+    eq(collect(o), ("oci-out\noci-" + b.id[:20] + "\n").encode(), "stdout")
+    eq(collect(e), b"oci-err\n", "stderr")
+    ev = c.event(EV_EXIT)
+    check(ev is not None, "no exit event")
+    eq((ev[1], ev[2]), (str(b.init_pid), "3"), "exit pid and status (the keeper reaped runc's init)")
+    oci_finish(b, c)
+
+
+def test_oci_kill_all(b):
+    c, o, e = oci_run(b, ["sh", "-c", "sleep 100 & sleep 100"])
+    time.sleep(0.3)
+    c.ok(KILL, "", signal.SIGKILL, 1)
+    ev = c.event(EV_EXIT)
+    eq(ev[2], "137", "status after kill all")
+    oci_finish(b, c)
+
+
+def test_oci_exec_own_status(b):
+    c, o, e = oci_run(b, ["sleep", "100"])
+    xout = b.fifo("xout")
+    proc = os.path.join(b.dir, "process.json")
+    with open(proc, "w") as f:
+        json.dump(oci_process(["sh", "-c", "echo from-exec; exit 6"]), f)
+    xplan = os.path.join(b.dir, "exec.plan")
+    Plan().add("oci_process", proc).add("stdout", xout).write(xplan)
+    c.ok(EXEC, "x1", xplan)
+    xo = open_reader(xout)
+    pid = c.ok(START, "x1")[0]
+    ev = c.event(EV_EXIT, exec_id="x1")
+    check(ev is not None, "no exit event for the exec")
+    eq((ev[1], ev[2]), (pid, "6"), "exec pid and status")
+    eq(collect(xo), b"from-exec\n", "exec stdout")
+    eq(c.ok(STATE)[0], "running", "init still running")
+    oci_finish(b, c)
+
+
+def test_oci_pause_resume(b):
+    c, o, e = oci_run(b, ["sleep", "100"])
+    c.ok(PAUSE)
+    eq(c.ok(STATE)[0], "paused", "status after PAUSE")
+    eq(freezer_state(b), "FROZEN", "freezer.state after PAUSE")
+    c.ok(RESUME)
+    eq(freezer_state(b), "THAWED", "freezer.state after RESUME")
+    oci_finish(b, c)
+
+
+def test_oci_missing_binary_fails_create(b):
+    r = b.create(oci_plan(b, ["nope"]), expect_ok=False)
+    eq(r.returncode, 1, "create exit status")
+    check('exec: \"nope\": executable file not found in $PATH' in r.stderr or
+          'exec: "nope": executable file not found in $PATH' in r.stderr, "stderr: %r" % r.stderr)
+    check(r.stderr.startswith(RUNC + " " + b.id + ": "), "error names the runtime and the id: %r" % r.stderr)
+    no_leftovers(b)
+
+
+def test_oci_pty(b):
+    c, o, e = oci_run(b, ["tty"], terminal=True)
+    eq(collect(o).replace(b"\r\n", b"\n"), b"/dev/pts/0\n", "tty through runc's console socket")
+    oci_finish(b, c)
 
 
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and k != "test_pss_20_keepers"]
