@@ -93,15 +93,13 @@ static int make_target(const char *target, const char *src, int bind)
     return mkdir_p(target, 0755);
 }
 
-/** mount(2) with an error line "mount TYPE on TARGET: reason". */
+/** mount(2) with an error line "mount TYPE on TARGET: reason" (step and path in one). */
 static int do_mount(const char *src, const char *target, const char *type, unsigned long fl,
                     const char *data)
 {
     if (mount(src, target, type, fl, data && *data ? data : NULL) == 0) return 0;
     int err = errno;
-    char step[128];
-    snprintf(step, sizeof step, "mount %s on", type ? type : (fl & MS_BIND ? "bind" : "-"));
-    return kerr_set(step, target, err);
+    return kerr_fmt("mount %s on %s: %s", type ? type : (fl & MS_BIND ? "bind" : "-"), target, strerror(err));
 }
 
 /** A bind mount takes its flags only on a remount (mount(2): "Creating a bind mount"). */

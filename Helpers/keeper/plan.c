@@ -260,6 +260,9 @@ static int parse(char *buf, size_t len, struct ctr_plan *c, struct proc_plan *pp
 static int check_container(struct ctr_plan *p)
 {
     if (!p->id) return kerr_fmt("plan: no id record");
+    size_t idlen = strlen(p->id);
+    if (idlen < 1 || idlen > KEEPER_MAX_ID || strspn(p->id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != idlen)
+        return kerr_fmt("plan: id %s: must be 1-%d of [A-Za-z0-9_.-]", p->id, KEEPER_MAX_ID);
     if (p->oci && (!p->runtime || !p->oci_bundle))
         return kerr_fmt("plan: mode oci needs runtime and oci_bundle records");
     if (!p->oci && !p->rootfs) return kerr_fmt("plan: no rootfs record");

@@ -312,6 +312,10 @@ void keeper_exited(struct keeper *k, struct kproc *p, int wstatus)
     stream_pump(&p->err);
     stream_close(&p->in);
     xclose(&p->pty);
+    /* Without its own pid namespace nothing ends the init's children when it exits; like
+     * containerd's shim, end them so the container's lifetime stays the init's. */
+    if (p == &k->procs[0] && !k->plan.oci && !k->plan.ns_new[NS_PID] && cgroup_enabled())
+        keeper_kill_all(k, SIGKILL);
     keeper_send_exit(k, p, -1);
 }
 

@@ -24,7 +24,7 @@ KEEPER = None
 US = "\x1f"
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "echo", "sleep", "cat", "hostname", "id", "ls", "true", "false", "touch",
-           "mkdir", "chown", "tty", "head", "tr", "stat", "grep", "dd"]
+           "mkdir", "chown", "tty", "head", "tr", "stat", "grep", "dd", "stty", "wc"]
 CG_PARENT = "berth-keeper-test"
 
 # Message types (keeper_protocol.h enum keeper_msg_type).
@@ -169,6 +169,19 @@ class Bundle:
             return [l for l in f if self.dir in l]
 
 
+def collect_line(fd, timeout=10):
+    """One line from fd (the process keeps running)."""
+    data, end = b"", time.time() + timeout
+    while not data.endswith(b"\n") and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                data += os.read(fd, 1)
+            except BlockingIOError:
+                pass
+    return data
+
+
 def open_reader(path):
     return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
 
@@ -270,10 +283,10 @@ def run_simple(b, args, **kw):
     """create + subscribe + start; returns (client, stdout fd, stderr fd)."""
     out, err = b.fifo("out"), b.fifo("err")
     plan = container_plan(b, args, stdout=out, stderr=err, **kw.pop("proc", {}))
-    for k, v in kw.get("extra", []):
-        plan.add(k, *v)
     for key in kw.get("drop", []):
         plan.drop(key)
+    for k, v in kw.get("extra", []):
+        plan.add(k, *v)
     b.create(plan)
     ofd, efd = open_reader(out), open_reader(err)
     c = Client(b.state)
@@ -487,7 +500,7 @@ def test_failing_mount_names_step_and_path(b):
     plan.add("mount", "/mnt/x", "nosuchfs", "none")
     r = b.create(plan, expect_ok=False)
     eq(r.returncode, 1, "create exit status")
-    eq(r.stderr, "mount nosuchfs on: %s/mnt/x: No such device\n" % b.rootfs, "stderr")
+    eq(r.stderr, "mount nosuchfs on %s/mnt/x: No such device\n" % b.rootfs, "stderr")
     no_leftovers(b)
 
 
@@ -637,6 +650,160 @@ def test_pss_20_keepers(root):
         for b, c in zip(bundles, clients):
             c.ok(DELETE, "", "1")
             wait_gone(b.keeper_pid)
+
+
+def test_masked_and_readonly_paths(b):
+    c, o, e = run_simple(b, ["sh", "-c", "wc -c < /proc/keys; ls /sys/firmware | wc -l; "
+                             "echo 1 > /proc/sys/kernel/ns_last_pid; echo rc=$?"])
+    eq(collect(o), b"0\n0\nrc=1\n", "masked file empty, masked dir empty, read-only write fails")
+    check(b"Read-only file system" in collect(e), "read-only path refuses the write")
+    finish(b, c)
+
+
+def test_rlimit_nnp_cwd_env(b):
+    c, o, e = run_simple(b, ["sh", "-c", "ulimit -n; grep NoNewPrivs /proc/self/status; pwd; echo $GREETING"],
+                         extra=[("rlimit", ["RLIMIT_NOFILE", "123", "456"]), ("no_new_privileges", ["1"])],
+                         drop=["cwd"], proc={"env": ["PATH=/bin", "GREETING=hello there"]})
+    del c.events[:]
+    eq(collect(o), b"123\nNoNewPrivs:\t1\n/\nhello there\n", "rlimit, no_new_privs, cwd, env")
+    finish(b, c)
+
+
+def test_cwd_missing_names_path(b):
+    plan = container_plan(b, ["true"]).drop("cwd").add("cwd", "/no/such/dir")
+    r = b.create(plan, expect_ok=False)
+    eq(r.stderr, "chdir to cwd: /no/such/dir: No such file or directory\n", "stderr")
+    no_leftovers(b)
+
+
+def test_ambient_caps_for_uid_1000(b):
+    caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    out, err = b.fifo("out"), b.fifo("err")
+    plan = container_plan(b, ["sh", "-c", "grep -E 'Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"],
+                          stdout=out, stderr=err, caps=caps, uid=1000, gid=1000)
+    for cap in caps:
+        plan.add("cap_inheritable", cap).add("cap_ambient", cap)
+    b.create(plan)
+    o = open_reader(out)
+    c = Client(b.state)
+    c.ok(START, "")
+    # CAP_KILL is bit 5, CAP_NET_BIND_SERVICE bit 10: 0x420. Ambient caps survive execve as
+    # uid 1000 into permitted and effective (capabilities(7) "Transformation ... execve").
+    want = "".join("%s:\t0000000000000420\n" % k for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"))
+    eq(collect(o).decode(), want, "capability sets")
+    finish(b, c)
+
+
+def test_overlay_rootfs_mount(b):
+    lower, upper, work = (os.path.join(b.dir, d) for d in ("lower", "upper", "work"))
+    os.rename(b.rootfs, lower)
+    for d in (b.rootfs, upper, work):
+        os.makedirs(d)
+    c, o, e = run_simple(b, ["sh", "-c", "echo layered > /written; cat /written"],
+                         extra=[("rootfs_mount", ["overlay", "overlay", "lowerdir=" + lower,
+                                                  "upperdir=" + upper, "workdir=" + work])])
+    eq(collect(o), b"layered\n", "write through the overlay")
+    c.event(EV_EXIT)
+    with open(os.path.join(upper, "written")) as f:
+        eq(f.read(), "layered\n", "the write landed in upperdir")
+    check(not os.path.exists(os.path.join(lower, "written")), "lowerdir untouched")
+    eq(os.listdir(b.rootfs), [], "nothing mounted on the host's rootfs dir")
+    finish(b, c)
+
+
+def test_cgroup_mount_shows_own_cgroup(b):
+    c, o, e = run_simple(b, ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+                             "cat /proc/self/cgroup | grep memory"],
+                         extra=[("memory_limit", ["33554432"])])
+    eq(collect(o), b"33554432\n4:memory:/\n", "own memory cgroup, cgroup namespace root")
+    finish(b, c)
+
+
+def test_cgroup_v2_freezer(b):
+    v2 = "/sys/fs/cgroup/unified"
+    c, o, e = run_simple(b, ["sh", "-c", "grep -c cgroup2 /proc/self/mountinfo; cat /proc/self/cgroup; sleep 100"],
+                         extra=[("cgroup_version", ["2"]), ("cgroup_root", [v2])])
+    eq(collect_line(o), b"1\n", "cgroup2 mounted inside")
+    d = os.path.join(v2, CG_PARENT, b.id)
+    lines = []
+    while not lines or (lines[-1] and not lines[-1].startswith(b"0::")):
+        lines.append(collect_line(o, timeout=3))
+    eq(lines[-1], b"0::/\n", "v2 cgroup namespace root inside")
+    with open(os.path.join(d, "cgroup.procs")) as f:
+        eq(f.read().split()[0], str(b.init_pid), "init in the v2 cgroup")
+    c.ok(PAUSE)
+    with open(os.path.join(d, "cgroup.events")) as f:
+        check("frozen 1" in f.read(), "cgroup.events frozen 1 after PAUSE")
+    eq(proc_state(b.init_pid), "S", "frozen sleep state")
+    eq(c.ok(STATE)[0], "paused", "status after PAUSE")
+    c.ok(RESUME)
+    with open(os.path.join(d, "cgroup.events")) as f:
+        check("frozen 0" in f.read(), "cgroup.events frozen 0 after RESUME")
+    c.ok(DELETE, "", "1")
+    check(wait_gone(b.keeper_pid), "keeper gone")
+    check(not os.path.exists(d), "v2 cgroup dir removed")
+
+
+def test_no_pid_namespace_children_killed_with_init(b):
+    c, o, e = run_simple(b, ["sh", "-c", "sleep 100 & echo $!"], drop=["namespace"],
+                         extra=[("namespace", ["mount"]), ("namespace", ["uts"])])
+    child = int(collect(o))
+    eq(c.event(EV_EXIT)[2], "0", "init exit")
+    check(wait_gone(child), "background child killed after the init exited")
+    finish(b, c)
+
+
+def test_exec_with_terminal_and_resize(b):
+    c, o, e = run_simple(b, ["sleep", "100"])
+    xout = b.fifo("xout")
+    xplan = os.path.join(b.dir, "exec.plan")
+    process_records(Plan(), ["sh", "-c", "sleep 0.3; tty; stty size"], stdout=xout, terminal=True).write(xplan)
+    c.ok(EXEC, "t1", xplan)
+    xo = open_reader(xout)
+    c.ok(START, "t1")
+    c.ok(RESIZE, "t1", 132, 43)
+    eq(collect(xo).replace(b"\r\n", b"\n"), b"/dev/pts/0\n43 132\n", "exec tty and size after resize")
+    eq(c.event(EV_EXIT, exec_id="t1")[2], "0", "exec exit")
+    t, f = c.call(RESIZE, "", 80, 25)
+    eq((t, f[0]), (ERROR, "failed_precondition"), "resize without a terminal")
+    finish(b, c)
+
+
+def test_slow_reader_loses_nothing(b):
+    c, o, e = run_simple(b, ["sh", "-c", "dd if=/dev/zero bs=65536 count=64 2>/dev/null; echo done >&2"])
+    time.sleep(1.5)  # the FIFO (1 MiB) fills; the container must wait, not lose output
+    eq(len(collect(o)), 64 * 65536, "bytes through a slow reader")
+    eq(collect(e), b"done\n", "stderr")
+    finish(b, c)
+
+
+def test_absent_reader_does_not_block_container(b):
+    c, o, e = run_simple(b, ["sh", "-c", "dd if=/dev/zero bs=65536 count=64 2>/dev/null; echo done >&2"])
+    t0 = time.time()
+    ev = c.event(EV_EXIT, timeout=15)  # nobody reads stdout
+    check(ev is not None, "container blocked with nobody reading its stdout")
+    check(time.time() - t0 > 4, "output was dropped before the stall time (%.1fs)" % (time.time() - t0))
+    eq(collect(e), b"done\n", "stderr still delivered")
+    with open(os.path.join(b.state, "log")) as f:
+        check("dropped" in f.read(), "the drop is logged")
+    finish(b, c)
+
+
+def test_control_rejects_bad_requests(b):
+    c, o, e = run_simple(b, ["sleep", "100"])
+    t, f = c.call(99)
+    eq((t, f[0]), (ERROR, "invalid_argument"), "unknown type")
+    t, f = c.call(KILL, "")
+    eq((t, f[0]), (ERROR, "invalid_argument"), "too few fields")
+    t, f = c.call(START, "nope")
+    eq((t, f[0]), (ERROR, "not_found"), "unknown exec id")
+    t, f = c.call(START, "")
+    eq((t, f[0]), (ERROR, "failed_precondition"), "second START")
+    c.s.send(b"x" * 5000)  # larger than KEEPER_MAX_REQUEST: the keeper hangs up
+    check(c.s.recv(100) == b"", "oversized request closes the connection")
+    c = Client(b.state)
+    eq(c.ok(STATE)[0], "running", "keeper fine after a bad client")
+    finish(b, c)
 
 
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
