@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 #include "keeper.h"
 
 static struct keeper K;
@@ -120,6 +121,10 @@ static void keeper_main(struct keeper *k)
 {
     char line[sizeof kerr + 16];
     redirect_stdio(k->dir);
+    /* Not pinning berthd's working directory's filesystem; the keeper's files get the
+     * modes they ask for. */
+    if (chdir("/") < 0) { /* "/" always exists */ }
+    umask(022);
     k->oom_fd = -1;
     for (int i = 0; i < KEEPER_MAX_CLIENTS; i++) k->clients[i] = -1;
     int rc = prepare(k);
@@ -200,8 +205,17 @@ static int run_create(const char *state)
     return 0;
 }
 
+/** fds berthd's posix_spawn let through (Swift does not mark every fd close-on-exec) must
+ *  not live on in the keeper and its containers (close_range(2)). */
+static void close_inherited_fds(void)
+{
+    if (close_range(3, ~0U, 0) == 0) return;
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4 || strcmp(argv[1], "create") || strcmp(argv[2], "--state")) usage();
+    close_inherited_fds();
     return run_create(argv[3]);
 }

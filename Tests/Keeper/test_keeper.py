@@ -513,8 +513,18 @@ def test_bad_plan_names_record(b):
     no_leftovers(b)
 
 
+def proc_status_field(pid, name):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return line.split()[1]
+
+
 def test_survives_client_disconnect(b):
     c, o, e = run_simple(b, ["sleep", "100"])
+    check(int(proc_status_field(b.keeper_pid, "PPid")) != os.getpid(), "keeper is not the spawner's child")
+    eq(os.getsid(b.keeper_pid) != os.getsid(0), True, "keeper runs in its own session")
+    eq(int(proc_status_field(b.init_pid, "PPid")), b.keeper_pid, "keeper is the init's parent")
     c.close()
     time.sleep(0.3)
     check(pid_alive(b.init_pid), "init died with the client")
@@ -804,6 +814,33 @@ def test_control_rejects_bad_requests(b):
     c = Client(b.state)
     eq(c.ok(STATE)[0], "running", "keeper fine after a bad client")
     finish(b, c)
+
+
+def raw_plan_error(b, data):
+    with open(os.path.join(b.state, "plan"), "wb") as f:
+        f.write(data)
+    r = subprocess.run([KEEPER, "create", "--state", b.state], capture_output=True, text=True, timeout=10)
+    eq(r.returncode, 1, "create exit status for %r" % data[:40])
+    return r.stderr.strip()
+
+
+def test_malformed_plans_rejected_with_record(b):
+    eq(raw_plan_error(b, b"id x\0"), 'plan: record 1 must be "version 1" (this keeper reads version 1)', "no version")
+    eq(raw_plan_error(b, b"version 2\0"), 'plan: record 1 must be "version 1" (this keeper reads version 1)', "version 2")
+    eq(raw_plan_error(b, b"version 1\0id x"), "plan: last record is not NUL-terminated", "unterminated")
+    eq(raw_plan_error(b, b"version 1\0id x\0id y\0"), "plan: record 3 (id): given twice", "repeated scalar")
+    eq(raw_plan_error(b, b"version 1\0id x\0memory_limit lots\0"),
+       "plan: record 3 (memory_limit): bad number or out of range", "bad number")
+    eq(raw_plan_error(b, b"version 1\0id x\0mount /proc\x1fproc\0"),
+       "plan: record 3 (mount): 2 fields, need at least 3", "short compound record")
+    eq(raw_plan_error(b, b"version 1\0id x\0rootfs relative\0"),
+       "plan: record 3 (rootfs): path must be absolute", "relative path")
+    eq(raw_plan_error(b, b"version 1\0id a/b\0rootfs /r\0arg x\0"),
+       "plan: id a/b: must be 1-76 of [A-Za-z0-9_.-]", "bad id")
+    eq(raw_plan_error(b, b"version 1\0id x\0rootfs /r\0"), "plan: no arg record (the process needs argv[0])", "no argv")
+    eq(raw_plan_error(b, b"version 1\0" + b"env A=B\0" * 5000),
+       "plan: record 4098 (env): too many entries", "list bound")
+    no_leftovers(b)
 
 
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
