@@ -191,15 +191,16 @@ static int enter_root(const char *root)
     return 0;
 }
 
-static int has_dev_tmpfs(const struct ctr_plan *p)
+/** /dev gets the default nodes unless the spec bind-mounts it from somewhere (then it is
+ *  someone else's /dev): the rule runc applies. */
+static int dev_is_bind(const struct ctr_plan *p)
 {
     for (size_t i = 0; i < p->mounts.n; i++) {
         const struct rec *r = &p->mounts.v[i];
-        if (!strcmp(r->f[0], "/dev") && strcmp(r->f[1], "bind")) {
-            int bind = 0;
-            for (size_t j = 3; j < r->n; j++) bind |= !strcmp(r->f[j], "bind") || !strcmp(r->f[j], "rbind");
-            if (!bind) return 1;
-        }
+        if (strcmp(r->f[0], "/dev") && strcmp(r->f[0], "/dev/")) continue;
+        if (!strcmp(r->f[1], "bind")) return 1;
+        for (size_t j = 3; j < r->n; j++)
+            if (!strcmp(r->f[j], "bind") || !strcmp(r->f[j], "rbind")) return 1;
     }
     return 0;
 }
@@ -215,7 +216,7 @@ int setup_rootfs(const struct ctr_plan *p)
     if (do_mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
     for (size_t i = 0; i < p->mounts.n; i++)
         if (mount_one(p, &p->mounts.v[i], p->rootfs) < 0) return -1;
-    if ((has_dev_tmpfs(p) || p->devices.n) && create_devices(p, p->rootfs) < 0) return -1;
+    if (!dev_is_bind(p) && create_devices(p, p->rootfs) < 0) return -1;
     return enter_root(p->rootfs);
 }
 

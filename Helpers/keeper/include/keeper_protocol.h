@@ -65,8 +65,9 @@
  *                                 passed as data, e.g. mode=755, newinstance, ptmxmode=0666).
  *                                 TYPE cgroup mounts the container's own cgroups there.
  *   device PATH US c|b|p US MAJOR US MINOR US MODE US UID US GID  [list] extra device nodes
- *                                 (the defaults null zero full random urandom tty are made
- *                                 whenever a non-bind mount is placed on /dev)
+ *                                 (the defaults null zero full random urandom tty, and
+ *                                 the fd, stdin, stdout, stderr, ptmx links, are made in
+ *                                 /dev unless a mount binds /dev from elsewhere, as runc)
  *   masked_path PATH              [list] /dev/null over files, read-only tmpfs over dirs
  *   readonly_path PATH            [list] bind-mounted on itself, remounted read-only
  *   cgroup_path REL               e.g. berth/default/ID; created under every hierarchy
