@@ -65,98 +65,111 @@ static int parse_opts(char *const *o, size_t n, struct mopts *m, const char *des
     return 0;
 }
 
-/** Joins root and an absolute container path; rejects ".." so a mount cannot leave root. */
-static int join(char *out, size_t n, const char *root, const char *dest, const char *step)
+/** A mount destination: its name for error lines and an O_PATH fd resolved in the root. */
+struct dest {
+    char shown[PATH_MAX];   /**< ROOTFS/DEST, for error lines */
+    char at[32];            /**< /proc/self/fd/N, for mount(2) */
+    int fd;
+};
+
+static int dest_open(struct dest *d, int rootfd, const char *root, const char *path, int create)
 {
-    if (dest[0] != '/') return kerr_set(step, dest, EINVAL);
-    for (const char *p = dest; (p = strstr(p, "..")); p += 2)
-        if ((p == dest || p[-1] == '/') && (p[2] == '/' || p[2] == 0))
-            return kerr_fmt("%s: %s: \"..\" not allowed in mount destinations", step, dest);
-    if ((size_t)snprintf(out, n, "%s%s", root, dest) >= n) return kerr_set(step, dest, ENAMETOOLONG);
+    if (path[0] != '/') return kerr_fmt("mount: %s: destination must be absolute", path);
+    if (spf(d->shown, sizeof d->shown, "%s%s", root, path) < 0) return kerr_set("mount", path, ENAMETOOLONG);
+    d->fd = open_in_root(rootfd, path, create, "create mount point", d->shown);
+    if (d->fd < 0) return -1;
+    fd_path(d->fd, d->at, sizeof d->at);
     return 0;
 }
 
-/** Makes the mount point: a file for a bind of a file, a directory otherwise. */
-static int make_target(const char *target, const char *src, int bind)
+/** After a mount, the old fd still names the directory underneath; remounts and
+ *  propagation changes must reach the new mount, so the path is resolved again. */
+static int dest_reopen(struct dest *d, int rootfd, const char *path)
 {
-    struct stat st;
-    if (bind && stat(src, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", target);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) { *slash = 0; if (mkdir_p(dir, 0755) < 0) return -1; }
-        int fd = xopen(target, O_WRONLY | O_CREAT, 0644);
-        if (fd < 0 && errno != EISDIR) return kerr_set("create mount point", target, errno);
-        xclose(&fd);
-        return 0;
-    }
-    return mkdir_p(target, 0755);
+    xclose(&d->fd);
+    d->fd = open_in_root(rootfd, path, ROOT_NO_CREATE, "reopen mount point", d->shown);
+    if (d->fd < 0) return -1;
+    fd_path(d->fd, d->at, sizeof d->at);
+    return 0;
 }
 
 /** mount(2) with an error line "mount TYPE on TARGET: reason" (step and path in one). */
-static int do_mount(const char *src, const char *target, const char *type, unsigned long fl,
-                    const char *data)
+static int do_mount(const char *src, const char *target, const char *shown, const char *type,
+                    unsigned long fl, const char *data)
 {
     if (mount(src, target, type, fl, data && *data ? data : NULL) == 0) return 0;
     int err = errno;
-    return kerr_fmt("mount %s on %s: %s", type ? type : (fl & MS_BIND ? "bind" : "-"), target, strerror(err));
+    return kerr_fmt("mount %s on %s: %s", type ? type : (fl & MS_BIND ? "bind" : "-"), shown, strerror(err));
 }
 
 /** A bind mount takes its flags only on a remount (mount(2): "Creating a bind mount"). */
-static int bind_mount(const char *src, const char *target, const struct mopts *m)
+static int bind_mount(const char *src, struct dest *d, int rootfd, const char *path, const struct mopts *m)
 {
-    if (do_mount(src, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0) return -1;
+    if (do_mount(src, d->at, d->shown, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0) return -1;
     unsigned long extra = m->flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
-    if (extra && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0)
-        return kerr_set("remount bind", target, errno);
+    if (!extra) return 0;
+    if (dest_reopen(d, rootfd, path) < 0) return -1;
+    if (mount(NULL, d->at, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0)
+        return kerr_set("remount bind", d->shown, errno);
     return 0;
 }
 
-static int set_propagation(const char *target, unsigned long prop)
+static int set_propagation(struct dest *d, int rootfd, const char *path, unsigned long prop)
 {
-    if (prop && mount(NULL, target, NULL, prop, NULL) < 0)
-        return kerr_set("set mount propagation", target, errno);
+    if (!prop) return 0;
+    if (dest_reopen(d, rootfd, path) < 0) return -1;
+    if (mount(NULL, d->at, NULL, prop, NULL) < 0) return kerr_set("set mount propagation", d->shown, errno);
     return 0;
 }
 
 /** type cgroup: the container's own cgroup directories, read-only if asked. */
-static int mount_cgroup(const struct ctr_plan *p, const char *target, const struct mopts *m)
+static int mount_cgroup(const struct ctr_plan *p, int rootfd, const char *path, struct dest *d,
+                        const struct mopts *m)
 {
-    if (p->cgroup_version == 2)
-        return do_mount("cgroup2", target, "cgroup2", m->flags, NULL);
-    char names[16][32], paths[16][512];
+    if (p->cgroup_version == 2) return do_mount("cgroup2", d->at, d->shown, "cgroup2", m->flags, NULL);
+    char names[16][32], paths[16][512], sub[PATH_MAX];
     int n = cgroup_v1_paths(names, paths, 16);
-    if (do_mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
-        return -1;
+    if (do_mount("tmpfs", d->at, d->shown, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0) return -1;
     for (int i = 0; i < n; i++) {
-        char sub[PATH_MAX];
-        snprintf(sub, sizeof sub, "%s/%s", target, names[i]);
-        if (mkdir_p(sub, 0755) < 0) return -1;
+        struct dest s;
+        if (spf(sub, sizeof sub, "%s/%s", path, names[i]) < 0) return kerr_set("mount cgroup", path, ENAMETOOLONG);
+        if (dest_open(&s, rootfd, p->rootfs, sub, ROOT_CREATE_DIR) < 0) return -1;
         struct mopts b = *m;
         b.flags |= MS_NOSUID | MS_NODEV | MS_NOEXEC;
-        if (bind_mount(paths[i], sub, &b) < 0) return -1;
+        int rc = bind_mount(paths[i], &s, rootfd, sub, &b);
+        xclose(&s.fd);
+        if (rc < 0) return -1;
     }
     /* The tmpfs itself becomes read-only last, as the bind mounts live under it. */
-    if ((m->flags & MS_RDONLY) &&
-        mount(NULL, target, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-        return kerr_set("remount cgroup tmpfs read-only", target, errno);
+    if (!(m->flags & MS_RDONLY)) return 0;
+    if (dest_reopen(d, rootfd, path) < 0) return -1;
+    if (mount(NULL, d->at, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return kerr_set("remount cgroup tmpfs read-only", d->shown, errno);
     return 0;
 }
 
-static int mount_one(const struct ctr_plan *p, const struct rec *r, const char *root)
+static int is_file(const char *src)
 {
-    const char *dest = r->f[0], *type = r->f[1], *src = r->f[2];
-    char target[PATH_MAX];
+    struct stat st;
+    return stat(src, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
+static int mount_one(const struct ctr_plan *p, const struct rec *r, int rootfd)
+{
+    const char *path = r->f[0], *type = r->f[1], *src = r->f[2];
     struct mopts m;
-    if (join(target, sizeof target, root, dest, "mount") < 0) return -1;
-    if (parse_opts(r->f + 3, r->n - 3, &m, dest) < 0) return -1;
+    struct dest d;
+    if (parse_opts(r->f + 3, r->n - 3, &m, path) < 0) return -1;
     int bind = (m.flags & MS_BIND) || !strcmp(type, "bind");
-    if (make_target(target, src, bind) < 0) return -1;
+    if (dest_open(&d, rootfd, p->rootfs, path, bind && is_file(src) ? ROOT_CREATE_FILE : ROOT_CREATE_DIR) < 0)
+        return -1;
     int rc;
-    if (bind) rc = bind_mount(src, target, &m);
-    else if (!strcmp(type, "cgroup")) rc = mount_cgroup(p, target, &m);
-    else rc = do_mount(src, target, type, m.flags, m.data);
-    return rc < 0 ? -1 : set_propagation(target, m.prop);
+    if (bind) rc = bind_mount(src, &d, rootfd, path, &m);
+    else if (!strcmp(type, "cgroup")) rc = mount_cgroup(p, rootfd, path, &d, &m);
+    else rc = do_mount(src, d.at, d.shown, type, m.flags, m.data);
+    if (rc == 0) rc = set_propagation(&d, rootfd, path, m.prop);
+    xclose(&d.fd);
+    return rc;
 }
 
 /** The rootfs mounts (overlay or bind) go on the rootfs directory itself. */
@@ -167,8 +180,8 @@ static int mount_rootfs_layers(const struct ctr_plan *p)
         struct mopts m;
         if (parse_opts(r->f + 2, r->n - 2, &m, p->rootfs) < 0) return -1;
         int bind = !strcmp(r->f[0], "bind") || (m.flags & MS_BIND);
-        int rc = bind ? bind_mount(r->f[1], p->rootfs, &(struct mopts){ MS_BIND | MS_REC, 0, "" })
-                      : do_mount(r->f[1], p->rootfs, r->f[0], m.flags, m.data);
+        int rc = bind ? do_mount(r->f[1], p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL)
+                      : do_mount(r->f[1], p->rootfs, p->rootfs, r->f[0], m.flags, m.data);
         if (rc < 0) return -1;
     }
     return 0;
@@ -213,11 +226,15 @@ int setup_rootfs(const struct ctr_plan *p)
         return kerr_set("make mounts private", "/", errno);
     if (mount_rootfs_layers(p) < 0) return -1;
     /* pivot_root(2) needs new_root to be a mount point. */
-    if (do_mount(p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
-    for (size_t i = 0; i < p->mounts.n; i++)
-        if (mount_one(p, &p->mounts.v[i], p->rootfs) < 0) return -1;
-    if (!dev_is_bind(p) && create_devices(p, p->rootfs) < 0) return -1;
-    return enter_root(p->rootfs);
+    if (do_mount(p->rootfs, p->rootfs, p->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+    /* Opened after the bind, so paths resolved from it are on the new mount. */
+    int rootfd = xopen(p->rootfs, O_PATH | O_DIRECTORY, 0);
+    if (rootfd < 0) return kerr_set("open rootfs", p->rootfs, errno);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < p->mounts.n; i++) rc = mount_one(p, &p->mounts.v[i], rootfd);
+    if (rc == 0 && !dev_is_bind(p)) rc = create_devices(p, rootfd);
+    close(rootfd);
+    return rc < 0 ? -1 : enter_root(p->rootfs);
 }
 
 /** Masks: /dev/null over a file, an empty read-only tmpfs over a directory; a path that

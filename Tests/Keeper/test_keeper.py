@@ -843,6 +843,18 @@ def test_malformed_plans_rejected_with_record(b):
     no_leftovers(b)
 
 
+def test_symlink_in_image_cannot_redirect_mounts(b):
+    host_dir = os.path.join(b.dir, "host-side")
+    os.makedirs(host_dir)
+    os.symlink(host_dir, os.path.join(b.rootfs, "escape"))          # absolute, to a host path
+    os.symlink("../../../../../../..", os.path.join(b.rootfs, "up"))  # climbs out
+    c, o, e = run_simple(b, ["sh", "-c", "grep -c ' /in ' /proc/self/mountinfo; ls -d %s/sub" % host_dir],
+                         extra=[("mount", ["/escape/sub", "tmpfs", "tmpfs"]), ("mount", ["/up/in", "tmpfs", "tmpfs"])])
+    eq(collect(o), ("1\n%s/sub\n" % host_dir).encode(), "mounts landed inside the rootfs")
+    eq(os.listdir(host_dir), [], "nothing created in the host directory")
+    finish(b, c)
+
+
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
 
 RUNC = shutil.which("runc") or "/usr/bin/runc"

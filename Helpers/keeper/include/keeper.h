@@ -123,8 +123,15 @@ void child_fail(int sync_fd) __attribute__((noreturn));
 int setup_rootfs(const struct ctr_plan *p);
 /** Masked and read-only paths and the read-only root, after pivot_root. */
 int finish_rootfs(const struct ctr_plan *p);
-/** Creates the default and the plan's device nodes under ROOT/dev. */
-int create_devices(const struct ctr_plan *p, const char *root);
+/** How open_in_root treats a missing path. */
+enum { ROOT_NO_CREATE, ROOT_CREATE_DIR, ROOT_CREATE_FILE };
+/** Opens (O_PATH) an absolute container path below rootfd, symlinks resolved as if rootfd
+ *  were "/", creating what is missing; errors read "step: shown: reason" (resolve.c). */
+int open_in_root(int rootfd, const char *path, int create, const char *step, const char *shown);
+/** "/proc/self/fd/N": a name for an O_PATH fd that mount(2) and friends accept. */
+void fd_path(int fd, char *out, size_t n);
+/** Creates the default and the plan's device nodes in the rootfs's /dev. */
+int create_devices(const struct ctr_plan *p, int rootfd);
 /** Applies the capability sets and switches user (caps.c). */
 int apply_user_and_caps(const struct proc_plan *p);
 /** Builds and loads the seccomp filter; no-op without seccomp_default. */
