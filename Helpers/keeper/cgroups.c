@@ -35,7 +35,7 @@ static long long last_oom_kills;
 
 /** v1 controllers the container joins; cpuset is left out because a new cpuset cgroup is
  *  empty (cpuset.cpus, cpuset.mems) and would refuse tasks. */
-static const char *const v1_wanted[] = { "memory", "cpu", "cpuacct", "pids", "freezer", "blkio" };
+static const char *const v1_wanted[] = { "memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "devices" };
 
 static int has_ctrl(const char *list, const char *c)
 {
@@ -193,6 +193,30 @@ int cgroup_create(const struct ctr_plan *p)
 }
 
 int cgroup_enabled(void) { return nhier > 0; }
+
+/** device_rule allow|deny TYPE MAJOR MINOR ACCESS -> "TYPE MAJOR:MINOR ACCESS" in
+ *  devices.allow or devices.deny, in plan order (cgroup-v1/devices.rst). Applied after the
+ *  init made its /dev nodes, as runc sets resources after the rootfs is ready. */
+int cgroup_devices(const struct ctr_plan *p)
+{
+    char line[128];
+    if (!p->device_rules.n || !nhier) return 0;
+    if (version == 2) {
+        /* v2 device control needs a BPF_PROG_TYPE_CGROUP_DEVICE program: not implemented. */
+        fprintf(stderr, "keeper: cgroup v2: %zu device rules NOT enforced\n", p->device_rules.n);
+        return 0;
+    }
+    for (size_t i = 0; i < p->device_rules.n; i++) {
+        char *const *f = p->device_rules.v[i].f;
+        int allow = !strcmp(f[0], "allow");
+        if ((!allow && strcmp(f[0], "deny")) || strspn(f[1], "acb") != 1 || f[1][1] ||
+            strspn(f[4], "rwm") != strlen(f[4]) || !f[4][0])
+            return kerr_fmt("device_rule: %s %s %s %s %s: bad rule", f[0], f[1], f[2], f[3], f[4]);
+        snprintf(line, sizeof line, "%s %s:%s %s", f[1], f[2][0] ? f[2] : "*", f[3][0] ? f[3] : "*", f[4]);
+        if (knob("devices", allow ? "devices.allow" : "devices.deny", line) < 0) return -1;
+    }
+    return 0;
+}
 
 int cgroup_add(pid_t pid)
 {

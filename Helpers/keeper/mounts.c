@@ -276,8 +276,24 @@ static int readonly_path(const char *path)
     return 0;
 }
 
+/** net.ipv4.ip_forward -> /proc/sys/net/ipv4/ip_forward (sysctl(8)); written before the
+ *  read-only paths make /proc/sys read-only, as runc orders it. */
+static int apply_sysctls(const struct ctr_plan *p)
+{
+    char path[PATH_MAX];
+    for (size_t i = 0; i < p->sysctls.n; i++) {
+        const char *key = p->sysctls.v[i].f[0];
+        if (strchr(key, '/') || !*key) return kerr_fmt("sysctl: %s: not a sysctl name", key);
+        if (spf(path, sizeof path, "/proc/sys/%s", key) < 0) return kerr_set("sysctl", key, ENAMETOOLONG);
+        for (char *c = path + 10; *c; c++) if (*c == '.') *c = '/';
+        if (write_file("sysctl", path, p->sysctls.v[i].f[1]) < 0) return -1;
+    }
+    return 0;
+}
+
 int finish_rootfs(const struct ctr_plan *p)
 {
+    if (apply_sysctls(p) < 0) return -1;
     for (size_t i = 0; i < p->readonly.n; i++)
         if (readonly_path(p->readonly.v[i]) < 0) return -1;
     for (size_t i = 0; i < p->masked.n; i++)

@@ -43,7 +43,7 @@ static const struct key keys[] = {
     C("runtime_root", K_PATH, runtime_root), C("oci_bundle", K_PATH, oci_bundle),
     CR("rootfs_mount", rootfs_mounts, 2), CR("mount", mounts, 3), CR("device", devices, 7),
     CR("uid_map", uid_maps, 3), CR("gid_map", gid_maps, 3),
-    CR("seccomp_rule", seccomp_rules, 3), C("masked_path", K_LIST, masked),
+    CR("seccomp_rule", seccomp_rules, 3), CR("sysctl", sysctls, 2), CR("device_rule", device_rules, 5), C("masked_path", K_LIST, masked),
     C("readonly_path", K_LIST, readonly), C("seccomp_arch", K_LIST, seccomp_archs),
     C("namespace", K_NS, ns_new),
     CN("memory_limit", memory_limit, -1, INT64_MAX), CN("memory_swap", memory_swap, -1, INT64_MAX),
@@ -316,7 +316,7 @@ void plan_free_container(struct ctr_plan *p)
 {
     plan_free_process(&p->proc);
     struct recv *rs[] = { &p->rootfs_mounts, &p->mounts, &p->devices, &p->uid_maps,
-                          &p->gid_maps, &p->seccomp_rules };
+                          &p->gid_maps, &p->seccomp_rules, &p->sysctls, &p->device_rules };
     for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) free_recs(rs[i]);
     free(p->masked.v);
     free(p->readonly.v);

@@ -154,6 +154,7 @@ static int finish_spawn(struct keeper *k, struct kproc *p, pid_t pid, int sync_f
     if (rc == 0) rc = cgroup_add(pid);
     if (rc == 0 && send_byte(sync_fd, SYNC_GO) < 0) rc = kerr_set("sync", "go", errno);
     if (rc == 0) rc = await_ready(p, sync_fd, terminal);
+    if (rc == 0 && is_init) rc = cgroup_devices(c);
     if (rc < 0) {
         kill(pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}

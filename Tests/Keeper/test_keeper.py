@@ -855,6 +855,23 @@ def test_symlink_in_image_cannot_redirect_mounts(b):
     finish(b, c)
 
 
+def test_device_rules_v1(b):
+    c, o, e = run_simple(b, ["sh", "-c", "head -c1 /dev/zero > /dev/null; echo zero=$?; echo x > /dev/null; echo null=$?"],
+                         extra=[("device_rule", ["deny", "a", "", "", "rwm"]),
+                                ("device_rule", ["allow", "c", "1", "3", "rwm"])])
+    eq(collect(o), b"zero=1\nnull=0\n", "device access under the rules")
+    with open("/sys/fs/cgroup/devices/%s/%s/devices.list" % (CG_PARENT, b.id)) as f:
+        eq(f.read(), "c 1:3 rwm\n", "devices.list")
+    finish(b, c)
+
+
+def test_sysctl_written_before_proc_sys_readonly(b):
+    c, o, e = run_simple(b, ["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni"],
+                         extra=[("sysctl", ["net.ipv4.ip_forward", "1"]), ("sysctl", ["kernel.shmmni", "1234"])])
+    eq(collect(o), b"1\n1234\n", "sysctls in the new net and ipc namespaces")
+    finish(b, c)
+
+
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
 
 RUNC = shutil.which("runc") or "/usr/bin/runc"

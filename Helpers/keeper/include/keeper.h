@@ -82,6 +82,7 @@ struct ctr_plan {
     int ns_new[NS_COUNT];            /**< 1: new namespace of this kind */
     const char *ns_path[NS_COUNT];   /**< join this one instead */
     struct recv rootfs_mounts, mounts, devices, uid_maps, gid_maps, seccomp_rules;
+    struct recv sysctls, device_rules;
     struct strv masked, readonly, seccomp_archs;
     struct rec seccomp_default;      /**< n == 0: no seccomp */
     int64_t memory_limit, memory_swap, cpu_shares, cpu_quota, cpu_period, pids_limit;
@@ -151,6 +152,8 @@ int cgroup_freeze(int frozen);
 int cgroup_frozen(void);
 /** Reads up to max pids from cgroup.procs; returns the count or -1. */
 int cgroup_pids(pid_t *pids, int max);
+/** Writes the plan's device_rule records (v1 devices.allow/deny). */
+int cgroup_devices(const struct ctr_plan *p);
 /** Removes the directories cgroup_create made (retries while busy). */
 int cgroup_remove(void);
 /** An fd that becomes readable on OOM (eventfd v1, inotify v2), or -1. */
