@@ -400,6 +400,11 @@ def test_exec_own_status_and_stdio(b):
     pid = c.ok(EXEC, "e1", xplan)
     xo, xe = open_reader(xout), open_reader(xerr)
     eq(c.ok(STATE)[5:7], ["e1", "created"], "exec state before start")
+    for ns in ("mnt", "pid", "uts", "ipc", "net", "cgroup"):
+        eq(os.readlink("/proc/%s/ns/%s" % (pid[0], ns)), os.readlink("/proc/%d/ns/%s" % (b.init_pid, ns)),
+           "exec's %s namespace" % ns)
+    with open("/sys/fs/cgroup/memory/%s/%s/cgroup.procs" % (CG_PARENT, b.id)) as f:
+        check(pid[0] in f.read().split(), "exec process in the container's cgroup")
     c.ok(START, "e1")
     ev = c.event(EV_EXIT, exec_id="e1")
     check(ev is not None, "no exit event for e1")
@@ -869,6 +874,39 @@ def test_sysctl_written_before_proc_sys_readonly(b):
     c, o, e = run_simple(b, ["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/shmmni"],
                          extra=[("sysctl", ["net.ipv4.ip_forward", "1"]), ("sysctl", ["kernel.shmmni", "1234"])])
     eq(collect(o), b"1\n1234\n", "sysctls in the new net and ipc namespaces")
+    finish(b, c)
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_exec_cycles_leak_nothing(b):
+    c, o, e = run_simple(b, ["sleep", "100"])
+    xplan = os.path.join(b.dir, "exec.plan")
+
+    def cycle(i):
+        xout = os.path.join(b.dir, "xo%d" % i)
+        os.mkfifo(xout)
+        process_records(Plan(), ["echo", "n%d" % i], stdout=xout).write(xplan)
+        c.ok(EXEC, "c%d" % i, xplan)
+        fd = open_reader(xout)
+        c.ok(START, "c%d" % i)
+        eq(collect(fd), ("n%d\n" % i).encode(), "exec output")
+        os.close(fd)
+        check(c.event(EV_EXIT, exec_id="c%d" % i) is not None, "exit of c%d" % i)
+        c.ok(ACK_EXIT, "c%d" % i)
+        c.ok(DELETE, "c%d" % i, "0")
+        os.unlink(xout)
+
+    c.ok(SUBSCRIBE)
+    cycle(0)
+    base = fd_count(b.keeper_pid)
+    for i in range(1, 150):  # more than KEEPER_MAX_EXECS: slots must be reused
+        cycle(i)
+    eq(fd_count(b.keeper_pid), base, "keeper fds after 150 exec cycles")
+    eq(len(c.ok(STATE)), 5, "no exec left in STATE")
+    eq(os.listdir(os.path.join(b.state, "exits")), [], "no exit files left after ACK")
     finish(b, c)
 
 
