@@ -138,9 +138,12 @@
  * EXEC_ID "" names the container's init.
  *
  *   request       fields                         OK reply fields
- *   START         exec_id                        pid
+ *   START         exec_id                        pid    replies once execve succeeded;
+ *                                                       waits at most 10 s (native mode)
  *   KILL          exec_id signal all(0|1)        -      all=1: every process in the cgroup
  *   EXEC          exec_id plan_path              pid    process set up, waiting for START
+ *                                                       (mode oci: pid 0; runc exec runs at
+ *                                                       START, whose reply has the pid)
  *   RESIZE        exec_id width height           -
  *   CLOSE_STDIN   exec_id                        -      the process then reads EOF
  *   PAUSE / RESUME                               -      freezer
@@ -163,7 +166,22 @@
  *   EVENT_EXIT    exec_id pid exit_status exited_at(SEC.NSEC)
  *   EVENT_OOM     -
  * status is one of created running paused stopped. exit_status is 0-255 for a normal
- * exit and 128+N for death by signal N (as containerd reports it).
+ * exit and 128+N for death by signal N (as containerd reports it). Numbers are decimal
+ * strings. exited_at is "" while a process runs.
+ *
+ * Worked example (little-endian x86_64; | separates parts):
+ *   KILL init with SIGTERM, tag 7:  02 00 00 00 | 07 00 00 00 | 00 | "15" 00 | "0" 00
+ *   reply:                          64 00 00 00 | 07 00 00 00            (REPLY_OK)
+ *   after the exit, a failing one:  65 00 00 00 | 07 00 00 00 | "not_found" 00 |
+ *                                   "process already finished" 00        (REPLY_ERROR)
+ *   STATE reply with one exec:      64 00 00 00 | tag | "running" 00 "4242" 00 "0" 00 00
+ *                                   "0" 00 | "e1" 00 "stopped" 00 "4250" 00 "5" 00
+ *                                   "1764550000.123456789" 00
+ *   EVENT_EXIT of that exec:        c8 00 00 00 | 00 00 00 00 | "e1" 00 "4250" 00 "5" 00
+ *                                   "1764550000.123456789" 00
+ * A typical berthd session: connect, SUBSCRIBE (receive pending EVENT_EXITs and ACK_EXIT
+ * each once recorded), START "", later EVENT_EXIT "", ACK_EXIT "", DELETE "" 0; the keeper
+ * replies and then closes every connection and exits.
  *
  * ==========================================================================================
  * 4. Exits and stdio
