@@ -20,8 +20,8 @@ char kerr[512];
 
 int kerr_set(const char *step, const char *path, int err)
 {
-    snprintf(kerr, sizeof kerr, "%s: %s: %s", step, path ? path : "-", strerror(err));
-    return -1;
+    /* Through vsnprintf: a long path is cut at sizeof kerr, which is what is wanted. */
+    return kerr_fmt("%s: %s: %s", step, path ? path : "-", strerror(err));
 }
 
 int kerr_fmt(const char *fmt, ...)
