@@ -446,7 +446,6 @@ def test_pause_resume_freezes(b):
     c.ok(PAUSE)
     eq(freezer_state(b), "FROZEN", "freezer.state after PAUSE")
     eq(c.ok(STATE)[0], "paused", "status after PAUSE")
-    t1 = os.times()
     with open("/proc/%d/stat" % b.init_pid) as f:
         u1 = int(f.read().rsplit(")", 1)[1].split()[11])
     time.sleep(0.3)
@@ -456,7 +455,6 @@ def test_pause_resume_freezes(b):
     c.ok(RESUME)
     eq(freezer_state(b), "THAWED", "freezer.state after RESUME")
     eq(c.ok(STATE)[0], "running", "status after RESUME")
-    del t1
     finish(b, c)
 
 
@@ -622,11 +620,23 @@ def test_pty_tty_and_output(b):
 def test_user_namespace_maps(b):
     uid_base = 200000
     os.chown(b.rootfs, uid_base, uid_base)
-    c, o, e = run_simple(b, ["sh", "-c", "id -u; cat /proc/self/uid_map"],
+    c, o, e = run_simple(b, ["sh", "-c", "id -u; cat /proc/self/uid_map; sleep 100"],
                          extra=[("namespace", ["user"]), ("uid_map", ["0", uid_base, "65536"]),
                                 ("gid_map", ["0", uid_base, "65536"])])
-    out = collect(o).split()
+    out = b"".join(collect_line(o) for _ in range(2)).split()
     eq(out, [b"0", b"0", str(uid_base).encode(), b"65536"], "uid inside and the map")
+    with open("/proc/%d/status" % b.init_pid) as f:
+        check("Uid:\t%d\t" % uid_base in f.read(), "init runs as host uid %d" % uid_base)
+    xout = b.fifo("xout")
+    xplan = os.path.join(b.dir, "exec.plan")
+    process_records(Plan(), ["sh", "-c", "id -u; grep -q sleep /proc/1/cmdline && echo sees-init"],
+                    stdout=xout, uid=7).write(xplan)
+    c.ok(EXEC, "u1", xplan)
+    xo = open_reader(xout)
+    c.ok(SUBSCRIBE)
+    c.ok(START, "u1")
+    eq(c.event(EV_EXIT, exec_id="u1")[2], "0", "exec exit in the user namespace")
+    eq(collect(xo), b"7\nsees-init\n", "exec uid inside and the shared pid namespace")
     finish(b, c)
 
 
