@@ -116,6 +116,20 @@ static int prepare(struct keeper *k)
     return 0;
 }
 
+/** After a failed create: whatever exists of the container goes (the error line is kept
+ *  by the caller). runc removes what a failed `runc create` made; delete --force covers a
+ *  container it left behind (a timeout, a failure after create). */
+static void undo_create(struct keeper *k)
+{
+    if (k->plan.oci) {
+        oci_simple(k, "delete", "--force", NULL);
+    } else if (k->procs[0].pid > 0) {
+        kill(k->procs[0].pid, SIGKILL);
+        while (waitpid(k->procs[0].pid, NULL, 0) < 0 && errno == EINTR) {}
+        cgroup_remove();
+    }
+}
+
 /** The daemonized keeper: create the container, report, serve until DELETE. */
 static void keeper_main(struct keeper *k)
 {
@@ -132,8 +146,8 @@ static void keeper_main(struct keeper *k)
     if (rc == 0) rc = write_pid_file(k->dir, "keeper.pid", getpid());
     if (rc == 0) rc = write_pid_file(k->dir, "init.pid", k->procs[0].pid);
     if (rc < 0) {
-        if (k->procs[0].pid > 0) { kill(k->procs[0].pid, SIGKILL); cgroup_remove(); }
         snprintf(line, sizeof line, "e%s\n", kerr);
+        undo_create(k);
         xwrite_all(keeper_report_fd, line, strlen(line));
         _exit(1);
     }
