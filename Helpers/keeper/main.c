@@ -178,10 +178,42 @@ static int read_report(int fd, char *buf, size_t n)
     return got > 0 ? 0 : -1;
 }
 
+/** Forks the keeper off: fork, setsid, fork. Returns the first child's pid. */
+static pid_t spawn_keeper(int pp[2])
+{
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    close(pp[0]);
+    keeper_report_fd = pp[1];
+    /* Second fork after setsid: the keeper is no session leader, so it can never gain a
+     * controlling terminal, and its parent is whatever reaps orphans, not berthd. */
+    if (setsid() < 0 || (pid = fork()) < 0) _exit(1);
+    if (pid > 0) _exit(0);
+    keeper_main(&K);
+    _exit(1);
+}
+
+/** Prints what the keeper reported: "PID" on stdout (0) or the error line (1). */
+static int relay_report(int fd, const char *dir)
+{
+    char report[sizeof kerr + 16];
+    if (read_report(fd, report, sizeof report) < 0 || (report[0] != 'o' && report[0] != 'e'))
+        spf(report, sizeof report, "ekeeper: %s: exited without a report", dir);
+    if (report[0] == 'o') {
+        printf("%s\n", report + 1);
+        return 0;
+    }
+    /* EOF means the keeper and the init are gone: nothing is left when we return. */
+    char rest[64];
+    while (xread(fd, rest, sizeof rest) > 0) {}
+    fprintf(stderr, "%s\n", report + 1);
+    save_error(dir, report + 1);
+    return 1;
+}
+
 static int run_create(const char *state)
 {
     static char dir[PATH_MAX], plan[PATH_MAX + 8];
-    char report[sizeof kerr + 16];
     int pp[2];
     if (!realpath(state, dir)) { fprintf(stderr, "state directory: %s: %s\n", state, strerror(errno)); return 1; }
     K.dir = dir;
@@ -192,31 +224,11 @@ static int run_create(const char *state)
         return 1;
     }
     if (pipe2(pp, O_CLOEXEC) < 0) { fprintf(stderr, "pipe: report: %s\n", strerror(errno)); return 1; }
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pp[0]);
-        keeper_report_fd = pp[1];
-        /* Second fork after setsid: the keeper is no session leader, so it can never gain a
-         * controlling terminal, and its parent is whatever reaps orphans, not berthd. */
-        if (setsid() < 0 || (pid = fork()) < 0) _exit(1);
-        if (pid > 0) _exit(0);
-        keeper_main(&K);
-    }
+    pid_t pid = spawn_keeper(pp);
     close(pp[1]);
     if (pid < 0) { fprintf(stderr, "fork: keeper: %s\n", strerror(errno)); return 1; }
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-    if (read_report(pp[0], report, sizeof report) < 0 || (report[0] != 'o' && report[0] != 'e'))
-        spf(report, sizeof report, "ekeeper: %s: exited without a report", dir);
-    if (report[0] == 'e') {
-        /* EOF means the keeper and the init are gone: nothing is left when we return. */
-        char rest[64];
-        while (xread(pp[0], rest, sizeof rest) > 0) {}
-        fprintf(stderr, "%s\n", report + 1);
-        save_error(dir, report + 1);
-        return 1;
-    }
-    printf("%s\n", report + 1);
-    return 0;
+    return relay_report(pp[0], dir);
 }
 
 /** fds berthd's posix_spawn let through (Swift does not mark every fd close-on-exec) must

@@ -190,19 +190,20 @@ static void child_reset_signals(void)
     xclose(&keeper_report_fd);
 }
 
-int keeper_create_native(struct keeper *k)
+/** Removes the cgroups after a failure without losing that failure's error line. */
+static void cgroup_remove_quietly(void)
 {
-    struct kproc *p = &k->procs[0];
-    int sv[2], child[3];
-    memset(p, 0, sizeof *p);
-    proc_reset(p);
-    p->used = 1;
-    if (cgroup_create(&k->plan) < 0) return -1;
-    if (keeper_stdio_prepare(p, &k->plan.proc, child) < 0) return cgroup_remove(), -1;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return close_child_fds(child), close_streams(p), cgroup_remove(), kerr_set("socketpair", "sync", errno);
-    /* Raw clone with fork semantics (no new stack): the keeper is single-threaded, and the
-     * child is pid 1 of the new pid namespace (clone(2), pid_namespaces(7)). */
+    char keep[sizeof kerr];
+    memcpy(keep, kerr, sizeof keep);
+    cgroup_remove();
+    memcpy(kerr, keep, sizeof kerr);
+}
+
+/** Raw clone with fork semantics (no new stack): the keeper is single-threaded, and the
+ *  child is pid 1 of the new pid namespace (clone(2), pid_namespaces(7)). The child's
+ *  ends of the sync socket and of stdio are closed here in the keeper. */
+static pid_t clone_init(struct keeper *k, int sv[2], int child[3])
+{
     pid_t pid = (pid_t)syscall(SYS_clone, clone_flags(&k->plan) | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         child_reset_signals();
@@ -213,19 +214,27 @@ int keeper_create_native(struct keeper *k)
     int err = errno;
     close(sv[1]);
     close_child_fds(child);
-    if (pid < 0) {
-        close(sv[0]);
-        close_streams(p);
-        cgroup_remove();
-        return kerr_set("clone", "container init", err);
+    if (pid < 0) { close(sv[0]); return kerr_set("clone", "container init", err); }
+    return pid;
+}
+
+int keeper_create_native(struct keeper *k)
+{
+    struct kproc *p = &k->procs[0];
+    int sv[2], child[3];
+    memset(p, 0, sizeof *p);
+    proc_reset(p);
+    p->used = 1;
+    if (cgroup_create(&k->plan) < 0) return -1;
+    if (keeper_stdio_prepare(p, &k->plan.proc, child) < 0) return cgroup_remove_quietly(), -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        kerr_set("socketpair", "sync", errno);
+        return close_child_fds(child), close_streams(p), cgroup_remove_quietly(), -1;
     }
-    if (finish_spawn(k, p, pid, sv[0], k->plan.proc.terminal, 1) < 0) {
-        char keep[sizeof kerr];
-        memcpy(keep, kerr, sizeof keep);
-        cgroup_remove();
-        memcpy(kerr, keep, sizeof kerr);
-        return -1;
-    }
+    pid_t pid = clone_init(k, sv, child);
+    if (pid < 0) close_streams(p);
+    if (pid < 0 || finish_spawn(k, p, pid, sv[0], k->plan.proc.terminal, 1) < 0)
+        return cgroup_remove_quietly(), -1;
     return 0;
 }
 
