@@ -645,6 +645,7 @@ def test_oom_event(b):
                          extra=[("memory_limit", ["16777216"]), ("memory_swap", ["16777216"])])
     ev = c.event(EV_OOM, timeout=15)
     check(ev is not None, "no OOM event")
+    check(int(c.ok(STATE)[4]) >= 1, "oom_count in STATE")
     finish(b, c)
 
 
@@ -918,6 +919,25 @@ def test_exec_cycles_leak_nothing(b):
     eq(len(c.ok(STATE)), 5, "no exec left in STATE")
     eq(os.listdir(os.path.join(b.state, "exits")), [], "no exit files left after ACK")
     finish(b, c)
+
+
+def test_latency_true_container(b):
+    """create + start + exit + delete of `true`, 15 times; prints the median."""
+    times = []
+    for i in range(15):
+        x = b if i == 0 else Bundle(os.path.dirname(b.dir))
+        t0 = time.time()
+        x.create(container_plan(x, ["true"]))
+        c = Client(x.state)
+        c.ok(SUBSCRIBE)
+        c.ok(START, "")
+        eq(c.event(EV_EXIT)[2], "0", "exit of true")
+        c.ok(DELETE, "", "0")
+        times.append(time.time() - t0)
+        check(wait_gone(x.keeper_pid), "keeper gone")
+    times.sort()
+    print("    create+start+exit+delete of `true`: median %.1f ms, min %.1f, max %.1f" %
+          (times[7] * 1000, times[0] * 1000, times[-1] * 1000))
 
 
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
