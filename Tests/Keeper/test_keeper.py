@@ -24,7 +24,7 @@ KEEPER = None
 US = "\x1f"
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "echo", "sleep", "cat", "hostname", "id", "ls", "true", "false", "touch",
-           "mkdir", "chown", "tty", "head", "tr", "stat", "grep", "dd", "stty", "wc"]
+           "mkdir", "chown", "tty", "head", "tr", "stat", "grep", "dd", "stty", "wc", "readlink"]
 CG_PARENT = "berth-keeper-test"
 
 # Message types (keeper_protocol.h enum keeper_msg_type).
@@ -940,6 +940,20 @@ def test_latency_true_container(b):
           (times[7] * 1000, times[0] * 1000, times[-1] * 1000))
 
 
+def test_network_host_or_new(b):
+    host_net = os.readlink("/proc/self/ns/net").encode()
+    c, o, e = run_simple(b, ["readlink", "/proc/self/ns/net"], drop=["namespace"],
+                         extra=[("namespace", [n]) for n in ("mount", "pid", "uts", "ipc")])
+    eq(collect(o).strip(), host_net, "no network record: the host's network namespace")
+    finish(b, c)
+    b2 = Bundle(os.path.dirname(b.dir))
+    c, o, e = run_simple(b2, ["sh", "-c", "readlink /proc/self/ns/net; cat /proc/net/dev | wc -l"])
+    lines = collect(o).split(b"\n")
+    check(lines[0] != host_net, "namespace network: a new one")
+    eq(lines[1], b"3", "a new network namespace has only lo (2 header lines + lo)")
+    finish(b2, c)
+
+
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
 
 RUNC = shutil.which("runc") or "/usr/bin/runc"
@@ -1054,6 +1068,30 @@ def test_oci_pty(b):
     oci_finish(b, c)
 
 
+def cleanup_after_failure(b):
+    """A failed test may leave its container: DELETE it, or kill and remove by hand."""
+    if not b.keeper_pid or not pid_alive(b.keeper_pid):
+        return
+    try:
+        Client(b.state).call(DELETE, "", "1", timeout=5)
+    except Exception:
+        pass
+    if wait_gone(b.keeper_pid, 2):
+        return
+    for pid in (b.keeper_pid, getattr(b, "init_pid", 0)):
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    time.sleep(0.2)
+    for d in b.cgroup_dirs():
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
+
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_") and k != "test_pss_20_keepers"]
 
 
@@ -1078,8 +1116,7 @@ def main():
         except Exception as ex:  # a failed check or an unexpected error both fail the test
             failed += 1
             print("FAIL %s: %s: %s" % (t.__name__, type(ex).__name__, ex))
-            if b.keeper_pid and pid_alive(b.keeper_pid):
-                os.kill(b.keeper_pid, signal.SIGKILL)
+            cleanup_after_failure(b)
     if not filters or any(f in "test_pss_20_keepers" for f in filters):
         try:
             test_pss_20_keepers(root)
@@ -1089,6 +1126,11 @@ def main():
             failed += 1
             print("FAIL test_pss_20_keepers: %s: %s" % (type(ex).__name__, ex))
     shutil.rmtree(root, ignore_errors=True)
+    for h in os.listdir("/sys/fs/cgroup"):  # the shared parent the tests used
+        try:
+            os.rmdir(os.path.join("/sys/fs/cgroup", h, CG_PARENT))
+        except OSError:
+            pass
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
