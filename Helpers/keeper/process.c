@@ -21,6 +21,8 @@
 
 /** How long START waits for the process to execve. */
 #define START_TIMEOUT_MS 10000
+/** How long creating a process (namespaces, mounts, caps) may take. */
+#define SETUP_TIMEOUT_MS 30000
 
 int keeper_report_fd = -1;
 
@@ -108,11 +110,16 @@ static void close_streams(struct kproc *p)
     xclose(&p->pty);
 }
 
-/** Waits for READY (with the pty master, if any) or an error line from the child. */
+/** Waits for READY (with the pty master, if any) or an error line from the child. Bounded:
+ *  a mount that hangs (a dead NFS server, a stuck FUSE daemon) must not stall the keeper's
+ *  loop, which also carries the other processes' stdio. */
 static int await_ready(struct kproc *p, int sync_fd, int terminal)
 {
     char buf[sizeof kerr + 1];
     int fd;
+    struct pollfd pfd = { sync_fd, POLLIN, 0 };
+    if (poll(&pfd, 1, SETUP_TIMEOUT_MS) == 0)
+        return kerr_fmt("setup: %s: not ready within %d ms", p->id[0] ? p->id : "init", SETUP_TIMEOUT_MS);
     ssize_t r = recv_with_fd(sync_fd, buf, sizeof buf - 1, &fd);
     if (r <= 0) return kerr_fmt("setup: %s: the process exited before it was ready", p->id[0] ? p->id : "init");
     buf[r] = 0;
@@ -207,7 +214,7 @@ static pid_t clone_init(struct keeper *k, int sv[2], int child[3])
     pid_t pid = (pid_t)syscall(SYS_clone, clone_flags(&k->plan) | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         child_reset_signals();
-        close(sv[0]);
+        close_fds_except((int[]){ sv[1], child[0], child[1], child[2] }, 4);
         struct child_args a = { &k->plan, &k->plan.proc, sv[1], { child[0], child[1], child[2] }, 1 };
         child_init(&a);
     }
@@ -269,7 +276,7 @@ int keeper_create_exec(struct keeper *k, struct kproc *p)
     pid_t pid = fork_into_pidns(k, init->pid);
     if (pid == 0) {
         child_reset_signals();
-        close(sv[0]);
+        close_fds_except((int[]){ sv[1], child[0], child[1], child[2] }, 4);
         struct child_args a = { &k->plan, &p->plan, sv[1], { child[0], child[1], child[2] }, 0 };
         child_exec(&a, init->pid);
     }
@@ -288,7 +295,9 @@ int keeper_start(struct keeper *k, struct kproc *p)
     if (send_byte(p->sync_fd, SYNC_START) < 0) return kerr_set("start", p->id[0] ? p->id : "init", errno);
     struct pollfd pfd = { p->sync_fd, POLLIN, 0 };
     char buf[sizeof kerr + 1];
-    int n = poll(&pfd, 1, START_TIMEOUT_MS);
+    int n;
+    do n = poll(&pfd, 1, START_TIMEOUT_MS);
+    while (n < 0 && errno == EINTR);
     ssize_t r = n > 0 ? recv(p->sync_fd, buf, sizeof buf - 1, 0) : -1;
     xclose(&p->sync_fd);
     if (n == 0) return kerr_fmt("start: %s: no execve within %d ms", p->id[0] ? p->id : "init", START_TIMEOUT_MS);
@@ -350,7 +359,7 @@ int keeper_kill_all(struct keeper *k, int sig)
         if (init->status != PS_STOPPED && kill(init->pid, sig) < 0) return kerr_set("kill", "init", errno);
         return 0;
     }
-    pid_t pids[4096];
+    static pid_t pids[4096];
     int n = cgroup_pids(pids, 4096);
     if (n < 0) return -1;
     for (int i = 0; i < n; i++) kill(pids[i], sig);

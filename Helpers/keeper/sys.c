@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 #include "keeper.h"
 
 char kerr[512];
@@ -171,4 +172,24 @@ int spf(char *out, size_t n, const char *fmt, ...)
     int r = vsnprintf(out, n, fmt, ap);
     va_end(ap);
     return r < 0 || (size_t)r >= n ? -1 : 0;
+}
+
+/** Sorts a handful of fds (insertion sort: n is at most 4). */
+static void sort_fds(int *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) { int t = v[j]; v[j] = v[j - 1]; v[j - 1] = t; }
+}
+
+void close_fds_except(const int *keep, int n)
+{
+    int v[8], m = 0;
+    for (int i = 0; i < n && m < 8; i++) if (keep[i] > 2) v[m++] = keep[i];
+    sort_fds(v, m);
+    unsigned lo = 3;
+    for (int i = 0; i < m; i++) {
+        if ((unsigned)v[i] > lo) close_range(lo, (unsigned)v[i] - 1, 0);
+        lo = (unsigned)v[i] + 1;
+    }
+    close_range(lo, ~0U, 0);
 }

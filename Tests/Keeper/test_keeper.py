@@ -954,6 +954,24 @@ def test_network_host_or_new(b):
     finish(b2, c)
 
 
+def test_waiting_exec_holds_no_other_pipes(b):
+    """An exec set up but not started must not keep the init's stdin pipe (or FIFOs) open."""
+    out, inp = b.fifo("out"), b.fifo("in")
+    b.create(container_plan(b, ["cat"], stdout=out, stdin=inp))
+    ofd = open_reader(out)
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    c.ok(START, "")
+    xplan = os.path.join(b.dir, "exec.plan")
+    process_records(Plan(), ["true"]).write(xplan)
+    c.ok(EXEC, "w1", xplan)
+    c.ok(CLOSE_STDIN, "")
+    ev = c.event(EV_EXIT, timeout=3, exec_id="")
+    check(ev is not None, "cat got no EOF while an exec waits for START")
+    eq(collect(ofd, timeout=3), b"", "stdout EOF for the init while an exec waits")
+    finish(b, c)
+
+
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
 
 RUNC = shutil.which("runc") or "/usr/bin/runc"

@@ -40,6 +40,9 @@ int write_atomic(const char *dir, const char *name, const char *s);
 int mkdir_p(const char *path, mode_t mode);
 /** snprintf that says -1 when the result was cut short (paths built from plan values). */
 int spf(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/** Closes every fd above 2 but those in keep: a container process must not hold the
+ *  keeper's other pipes, FIFOs or sockets while it waits for START (close_range(2)). */
+void close_fds_except(const int *keep, int n);
 /** Current CLOCK_REALTIME. */
 struct timespec now_real(void);
 /** Milliseconds of CLOCK_MONOTONIC. */
