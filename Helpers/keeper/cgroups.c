@@ -286,12 +286,12 @@ int cgroup_remove(void)
     for (int i = 0; i < nhier; i++) {
         if (!hiers[i].created) continue;
         /* rmdir fails with EBUSY until the last task is gone, which lags the kill a bit. */
-        int tries = 0;
+        int tries = 0, gone = 1;
         while (rmdir(hiers[i].dir) < 0 && errno != ENOENT) {
-            if (errno != EBUSY || ++tries > 500) { rc = kerr_set("remove cgroup", hiers[i].dir, errno); break; }
+            if (errno != EBUSY || ++tries > 500) { rc = kerr_set("remove cgroup", hiers[i].dir, errno); gone = 0; break; }
             sleep_ms(4);
         }
-        hiers[i].created = 0;
+        if (gone) hiers[i].created = 0;  /* else a later DELETE tries again */
     }
     return rc;
 }

@@ -268,8 +268,10 @@ static int delete_container(struct keeper *k, const struct req *r, struct msg *m
         reap_init(k);
         rc = cgroup_remove();
     }
+    /* A cgroup that will not go (a task stuck in D state) keeps the keeper alive, so that
+     * berthd can retry DELETE instead of losing the only process that knows the paths. */
+    if (rc < 0) return reply_err(m, r, "unavailable", kerr);
     k->deleting = 1;
-    if (rc < 0) return reply_err(m, r, "internal", kerr);
     msg_begin(m, KEEPER_REPLY_OK, r->tag);
     return 0;
 }

@@ -159,7 +159,8 @@
  *                                                container must be stopped or created
  *                                                (force=1: SIGKILL everything first); the
  *                                                keeper removes its cgroups, replies and
- *                                                exits
+ *                                                exits. If a cgroup cannot be removed it
+ *                                                replies "unavailable" and stays: retry.
  *   ERROR reply   code message                   code: invalid_argument not_found
  *                                                already_exists failed_precondition
  *                                                internal unavailable (containerd errdefs)
