@@ -261,6 +261,7 @@ static int delete_container(struct keeper *k, const struct req *r, struct msg *m
         return reply_err(m, r, "failed_precondition", "container is running; kill it or force");
     if (k->plan.oci) {
         rc = oci_simple(k, "delete", "--force", NULL);
+        if (rc < 0 && strstr(kerr, "does not exist")) rc = 0; /* already deleted: done */
         if (init->status != PS_STOPPED) kill(init->pid, SIGKILL);
         reap_init(k);
     } else {
