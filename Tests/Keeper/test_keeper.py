@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 KEEPER = None
@@ -829,6 +830,18 @@ def test_control_rejects_bad_requests(b):
     check(c.s.recv(100) == b"", "oversized request closes the connection")
     c = Client(b.state)
     eq(c.ok(STATE)[0], "running", "keeper fine after a bad client")
+    more = [Client(b.state) for _ in range(7)]  # 8 connections now: the limit
+    for m in more:
+        m.ok(STATE)
+    extra = Client(b.state)
+    try:
+        extra.call(STATE, timeout=2)
+        raise Fail("a 9th connection was served")
+    except (Fail, OSError) as ex:
+        check("9th" not in str(ex), str(ex))
+    more[0].close()
+    time.sleep(0.1)
+    eq(Client(b.state).ok(STATE)[0], "running", "a freed slot serves a new client")
     finish(b, c)
 
 
@@ -969,6 +982,32 @@ def test_waiting_exec_holds_no_other_pipes(b):
     ev = c.event(EV_EXIT, timeout=3, exec_id="")
     check(ev is not None, "cat got no EOF while an exec waits for START")
     eq(collect(ofd, timeout=3), b"", "stdout EOF for the init while an exec waits")
+    finish(b, c)
+
+
+def test_stdin_to_stdout_2mib_roundtrip(b):
+    out, inp = b.fifo("out"), b.fifo("in")
+    b.create(container_plan(b, ["cat"], stdout=out, stdin=inp))
+    ofd = open_reader(out)
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    c.ok(START, "")
+    data = bytes(range(256)) * 8192  # 2 MiB, more than every pipe and FIFO on the way
+
+    def feed():
+        with open(inp, "wb") as f:
+            f.write(data)
+        c2 = Client(b.state)
+        c2.ok(CLOSE_STDIN, "")
+        c2.close()
+
+    t = threading.Thread(target=feed)
+    t.start()
+    got = collect(ofd, timeout=30)
+    t.join()
+    eq(len(got), len(data), "bytes through stdin -> cat -> stdout")
+    check(got == data, "bytes identical")
+    eq(c.event(EV_EXIT)[2], "0", "cat exit")
     finish(b, c)
 
 
