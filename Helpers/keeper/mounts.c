@@ -32,6 +32,7 @@ static const struct opt opts[] = {
     { "diratime", MS_NODIRATIME, 1, 0 }, { "nodiratime", MS_NODIRATIME, 0, 0 },
     { "relatime", MS_RELATIME, 0, 0 }, { "norelatime", MS_RELATIME, 1, 0 },
     { "strictatime", MS_STRICTATIME, 0, 0 }, { "nostrictatime", MS_STRICTATIME, 1, 0 },
+    { "nosymfollow", MS_NOSYMFOLLOW, 0, 0 }, { "symfollow", MS_NOSYMFOLLOW, 1, 0 },
     { "bind", MS_BIND, 0, 0 }, { "rbind", MS_BIND | MS_REC, 0, 0 },
     { "private", MS_PRIVATE, 0, 1 }, { "rprivate", MS_PRIVATE | MS_REC, 0, 1 },
     { "shared", MS_SHARED, 0, 1 }, { "rshared", MS_SHARED | MS_REC, 0, 1 },

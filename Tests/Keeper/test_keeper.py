@@ -1125,6 +1125,18 @@ def test_oci_pty(b):
     oci_finish(b, c)
 
 
+def test_oci_exit_while_disconnected(b):
+    c, o, e = oci_run(b, ["sh", "-c", "sleep 0.3; exit 4"])
+    c.close()
+    time.sleep(1.2)
+    c = Client(b.state)
+    c.ok(SUBSCRIBE)
+    ev = c.event(EV_EXIT, timeout=2)
+    check(ev is not None, "exit not delivered on reconnect")
+    eq(ev[2], "4", "status delivered on reconnect")
+    oci_finish(b, c)
+
+
 def cleanup_after_failure(b):
     """A failed test may leave its container: DELETE it, or kill and remove by hand."""
     if not b.keeper_pid or not pid_alive(b.keeper_pid):
