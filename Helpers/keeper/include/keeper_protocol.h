@@ -27,6 +27,8 @@
  *   init.pid       the container init's pid, "PID\n"
  *   exits/NAME     one file per exited process, written before anyone is told (section 4)
  *   log            the keeper's diagnostics (its stderr), append-only
+ *   runtime.log    mode oci: runc's JSON log (the last "msg" becomes the error line);
+ *                  console*.sock and exec-ID.pid exist briefly while runc runs
  * The daemon deletes DIR after the keeper has exited (after DELETE, section 3).
  *
  * ==========================================================================================
