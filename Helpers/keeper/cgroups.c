@@ -195,17 +195,14 @@ int cgroup_create(const struct ctr_plan *p)
 int cgroup_enabled(void) { return nhier > 0; }
 
 /** device_rule allow|deny TYPE MAJOR MINOR ACCESS -> "TYPE MAJOR:MINOR ACCESS" in
- *  devices.allow or devices.deny, in plan order (cgroup-v1/devices.rst). Applied after the
- *  init made its /dev nodes, as runc sets resources after the rootfs is ready. */
+ *  devices.allow or devices.deny, in plan order (cgroup-v1/devices.rst); on v2 a device
+ *  program (devices_bpf.c). Applied after the init made its /dev nodes, as runc sets
+ *  resources after the rootfs is ready. */
 int cgroup_devices(const struct ctr_plan *p)
 {
     char line[128];
     if (!p->device_rules.n || !nhier) return 0;
-    if (version == 2) {
-        /* v2 device control needs a BPF_PROG_TYPE_CGROUP_DEVICE program: not implemented. */
-        fprintf(stderr, "keeper: cgroup v2: %zu device rules NOT enforced\n", p->device_rules.n);
-        return 0;
-    }
+    if (version == 2) return devices_bpf_attach(hiers[0].dir, &p->device_rules);
     for (size_t i = 0; i < p->device_rules.n; i++) {
         char *const *f = p->device_rules.v[i].f;
         int allow = !strcmp(f[0], "allow");

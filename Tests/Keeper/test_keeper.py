@@ -1011,6 +1011,16 @@ def test_stdin_to_stdout_2mib_roundtrip(b):
     finish(b, c)
 
 
+def test_device_rules_v2_bpf(b):
+    rules = [("device_rule", ["deny", "a", "", "", "rwm"]), ("device_rule", ["allow", "c", "1", "3", "rwm"]),
+             ("device_rule", ["allow", "c", "1", "5", "w"]), ("device_rule", ["allow", "c", "*", "*", "m"])]
+    c, o, e = run_simple(b, ["sh", "-c", "head -c1 /dev/zero > /dev/null; echo zero-r=$?; echo > /dev/zero; echo zero-w=$?; "
+                             "echo x > /dev/null; echo null=$?; head -c1 /dev/urandom > /dev/null; echo urandom=$?"],
+                         extra=[("cgroup_version", ["2"]), ("cgroup_root", ["/sys/fs/cgroup/unified"])] + rules)
+    eq(collect(o), b"zero-r=1\nzero-w=0\nnull=0\nurandom=1\n", "device access under the v2 program")
+    finish(b, c)
+
+
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
 
 RUNC = shutil.which("runc") or "/usr/bin/runc"

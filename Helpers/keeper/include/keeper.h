@@ -157,6 +157,8 @@ int cgroup_frozen(void);
 int cgroup_pids(pid_t *pids, int max);
 /** Writes the plan's device_rule records (v1 devices.allow/deny). */
 int cgroup_devices(const struct ctr_plan *p);
+/** cgroup v2: builds the device program from rules and attaches it to dir (devices_bpf.c). */
+int devices_bpf_attach(const char *dir, const struct recv *rules);
 /** Removes the directories cgroup_create made (retries while busy). */
 int cgroup_remove(void);
 /** An fd that becomes readable on OOM (eventfd v1, inotify v2), or -1. */

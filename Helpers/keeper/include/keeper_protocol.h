@@ -72,7 +72,8 @@
  *                                 /dev unless a mount binds /dev from elsewhere, as runc)
  *   device_rule allow|deny US a|c|b US MAJOR US MINOR US ACCESS   [list] device cgroup
  *                                 rules in order (v1 devices.allow/deny; MAJOR/MINOR empty
- *                                 or "*" = any; ACCESS of rwm). Not enforced on cgroup v2.
+ *                                 or "*" = any; ACCESS of rwm); on cgroup v2 a
+ *                                 BPF_PROG_TYPE_CGROUP_DEVICE program built from them.
  *   sysctl NAME US VALUE          [list] e.g. net.ipv4.ip_forward US 1 (/proc/sys/...)
  *   masked_path PATH              [list] /dev/null over files, read-only tmpfs over dirs
  *   readonly_path PATH            [list] bind-mounted on itself, remounted read-only
