@@ -166,30 +166,43 @@ static int make_dirs(void)
     return 0;
 }
 
+/** Fills hiers[] with the container's directories (nothing is created). */
+static int locate(const struct ctr_plan *p, const char **rel, const char **root)
+{
+    *rel = p->cgroup_path;
+    while (**rel == '/') (*rel)++;
+    if (!**rel || strstr(*rel, ".."))
+        return kerr_fmt("cgroup: %s: must be a relative path without \"..\"", p->cgroup_path);
+    version = p->cgroup_version;
+    *root = p->cgroup_root ? p->cgroup_root : "/sys/fs/cgroup";
+    if (version == 1) return find_v1(*rel);
+    nhier = 1;
+    snprintf(hiers[0].name, sizeof hiers[0].name, "unified");
+    if (spf(hiers[0].dir, sizeof hiers[0].dir, "%s/%s", *root, *rel) < 0)
+        return kerr_set("cgroup", *rel, ENAMETOOLONG);
+    return 0;
+}
+
 int cgroup_create(const struct ctr_plan *p)
 {
+    const char *rel, *root;
     if (!p->cgroup_path) return 0;
-    const char *rel = p->cgroup_path;
-    while (*rel == '/') rel++;
-    if (!*rel || strstr(rel, "..")) return kerr_fmt("cgroup: %s: must be a relative path without \"..\"", p->cgroup_path);
-    version = p->cgroup_version;
-    if (version == 2) {
-        const char *root = p->cgroup_root ? p->cgroup_root : "/sys/fs/cgroup";
-        nhier = 1;
-        snprintf(hiers[0].name, sizeof hiers[0].name, "unified");
-        snprintf(hiers[0].dir, sizeof hiers[0].dir, "%s/%s", root, rel);
-        if (make_dirs() < 0 || limits_v2(p, root, rel) < 0) return cgroup_remove(), -1;
-        return 0;
-    }
-    if (find_v1(rel) < 0) return -1;
-    if (make_dirs() < 0 || limits_v1(p) < 0) {
+    if (locate(p, &rel, &root) < 0) return -1;
+    int rc = make_dirs();
+    if (rc == 0) rc = version == 2 ? limits_v2(p, root, rel) : limits_v1(p);
+    if (rc < 0) {
         char keep[sizeof kerr];
         memcpy(keep, kerr, sizeof keep);
         cgroup_remove();
         memcpy(kerr, keep, sizeof kerr);
-        return -1;
     }
-    return 0;
+    return rc;
+}
+
+int cgroup_use_existing(const struct ctr_plan *p)
+{
+    const char *rel, *root;
+    return p->cgroup_path ? locate(p, &rel, &root) : 0;
 }
 
 int cgroup_enabled(void) { return nhier > 0; }

@@ -151,6 +151,7 @@ static void keeper_main(struct keeper *k)
         xwrite_all(keeper_report_fd, line, strlen(line));
         _exit(1);
     }
+    if (k->plan.oci && cgroup_use_existing(&k->plan) < 0) fprintf(stderr, "keeper: %s\n", kerr);
     k->oom_fd = cgroup_oom_fd();
     snprintf(line, sizeof line, "o%d\n", (int)k->procs[0].pid);
     xwrite_all(keeper_report_fd, line, strlen(line));

@@ -1047,6 +1047,7 @@ def oci_plan(b, args, stdout=None, stderr=None, terminal=False):
     b.runc_root = os.path.join(b.dir, "runc-root")
     p = Plan().add("mode", "oci").add("id", b.id).add("runtime", RUNC)
     p.add("runtime_root", b.runc_root).add("oci_bundle", b.dir)
+    p.add("cgroup_path", "%s/%s" % (CG_PARENT, b.id))
     if terminal:
         p.add("terminal", "1")
     for key, path in (("stdout", stdout), ("stderr", stderr)):
@@ -1085,6 +1086,9 @@ def test_oci_exit_status_and_stdio(b):
 def test_oci_kill_all(b):
     c, o, e = oci_run(b, ["sh", "-c", "sleep 100 & sleep 100"])
     time.sleep(0.3)
+    pids = c.ok(PIDS)
+    eq(len(pids), 2, "PIDS from runc's cgroup (sh exec'd the last sleep: 2 sleeps)")
+    check(str(b.init_pid) in pids, "init among PIDS")
     c.ok(KILL, "", signal.SIGKILL, 1)
     ev = c.event(EV_EXIT)
     eq(ev[2], "137", "status after kill all")

@@ -147,6 +147,9 @@ int apply_rlimits(const struct proc_plan *p);
 
 /** Creates the container's cgroups and writes the limits. */
 int cgroup_create(const struct ctr_plan *p);
+/** Mode oci: the runtime made the cgroups at cgroup_path; use them for PIDS, freezer state
+ *  and OOM events without creating or removing anything. */
+int cgroup_use_existing(const struct ctr_plan *p);
 /** Moves pid into the container's cgroups. */
 int cgroup_add(pid_t pid);
 /** Freezes (1) or thaws (0) the container. */

@@ -78,6 +78,8 @@
  *   masked_path PATH              [list] /dev/null over files, read-only tmpfs over dirs
  *   readonly_path PATH            [list] bind-mounted on itself, remounted read-only
  *   cgroup_path REL               e.g. berth/default/ID; created under every hierarchy
+ *                                 (mode oci: the runtime's cgroupsPath, only read: PIDS,
+ *                                 OOM events)
  *   cgroup_version 1|2            which layout to use (default 1)
  *   cgroup_root PATH              cgroup v2 mount point (default /sys/fs/cgroup)
  *   memory_limit BYTES            memory.limit_in_bytes (v1) / memory.max (v2)
