@@ -189,7 +189,27 @@ static int special(struct ctr_plan *c, struct proc_plan *pp, const char *key, ch
     return 0;
 }
 
-static int apply_record(struct ctr_plan *c, struct proc_plan *pp, char *rec, const struct at *a0)
+/** Scalar keys already given in this plan; a second one is most likely a writer bug. */
+struct seen { const char *v[64]; int n; };
+
+static int is_list_key(const char *key)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strcmp(keys[i].name, key)) return keys[i].kind == K_LIST || keys[i].kind == K_RECS || keys[i].kind == K_NS;
+    return 0;
+}
+
+static int check_once(struct seen *seen, const struct at *a)
+{
+    if (is_list_key(a->key)) return 0;
+    for (int i = 0; i < seen->n; i++)
+        if (!strcmp(seen->v[i], a->key)) return bad(a, "given twice");
+    if (seen->n < 64) seen->v[seen->n++] = a->key;
+    return 0;
+}
+
+static int apply_record(struct ctr_plan *c, struct proc_plan *pp, char *rec, const struct at *a0,
+                        struct seen *seen)
 {
     struct at a = *a0;
     char *sp = strchr(rec, ' ');
@@ -198,6 +218,7 @@ static int apply_record(struct ctr_plan *c, struct proc_plan *pp, char *rec, con
     a.key = rec;
     char *val = sp + 1;
     int handled;
+    if (check_once(seen, &a) < 0) return -1;
     if (special(c, pp, rec, val, &a, &handled) < 0) return -1;
     if (handled) return 0;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -247,10 +268,11 @@ static int parse(char *buf, size_t len, struct ctr_plan *c, struct proc_plan *pp
         return kerr_fmt("plan: record 1 must be \"version 1\" (this keeper reads version %d)",
                         KEEPER_PROTOCOL_VERSION);
     struct at a = { 1, "version" };
+    struct seen seen = { { "version" }, 1 };
     for (char *r = buf + strlen(buf) + 1, *next; r < buf + len; r = next) {
         next = r + strlen(r) + 1; /* before apply_record cuts the record into fields */
         a.n++;
-        if (apply_record(c, pp, r, &a) < 0) return -1;
+        if (apply_record(c, pp, r, &a, &seen) < 0) return -1;
     }
     if (pp->args.n == 0 && !(c && c->oci) && !pp->oci_process)
         return kerr_fmt("plan: no arg record (the process needs argv[0])");

@@ -858,6 +858,9 @@ def test_malformed_plans_rejected_with_record(b):
     eq(raw_plan_error(b, b"version 2\0"), 'plan: record 1 must be "version 1" (this keeper reads version 1)', "version 2")
     eq(raw_plan_error(b, b"version 1\0id x"), "plan: last record is not NUL-terminated", "unterminated")
     eq(raw_plan_error(b, b"version 1\0id x\0id y\0"), "plan: record 3 (id): given twice", "repeated scalar")
+    eq(raw_plan_error(b, b"version 1\0id x\0terminal 1\0terminal 0\0"), "plan: record 4 (terminal): given twice",
+       "repeated flag")
+    eq(raw_plan_error(b, b"version 1\0id x\0version 1\0"), "plan: record 3 (version): given twice", "second version")
     eq(raw_plan_error(b, b"version 1\0id x\0memory_limit lots\0"),
        "plan: record 3 (memory_limit): bad number or out of range", "bad number")
     eq(raw_plan_error(b, b"version 1\0id x\0mount /proc\x1fproc\0"),

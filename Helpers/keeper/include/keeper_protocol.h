@@ -17,8 +17,9 @@
  * set up and waiting for START (like `runc create`):
  *   - exit 0, stdout: one line "PID\n" (the init's pid in the keeper's pid namespace);
  *   - exit 1, stderr: one line "STEP: PATH: REASON\n" (e.g. `mount proc on
- *     /run/b/rootfs/proc: Permission denied`, `exec "/bin/nope": not found in rootfs`); the
- *     same line is written to DIR/error. Nothing is left behind but files in DIR: no
+ *     /run/b/rootfs/proc: Permission denied`, `exec: "/bin/nope": stat /bin/nope: No such
+ *     file or directory`, `exec: "nope": executable file not found in $PATH`, `plan: record
+ *     7 (mount): 2 fields, need at least 3`); the same line is written to DIR/error. Nothing is left behind but files in DIR: no
  *     processes, no mounts (they lived only in the init's private mount namespace), no
  *     cgroup directories the keeper created.
  * On success the keeper process lives on and creates in DIR:
