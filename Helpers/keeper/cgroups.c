@@ -83,7 +83,7 @@ static struct hier *with_ctrl(const char *c)
 static int knob(const char *ctrl, const char *file, const char *value)
 {
     struct hier *h = with_ctrl(ctrl);
-    char path[PATH_MAX];
+    char path[KPATH];
     if (!h) return kerr_fmt("cgroup: %s: controller not mounted", ctrl);
     snprintf(path, sizeof path, "%s/%s", h->dir, file);
     return write_file("write cgroup limit", path, value);
@@ -121,11 +121,11 @@ static int64_t shares_to_weight(int64_t s)
 /** v2 needs each controller enabled in every ancestor's cgroup.subtree_control. */
 static void enable_v2(const char *root, const char *rel, const char *ctrl)
 {
-    char path[PATH_MAX], plus[32];
+    char path[KPATH], plus[32];
     snprintf(path, sizeof path, "%s/", root);
     snprintf(plus, sizeof plus, "+%s", ctrl);
     for (const char *p = rel; ; ) {
-        char sc[PATH_MAX];
+        char sc[KPATH];
         if (spf(sc, sizeof sc, "%s/cgroup.subtree_control", path) < 0) return;
         int fd = xopen(sc, O_WRONLY, 0);
         if (fd >= 0) { if (write(fd, plus, strlen(plus)) < 0) { /* the limit write reports it */ } xclose(&fd); }
@@ -185,7 +185,7 @@ static int locate(const struct ctr_plan *p, const char **rel, const char **root)
 
 int cgroup_create(const struct ctr_plan *p)
 {
-    const char *rel, *root;
+    const char *rel = NULL, *root = NULL;
     if (!p->cgroup_path) return 0;
     if (locate(p, &rel, &root) < 0) return -1;
     int rc = make_dirs();
@@ -201,7 +201,7 @@ int cgroup_create(const struct ctr_plan *p)
 
 int cgroup_use_existing(const struct ctr_plan *p)
 {
-    const char *rel, *root;
+    const char *rel = NULL, *root = NULL;
     return p->cgroup_path ? locate(p, &rel, &root) : 0;
 }
 
@@ -230,7 +230,7 @@ int cgroup_devices(const struct ctr_plan *p)
 
 int cgroup_add(pid_t pid)
 {
-    char path[PATH_MAX], s[32];
+    char path[KPATH], s[32];
     snprintf(s, sizeof s, "%d", (int)pid);
     for (int i = 0; i < nhier; i++) {
         snprintf(path, sizeof path, "%s/cgroup.procs", hiers[i].dir);
@@ -247,7 +247,7 @@ static void sleep_ms(int ms)
 
 int cgroup_frozen(void)
 {
-    char path[PATH_MAX], buf[256];
+    char path[KPATH], buf[256];
     struct hier *h = with_ctrl("freezer");
     if (!h) return 0;
     if (version == 2) {
@@ -262,7 +262,7 @@ int cgroup_frozen(void)
 int cgroup_freeze(int frozen)
 {
     struct hier *h = with_ctrl("freezer");
-    char path[PATH_MAX];
+    char path[KPATH];
     if (!h) return kerr_fmt("freeze: container has no freezer cgroup");
     if (version == 2) snprintf(path, sizeof path, "%s/cgroup.freeze", h->dir);
     else snprintf(path, sizeof path, "%s/freezer.state", h->dir);
@@ -277,7 +277,7 @@ int cgroup_freeze(int frozen)
 
 int cgroup_pids(pid_t *pids, int max)
 {
-    char path[PATH_MAX];
+    char path[KPATH];
     if (!nhier) return 0;
     struct hier *h = with_ctrl("freezer") ? with_ctrl("freezer") : &hiers[0];
     snprintf(path, sizeof path, "%s/cgroup.procs", h->dir);
@@ -309,7 +309,7 @@ int cgroup_remove(void)
 static int oom_fd_v1(void)
 {
     struct hier *h = with_ctrl("memory");
-    char path[PATH_MAX], ctl[PATH_MAX], line[64];
+    char path[KPATH], ctl[KPATH], line[64];
     if (!h) return -1;
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     snprintf(path, sizeof path, "%s/memory.oom_control", h->dir);
@@ -326,7 +326,7 @@ static int oom_fd_v1(void)
 
 static long long oom_kills_v2(void)
 {
-    char path[PATH_MAX], buf[512];
+    char path[KPATH], buf[512];
     snprintf(path, sizeof path, "%s/memory.events", hiers[0].dir);
     if (read_file(path, buf, sizeof buf) <= 0) return 0;
     char *p = strstr(buf, "oom_kill ");
@@ -337,7 +337,7 @@ int cgroup_oom_fd(void)
 {
     if (!nhier) return -1;
     if (version == 1) return oom_fd_v1();
-    char path[PATH_MAX];
+    char path[KPATH];
     snprintf(path, sizeof path, "%s/memory.events", hiers[0].dir);
     if (access(path, F_OK) < 0) return -1;
     int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);

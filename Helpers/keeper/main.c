@@ -32,7 +32,7 @@ static void usage(void)
 /** Writes the error line where berthd looks for it: DIR/error. */
 static void save_error(const char *dir, const char *line)
 {
-    char path[PATH_MAX];
+    char path[KPATH];
     if (spf(path, sizeof path, "%s/error", dir) < 0) return;
     int fd = xopen(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) return;
@@ -42,7 +42,7 @@ static void save_error(const char *dir, const char *line)
 
 static int write_pid_file(const char *dir, const char *name, pid_t pid)
 {
-    char path[PATH_MAX], s[32];
+    char path[KPATH], s[32];
     snprintf(s, sizeof s, "%d\n", (int)pid);
     if (spf(path, sizeof path, "%s/%s", dir, name) < 0) return kerr_set("write pid file", dir, ENAMETOOLONG);
     int fd = xopen(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -91,7 +91,7 @@ static int setup_signals(struct keeper *k)
 
 static void redirect_stdio(const char *dir)
 {
-    char path[PATH_MAX];
+    char path[KPATH];
     int null = open("/dev/null", O_RDWR);
     int log = spf(path, sizeof path, "%s/log", dir) < 0 ? -1
             : open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -104,7 +104,7 @@ static void redirect_stdio(const char *dir)
 
 static int prepare(struct keeper *k)
 {
-    char path[PATH_MAX];
+    char path[KPATH];
     /* The keeper reaps the init even after runc (mode oci) has exited, and any process
      * whose parent dies inside the keeper's subtree (prctl(2) PR_SET_CHILD_SUBREAPER). */
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) return kerr_set("prctl", "PR_SET_CHILD_SUBREAPER", errno);
@@ -157,7 +157,7 @@ static void keeper_main(struct keeper *k)
     xwrite_all(keeper_report_fd, line, strlen(line));
     xclose(&keeper_report_fd);
     keeper_loop(k);
-    char sock[PATH_MAX];
+    char sock[KPATH];
     if (spf(sock, sizeof sock, "%s/control.sock", k->dir) == 0) unlink(sock);
     _exit(0);
 }

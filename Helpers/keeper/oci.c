@@ -47,7 +47,7 @@ static void runtime_argv(struct keeper *k, struct argv *a, const char *verb)
 /** The last "msg" of the runtime's JSON log: runc's own error line. */
 static void last_log_msg(struct keeper *k, char *out, size_t n)
 {
-    char path[PATH_MAX], buf[8192];
+    char path[KPATH], buf[8192];
     snprintf(path, sizeof path, "%s/runtime.log", k->dir);
     out[0] = 0;
     if (read_file(path, buf, sizeof buf) <= 0) return;
@@ -154,7 +154,7 @@ static void attach_master(struct kproc *p, int master)
 static int spawn(struct keeper *k, struct kproc *p, struct argv *a, const char *pidfile, int terminal)
 {
     int child[3], listen_fd = -1, master = -1;
-    char sock[PATH_MAX];
+    char sock[KPATH];
     if (keeper_stdio_prepare(p, &p->plan, child) < 0) return -1;
     if (terminal) {
         listen_fd = console_socket(k, p->id[0] ? "console-exec.sock" : "console.sock", sock, sizeof sock);
@@ -180,7 +180,7 @@ int oci_create(struct keeper *k)
 {
     struct kproc *p = &k->procs[0];
     struct argv a;
-    char pidfile[PATH_MAX];
+    char pidfile[KPATH];
     memset(p, 0, sizeof *p);
     p->used = 1;
     p->sync_fd = p->pty = -1;
@@ -217,7 +217,7 @@ int oci_start(struct keeper *k, struct kproc *p)
         p->status = PS_RUNNING;
         return 0;
     }
-    char pidfile[PATH_MAX];
+    char pidfile[KPATH];
     if (spf(pidfile, sizeof pidfile, "%s/exec-%s.pid", k->dir, p->id) < 0) return kerr_set("exec", p->id, ENAMETOOLONG);
     runtime_argv(k, &a, "exec");
     arg(&a, "--detach");

@@ -314,7 +314,7 @@ static void exit_file_name(const struct kproc *p, char *out, size_t n)
 
 void keeper_exited(struct keeper *k, struct kproc *p, int wstatus)
 {
-    char dir[PATH_MAX], name[KEEPER_MAX_ID + 8], body[128];
+    char dir[KPATH], name[KEEPER_MAX_ID + 8], body[128];
     p->exit_status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
     p->exited_at = now_real();
     p->status = PS_STOPPED;
@@ -340,7 +340,7 @@ void keeper_exited(struct keeper *k, struct kproc *p, int wstatus)
 
 void keeper_forget_exit(struct keeper *k, struct kproc *p)
 {
-    char path[PATH_MAX], name[KEEPER_MAX_ID + 8];
+    char path[KPATH], name[KEEPER_MAX_ID + 8];
     exit_file_name(p, name, sizeof name);
     snprintf(path, sizeof path, "%s/exits/%s", k->dir, name);
     unlink(path);

@@ -106,7 +106,7 @@ static int fsync_path(const char *path, int flags)
 
 int write_atomic(const char *dir, const char *name, const char *s)
 {
-    char tmp[PATH_MAX], dst[PATH_MAX];
+    char tmp[KPATH], dst[KPATH];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
     int fd = xopen(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -126,7 +126,7 @@ int write_atomic(const char *dir, const char *name, const char *s)
 
 int mkdir_p(const char *path, mode_t mode)
 {
-    char buf[PATH_MAX];
+    char buf[KPATH];
     if (strlen(path) >= sizeof buf) return kerr_set("mkdir", path, ENAMETOOLONG);
     strcpy(buf, path);
     for (char *p = buf + 1; ; p++) {

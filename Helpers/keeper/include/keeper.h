@@ -14,6 +14,12 @@
 #include <time.h>
 #include "keeper_protocol.h"
 
+/** Size of path buffers on the keeper's side. DIR must leave room for "/control.sock" in a
+ *  sockaddr_un (108 bytes) and cgroup directories are at most 512 bytes, so 512 is plenty;
+ *  smaller frames keep the long-lived keeper's stack, and so its PSS, small. The code that
+ *  runs in container processes uses PATH_MAX. */
+#define KPATH 640
+
 /* ---- errors and syscall wrappers (sys.c) ---- */
 
 /** The last error line, "step: path: reason". */
