@@ -218,6 +218,13 @@ static int run_create(const char *state)
     int pp[2];
     if (!realpath(state, dir)) { fprintf(stderr, "state directory: %s: %s\n", state, strerror(errno)); return 1; }
     K.dir = dir;
+    /* DIR/control.sock must fit a sockaddr_un (unix(7)); keeper-side buffers rely on it. */
+    if (strlen(dir) + sizeof "/control.sock" > sizeof ((struct sockaddr_un *)0)->sun_path) {
+        kerr_fmt("state directory: %s: longer than %zu bytes (DIR/control.sock must fit a unix socket address)",
+                 dir, sizeof ((struct sockaddr_un *)0)->sun_path - sizeof "/control.sock");
+        fprintf(stderr, "%s\n", kerr);
+        return 1;
+    }
     snprintf(plan, sizeof plan, "%s/plan", dir);
     if (plan_load_container(plan, &K.plan) < 0) {
         fprintf(stderr, "%s\n", kerr);

@@ -853,6 +853,15 @@ def raw_plan_error(b, data):
     return r.stderr.strip()
 
 
+def test_state_dir_too_long_for_socket(b):
+    longdir = os.path.join(b.dir, "d" * 90)
+    os.makedirs(longdir)
+    container_plan(b, ["true"]).write(os.path.join(longdir, "plan"))
+    r = subprocess.run([KEEPER, "create", "--state", longdir], capture_output=True, text=True, timeout=10)
+    eq(r.returncode, 1, "create exit status")
+    check(r.stderr.startswith("state directory: %s: longer than 94 bytes" % longdir), "stderr: %r" % r.stderr)
+
+
 def test_malformed_plans_rejected_with_record(b):
     eq(raw_plan_error(b, b"id x\0"), 'plan: record 1 must be "version 1" (this keeper reads version 1)', "no version")
     eq(raw_plan_error(b, b"version 2\0"), 'plan: record 1 must be "version 1" (this keeper reads version 1)', "version 2")

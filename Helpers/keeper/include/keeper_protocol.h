@@ -12,8 +12,8 @@
  *
  *   berth-keeper create --state DIR
  *
- * DIR is an absolute path to an existing directory owned by root that holds `plan` (section
- * 2). The spawned process (posix_spawn from berthd) returns only when the container's init is
+ * DIR is a path (at most 94 bytes once resolved, so DIR/control.sock fits a unix socket
+ * address) to an existing directory owned by root that holds `plan` (section 2). The spawned process (posix_spawn from berthd) returns only when the container's init is
  * set up and waiting for START (like `runc create`):
  *   - exit 0, stdout: one line "PID\n" (the init's pid in the keeper's pid namespace);
  *   - exit 1, stderr: one line "STEP: PATH: REASON\n" (e.g. `mount proc on
