@@ -7,7 +7,6 @@ Each test makes a busybox rootfs, writes a plan in the keeper's format (keeper_p
 section 2), runs `berth-keeper create --state DIR`, talks to DIR/control.sock, and checks
 exact results. The last line is "N passed, N failed"; the exit status is non-zero on failure.
 """
-import errno
 import json
 import os
 import select
@@ -1196,6 +1195,10 @@ def main():
         print("usage (as root): test_keeper.py /path/to/berth-keeper [name-filter...]")
         return 2
     KEEPER = os.path.abspath(sys.argv[1])
+    for need in (KEEPER, BUSYBOX):
+        if not os.access(need, os.X_OK):
+            print("%s: not found or not executable (busybox: apt-get install busybox-static)" % need)
+            return 2
     filters = sys.argv[2:]
     root = tempfile.mkdtemp(prefix="keeper-test-")
     os.chmod(root, 0o755)  # a user-namespaced root must be able to reach its rootfs
