@@ -1162,6 +1162,22 @@ def test_oci_exit_while_disconnected(b):
     oci_finish(b, c)
 
 
+def test_oci_exec_with_terminal(b):
+    c, o, e = oci_run(b, ["sleep", "100"])
+    xout = b.fifo("xout")
+    proc = os.path.join(b.dir, "process.json")
+    with open(proc, "w") as f:
+        json.dump(oci_process(["tty"], terminal=True), f)
+    xplan = os.path.join(b.dir, "exec.plan")
+    Plan().add("oci_process", proc).add("terminal", "1").add("stdout", xout).write(xplan)
+    c.ok(EXEC, "t1", xplan)
+    xo = open_reader(xout)
+    c.ok(START, "t1")
+    eq(collect(xo).replace(b"\r\n", b"\n"), b"/dev/pts/0\n", "exec tty through runc's console socket")
+    eq(c.event(EV_EXIT, exec_id="t1")[2], "0", "exec exit")
+    oci_finish(b, c)
+
+
 def cleanup_after_failure(b):
     """A failed test may leave its container: DELETE it, or kill and remove by hand."""
     if not b.keeper_pid or not pid_alive(b.keeper_pid):
