@@ -174,8 +174,8 @@ static int init_namespaces(const struct ctr_plan *c)
     static const int types[NS_COUNT] = { [NS_NET] = CLONE_NEWNET, [NS_IPC] = CLONE_NEWIPC,
                                          [NS_UTS] = CLONE_NEWUTS };
     if (c->ns_new[NS_USER] && become_root_in_userns() < 0) return -1;
-    for (int k = 0; k < NS_COUNT; k++)
-        if (c->ns_path[k] && join_ns_path(c->ns_path[k], types[k]) < 0) return -1;
+    for (int k = 0; k < NS_COUNT; k++)  /* a pid namespace was joined by the keeper */
+        if (c->ns_path[k] && k != NS_PID && join_ns_path(c->ns_path[k], types[k]) < 0) return -1;
     /* The cgroup namespace is made after the keeper moved us into the container's cgroup,
      * so that cgroup becomes the namespace's root (cgroup_namespaces(7)). */
     if (c->ns_new[NS_CGROUP] && unshare(CLONE_NEWCGROUP) < 0) return kerr_set("unshare", "cgroup namespace", errno);

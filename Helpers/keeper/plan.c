@@ -117,8 +117,8 @@ static int set_ns(struct ctr_plan *p, char *val, const struct at *a)
     if (us) *us++ = 0;
     for (int i = 0; i < NS_COUNT; i++) {
         if (strcmp(val, ns_names[i])) continue;
-        if (us && i != NS_NET && i != NS_IPC && i != NS_UTS)
-            return bad(a, "joining an existing namespace works for network, ipc, uts only");
+        if (us && i != NS_NET && i != NS_IPC && i != NS_UTS && i != NS_PID)
+            return bad(a, "joining an existing namespace works for network, ipc, uts, pid only");
         if (us && us[0] != '/') return bad(a, "namespace path must be absolute");
         p->ns_new[i] = us ? 0 : 1;
         p->ns_path[i] = us;

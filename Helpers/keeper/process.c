@@ -206,12 +206,31 @@ static void cgroup_remove_quietly(void)
     memcpy(kerr, keep, sizeof kerr);
 }
 
+/** The keeper's next child is born in the pid namespace at path (setns(2): CLONE_NEWPID
+ *  sets pid_for_children only, never the keeper's own pid namespace). */
+static int join_pidns_for_children(const char *path)
+{
+    int fd = xopen(path, O_RDONLY, 0);
+    if (fd < 0) return kerr_set("open namespace", path, errno);
+    int rc = setns(fd, CLONE_NEWPID);
+    int err = errno;
+    close(fd);
+    return rc < 0 ? kerr_set("setns", path, err) : 0;
+}
+
 /** Raw clone with fork semantics (no new stack): the keeper is single-threaded, and the
  *  child is pid 1 of the new pid namespace (clone(2), pid_namespaces(7)). The child's
  *  ends of the sync socket and of stdio are closed here in the keeper. */
 static pid_t clone_init(struct keeper *k, int sv[2], int child[3])
 {
+    const char *join = k->plan.ns_path[NS_PID];
+    if (join && join_pidns_for_children(join) < 0) {
+        close(sv[0]); close(sv[1]); close_child_fds(child);
+        return -1;
+    }
     pid_t pid = (pid_t)syscall(SYS_clone, clone_flags(&k->plan) | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid != 0 && join && setns(k->self_pidns, CLONE_NEWPID) < 0)
+        fprintf(stderr, "keeper: setns back to own pid namespace: %s\n", strerror(errno));
     if (pid == 0) {
         child_reset_signals();
         close_fds_except((int[]){ sv[1], child[0], child[1], child[2] }, 4);
@@ -250,16 +269,12 @@ int keeper_create_native(struct keeper *k)
 static pid_t fork_into_pidns(struct keeper *k, int init_pid)
 {
     char path[64];
-    int fd = -1;
-    if (k->plan.ns_new[NS_PID]) {
-        snprintf(path, sizeof path, "/proc/%d/ns/pid", init_pid);
-        if ((fd = xopen(path, O_RDONLY, 0)) < 0) return kerr_set("open namespace", path, errno);
-        if (setns(fd, CLONE_NEWPID) < 0) { int e = errno; close(fd); return kerr_set("setns", path, e); }
-        close(fd);
-    }
+    int own = k->plan.ns_new[NS_PID] || k->plan.ns_path[NS_PID];
+    snprintf(path, sizeof path, "/proc/%d/ns/pid", init_pid);
+    if (own && join_pidns_for_children(path) < 0) return -1;
     pid_t pid = fork();
     int err = errno;
-    if (pid != 0 && k->plan.ns_new[NS_PID] && setns(k->self_pidns, CLONE_NEWPID) < 0)
+    if (pid != 0 && own && setns(k->self_pidns, CLONE_NEWPID) < 0)
         fprintf(stderr, "keeper: setns back to own pid namespace: %s\n", strerror(errno));
     if (pid < 0) return kerr_set("fork", "exec process", err);
     return pid;

@@ -1032,6 +1032,30 @@ def test_device_rules_v2_bpf(b):
     finish(b, c)
 
 
+def test_join_pid_namespace_by_path(b):
+    ca, oa, ea = run_simple(b, ["sleep", "100"])
+    a_ns = os.readlink("/proc/%d/ns/pid" % b.init_pid).encode()
+    b2 = Bundle(os.path.dirname(b.dir))
+    joined = [("namespace", [n]) for n in ("mount", "uts", "ipc", "network", "cgroup")]
+    joined.append(("namespace", ["pid", "/proc/%d/ns/pid" % b.init_pid]))
+    cb, ob, eb = run_simple(b2, ["sh", "-c", "readlink /proc/self/ns/pid; cat /proc/1/cmdline; echo; "
+                                 "[ $$ -ne 1 ] && echo not-init"], drop=["namespace"], extra=joined)
+    eq(collect(ob), a_ns + b"\nsleep\x00100\x00\nnot-init\n", "joined the first container's pid namespace")
+    check(pid_alive(b.init_pid), "the namespace's init keeps running")
+    finish(b2, cb)
+    b3 = Bundle(os.path.dirname(b.dir))
+    cc, oc, ec = run_simple(b3, ["sleep", "100"], drop=["namespace"], extra=joined)
+    xout = b3.fifo("xout")
+    xplan = os.path.join(b3.dir, "exec.plan")
+    process_records(Plan(), ["readlink", "/proc/self/ns/pid"], stdout=xout).write(xplan)
+    cc.ok(EXEC, "j1", xplan)
+    xo = open_reader(xout)
+    cc.ok(START, "j1")
+    eq(collect(xo), a_ns + b"\n", "an exec into a container that joined a pid namespace")
+    finish(b3, cc)
+    finish(b, ca)
+
+
 # ---- mode oci: the keeper drives runc ------------------------------------------------------
 
 RUNC = shutil.which("runc") or "/usr/bin/runc"

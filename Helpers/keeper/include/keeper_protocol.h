@@ -57,7 +57,8 @@
  *                                 upperdir=/u US workdir=/w`) or a bind (`bind US /snap`)
  *   readonly_rootfs 1             remount the new / read-only at the end
  *   namespace KIND [US PATH]      [list] KIND: mount pid uts ipc network cgroup user. Without
- *                                 PATH a new one; with PATH (network, ipc, uts only) join it.
+ *                                 PATH a new one; with PATH (network, ipc, uts, pid) join
+ *                                 it (a joined pid namespace's init is not the container's).
  *                                 A kind not listed is shared with the host.
  *   uid_map CONTAINER US HOST US SIZE  [list] user namespace maps (with `namespace user`)
  *   gid_map CONTAINER US HOST US SIZE  [list]
