@@ -123,9 +123,11 @@ class Bundle:
     """A temp dir with rootfs/ and state/ for one container."""
 
     counter = 0
+    made = []  # every bundle, so a failed test can clean up all of its containers
 
     def __init__(self, root):
         Bundle.counter += 1
+        Bundle.made.append(self)
         self.id = "t%d-%d" % (os.getpid(), Bundle.counter)
         self.dir = os.path.join(root, self.id)
         self.rootfs = os.path.join(self.dir, "rootfs")
@@ -1245,6 +1247,7 @@ def main():
     passed = failed = 0
     tests = [t for t in TESTS if not filters or any(f in t.__name__ for f in filters)]
     for t in tests:
+        first = len(Bundle.made)
         b = Bundle(root)
         t0 = time.time()
         try:
@@ -1254,7 +1257,8 @@ def main():
         except Exception as ex:  # a failed check or an unexpected error both fail the test
             failed += 1
             print("FAIL %s: %s: %s" % (t.__name__, type(ex).__name__, ex))
-            cleanup_after_failure(b)
+            for x in Bundle.made[first:]:
+                cleanup_after_failure(x)
     if not filters or any(f in "test_pss_20_keepers" for f in filters):
         try:
             test_pss_20_keepers(root)
