@@ -35,6 +35,7 @@ let package = Package(
     products: [
         .executable(name: "berthd", targets: ["berthd"]),
         .executable(name: "berth", targets: ["berth"]),
+        .executable(name: "berth-keeper", targets: ["berth-keeper"]),
     ] + pluginProducts,
     dependencies: [
         .package(path: "SDK"),
@@ -104,6 +105,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        // The per-container keeper of the Linux runtime: a small single-threaded C program that
+        // sets a container up, stays its parent and holds its exit status and stdio, so that
+        // berthd never forks and containers outlive it (Helpers/keeper/README.md).
+        .executableTarget(
+            name: "berth-keeper",
+            path: "Helpers/keeper",
+            exclude: ["README.md"],
+            linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]
         ),
         .executableTarget(
             name: "berth",
