@@ -81,10 +81,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Services that describe and run containers, above the kernel like the storage ones.
+        .target(
+            name: "Runtime",
+            dependencies: [
+                "Kernel", "Filters", "Storage",
+                .product(name: "BerthProto", package: "SDK"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .target(
             name: "BerthAPI",
             dependencies: [
-                "Kernel", "Storage", "Filters",
+                "Kernel", "Storage", "Runtime", "Filters",
                 .product(name: "BerthProto", package: "SDK"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -98,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "berthd",
             dependencies: [
-                "Kernel", "Storage", "BerthAPI",
+                "Kernel", "Storage", "Runtime", "BerthAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

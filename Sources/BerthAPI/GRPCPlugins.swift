@@ -1,5 +1,6 @@
 import GRPCCore
 import Kernel
+import Runtime
 import Storage
 
 /// A started gRPC service: what the API server serves. Every `io.containerd.grpc.v1` plugin's
@@ -41,6 +42,9 @@ public enum GRPCPlugins {
             },
             grpc("images", requires: [.service]) { context in
                 ImagesService(images: try context.plugins.service(StoragePlugins.images, as: ImageService.self))
+            },
+            grpc("containers", requires: [.service]) { context in
+                ContainersService(containers: try context.plugins.service(RuntimePlugins.containers, as: ContainerService.self))
             },
         ]
     }

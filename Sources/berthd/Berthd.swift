@@ -3,6 +3,7 @@ import BerthAPI
 import Foundation
 import Kernel
 import Logging
+import Runtime
 import Storage
 import NIOCore
 import NIOPosix
@@ -95,10 +96,10 @@ struct Berthd: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: metadataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let metadataPath = metadataDirectory + "/meta.db"
-        let metadata = try MetadataStore(path: metadataPath, schemas: StoragePlugins.schemas)
+        let metadata = try MetadataStore(path: metadataPath, schemas: StoragePlugins.schemas + RuntimePlugins.schemas)
         let events = EventBus()
         let builtins = Kernel.coreRegistrations(metadataPath: metadataPath) + StoragePlugins.registrations()
-            + GRPCPlugins.registrations()
+            + RuntimePlugins.registrations() + GRPCPlugins.registrations()
         let kernel = Kernel(config: config, events: events, metadata: metadata, builtins: builtins, logger: logger)
         let api = APIServer(kernel: kernel, address: config.address, logger: logger)
         logger.info("berthd starting", metadata: ["version": "\(BerthVersion.version)", "root": "\(config.root)",

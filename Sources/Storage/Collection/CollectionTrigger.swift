@@ -93,3 +93,11 @@ extension LabelUpdate {
             || paths.contains { $0.hasPrefix("labels.") && CollectionLabel.affectsCollection(String($0.dropFirst("labels.".count))) }
     }
 }
+
+/// A service whose records hold storage objects the collector must keep. Its query selects one
+/// row per holding record: namespace, snapshotter, snapshot key (either may be "") and the
+/// record's labels as JSON, whose `containerd.io/gc.ref.*` references count too. It runs inside
+/// the collection's transaction.
+public protocol CollectionRoots: Sendable {
+    var collectionRootQuery: String { get }
+}

@@ -61,7 +61,8 @@ public actor GarbageCollector: Service, PluginInstance {
         let now = Date()
         do {
             let result = try await content.gate.withLock {
-                let result = try await self.metadata.collectGarbage(now: now)
+                let roots = self.plugins.startedInOrder.compactMap { ($0.1 as? any CollectionRoots)?.collectionRootQuery }
+                let result = try await self.metadata.collectGarbage(now: now, rootQueries: roots)
                 for digest in result.unrecordedDigests { try await self.content.deleteBlob(digest) }
                 return result
             }

@@ -42,12 +42,13 @@ public struct CollectionResult: Sendable, Equatable {
 /// fresh `ctr snapshots view`, containerd#11908). Edges: a snapshot's parent, and the
 /// `containerd.io/gc.ref.content[.<name>]` and `containerd.io/gc.ref.snapshot.<snapshotter>`
 /// labels of content and snapshots. A `containerd.io/gc.flat` lease keeps its objects but not
-/// what their labels reference.
+/// what their labels reference. Records of other parts hold objects too (`CollectionRoots`: a
+/// container holds its snapshot and what its labels reference).
 extension MetadataStore {
-    public func collectGarbage(now: Date = Date()) throws(BerthError) -> CollectionResult {
+    public func collectGarbage(now: Date = Date(), rootQueries: [String] = []) throws(BerthError) -> CollectionResult {
         try withDatabase { (db) throws(BerthError) in
             var result = CollectionResult()
-            let graph = try CollectionGraph(store: self, db: db, now: now)
+            let graph = try CollectionGraph(store: self, db: db, now: now, rootQueries: rootQueries)
             result.expiredLeases = graph.expiredLeases.map { "\($0.namespace)/\($0.id)" }
             result.nextExpiry = graph.nextExpiry
             result.leasedIngests = graph.leasedIngests.sorted()
@@ -109,12 +110,13 @@ struct CollectionGraph {
     var leased = [(node: Node, followLabels: Bool)]()
     /// Ingest refs unexpired leases hold, as "namespace/ref".
     var leasedIngests = Set<String>()
-    /// Objects images hold: their targets and what their labels reference.
+    /// Objects images and other records hold: image targets, a container's snapshot, and what
+    /// their labels reference.
     var imageRoots = [(node: Node, followLabels: Bool)]()
     var expiredLeases = [(namespace: String, id: String)]()
     var nextExpiry: Date?
 
-    init(store: MetadataStore, db: SQLiteDatabase, now: Date) throws(BerthError) {
+    init(store: MetadataStore, db: SQLiteDatabase, now: Date, rootQueries: [String] = []) throws(BerthError) {
         for row in try db.query("SELECT id, namespace, snapshotter, key, parent_id, kind, leased, labels FROM snapshots") {
             guard let id = row[0].integer, let namespace = row[1].text, let snapshotter = row[2].text, let key = row[3].text,
                   let kind = row[5].integer, let labels = store.decodeLabels(row[7].text) else {
@@ -137,6 +139,16 @@ struct CollectionGraph {
                     throw .dataLoss("metadata database: unreadable image row")
                 }
                 imageRoots.append((.content("\(namespace)/\(digest)"), true))
+                imageRoots += references(labels, namespace: namespace)
+            }
+        }
+        for query in rootQueries {
+            for row in try db.query(query) {
+                guard let namespace = row[0].text, let snapshotter = row[1].text, let key = row[2].text,
+                      let labels = store.decodeLabels(row[3].text) else {
+                    throw .dataLoss("metadata database: unreadable row of collection roots")
+                }
+                if let id = snapshotIDs["\(namespace)/\(snapshotter)/\(key)"] { imageRoots.append((.snapshot(id), true)) }
                 imageRoots += references(labels, namespace: namespace)
             }
         }
