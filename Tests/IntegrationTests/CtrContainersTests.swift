@@ -38,7 +38,7 @@ import Testing
         #expect(((spec["process"] as? [String: Any])?["env"] as? [String])?.first?.hasPrefix("PATH=") == true)
         // ctr prepared the container's snapshot from the image under a lease it then deleted: the
         // container holds it through a collection (one runs before `leases rm --sync` returns).
-        #expect(try ctr("leases", "create", "tmp").status == 0)
+        #expect(try ctr("leases", "create", "--id", "tmp").status == 0)
         #expect(try ctr("leases", "rm", "--sync", "tmp").status == 0)
         #expect(try ctr("snapshots", "ls").stdout.contains("c1 "))
 
