@@ -163,6 +163,8 @@ extension HTTP2ServerConnection {
     }
 
     func writeReset(_ id: UInt32, _ code: HTTP2ErrorCode) {
+        recentlyReset[nextRecentlyReset] = id
+        nextRecentlyReset = (nextRecentlyReset + 1) % recentlyReset.count
         var frame = context.channel.allocator.buffer(capacity: FrameHeader.size + 4)
         frame.writeFrameHeader(length: 4, type: .rstStream, stream: id)
         frame.writeInteger(code.rawValue)

@@ -122,12 +122,15 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// RST_STREAM here: grpc-swift clients treat one that follows the trailers closely as a
     /// broken stream ("Stream unexpectedly closed") and lose the status.
     var finishedWhileReceiving: Set<UInt32> = []
+    /// The last streams the server reset, oldest overwritten first.
+    var recentlyReset = [UInt32](repeating: 0, count: 16)
+    var nextRecentlyReset = 0
     var encoder: HPACKEncoder
     private var decoder: HPACKDecoder
     private var inbound: ByteBuffer?
     private var prefaceSeen = false
     private var settingsSent = false
-    private var highestStreamID: UInt32 = 0
+    var highestStreamID: UInt32 = 0
     /// A header block still waiting for its CONTINUATION frames.
     private var headerBlock: (stream: UInt32, endStream: Bool, block: ByteBuffer)?
     var peerInitialWindow = 65_535
@@ -395,10 +398,6 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         } catch {
             throw ConnectionError(code: .compressionError, reason: "cannot decode the header block of stream \(id): \(error)")
         }
-        if selfDependentStream == id {
-            selfDependentStream = nil
-            return try refuseSelfDependency(id)
-        }
         if let stream = streams[id] {
             // A client's trailers: gRPC clients send none, but HTTP/2 allows them with END_STREAM.
             guard endStream else { throw ConnectionError(code: .protocolError, reason: "second HEADERS on stream \(id) without END_STREAM") }
@@ -415,12 +414,16 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         guard id > highestStreamID else {
-            // RFC 9113 §5.1.1: a stream identifier the client already used.
-            throw ConnectionError(code: .protocolError, reason: "HEADERS on closed stream \(id)")
+            // RFC 9113 §5.1: HEADERS on the stream just closed is STREAM_CLOSED; §5.1.1: a lower
+            // identifier than one used, PROTOCOL_ERROR. Both end the connection here.
+            throw ConnectionError(code: id == highestStreamID ? .streamClosed : .protocolError, reason: "HEADERS on closed stream \(id)")
         }
         highestStreamID = id
+        if selfDependentStream == id {
+            selfDependentStream = nil
+            return try refuseSelfDependency(id)
+        }
         if goingAway || streams.count >= limits.maxConcurrentStreams {
-            if !goingAway { try spendReset() }
             writeReset(id, .refusedStream)
             return
         }
@@ -560,6 +563,8 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
                 throw ConnectionError(code: .protocolError, reason: "DATA on stream \(header.streamID), which is not open")
             }
             guard finishedWhileReceiving.contains(header.streamID) else {
+                // DATA the client sent before it saw our RST_STREAM is dropped quietly (§5.4.2).
+                guard !recentlyReset.contains(header.streamID) else { return }
                 try spendReset()
                 return writeReset(header.streamID, .streamClosed)
             }

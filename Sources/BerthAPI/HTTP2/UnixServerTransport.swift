@@ -86,7 +86,7 @@ final class ConnectionHub: Sendable {
         var stopping = false
         /// Connection failures logged in the current `logWindow`, and the ones left out.
         var logged = 0, unlogged = 0
-        var logWindow = NIODeadline.uptimeNanoseconds()
+        var logWindow = NIODeadline.now().uptimeNanoseconds
         /// `listen`, waiting for the stop and the last RPC.
         var drainWaiter: CheckedContinuation<Void, Never>?
         var drainedAlready: Bool { stopping && running.isEmpty }
@@ -141,7 +141,7 @@ final class ConnectionHub: Sendable {
 
     /// Logs a connection that had to be closed, at most `noticesPerMinute` times a minute.
     func noteBrokenConnection(_ message: Logger.Message, metadata: Logger.Metadata) {
-        let now = NIODeadline.uptimeNanoseconds()
+        let now = NIODeadline.now().uptimeNanoseconds
         let (log, skipped): (Bool, Int) = state.withLock { state in
             if now - state.logWindow >= 60_000_000_000 {
                 defer { state.logWindow = now; state.logged = 1; state.unlogged = 0 }
