@@ -208,17 +208,17 @@ def attack_settings_flood(path, seconds):
 
 
 def attack_rst_provoking_data(path, seconds):
-    """DATA on a stream the server already closed: each is answered with RST_STREAM."""
+    """DATA on streams the server already closed, 32 of them in turn: each DATA is answered with
+    RST_STREAM (a server may drop DATA quietly for a stream it reset only just now)."""
     def make():
         conn = Conn(path)
-        stream, block = conn.headers(VERSION)
-        conn.send(block + frame(DATA, END_STREAM, stream, grpc_message(b"")))
-        conn.status(stream)
-        conn.stream = stream
+        for _ in range(32):
+            stream, block = conn.headers(VERSION)
+            conn.send(block + frame(DATA, END_STREAM, stream, grpc_message(b"")))
+            conn.status(stream)
         return conn
-    first = make()
-    outcomes = flood_until(path, seconds, lambda: first if first.sock.fileno() >= 0 else make(),
-                           frame(DATA, 0, 1, grpc_message(b"x" * 16)))
+    payload = b"".join(frame(DATA, 0, stream, grpc_message(b"x" * 16)) for stream in range(1, 64, 2))
+    outcomes = flood_until(path, seconds, make, payload, chunks=2)
     return outcomes[0] if outcomes else "none"
 
 
@@ -227,12 +227,16 @@ def attack_rejected_requests(path, seconds):
     outcomes, deadline = [], time.time() + seconds
     while time.time() < deadline:
         conn = Conn(path)
+        for _ in range(2):   # HPACK indexes the fields: from the second block on, each is the same bytes
+            _, block = conn.headers("/nothing.v1.Nothing/Call", end_stream=True)
+            conn.send(block)
+        block = block[9:]
         state = "sent"
         while state == "sent" and time.time() < deadline:
             batch = b""
             for _ in range(64):
-                stream, block = conn.headers("/nothing.v1.Nothing/Call", end_stream=True)
-                batch += block
+                batch += frame(HEADERS, END_HEADERS | END_STREAM, conn.next_stream, block)
+                conn.next_stream += 2
             state = conn.send(batch, timeout=2)
         outcomes.append("backpressure" if state == "blocked" else (f"goaway:{conn.goaway(2)}" if state == "closed" else "sent"))
         if state == "blocked":

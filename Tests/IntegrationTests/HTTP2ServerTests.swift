@@ -4,7 +4,7 @@ import Testing
 /// berthd's own HTTP/2 server (Sources/BerthAPI/HTTP2) against frames real clients rarely send:
 /// Tests/Fixtures/http2_edges.py plays a hand-written client, one connection per case, with
 /// Debian's python3-h2 for the well-formed parts.
-@Suite struct HTTP2ServerTests {
+@Suite(.serialized) struct HTTP2ServerTests {
     static let cases = [
         "bad_preface", "data_on_idle_stream", "oversized_frame", "unary", "ping", "tiny_client_window",
         "padded_and_split_request", "continuation", "unknown_method", "malformed_path", "not_post", "not_grpc",
@@ -81,7 +81,7 @@ import Testing
     }
 
     @Test func http2Server_rejectedRequestsUnread_serverStopsReading_memoryBounded_othersServed() throws {
-        _ = try attack("rejected_requests", expect: "backpressure")
+        _ = try attack("rejected_requests", seconds: 20, expect: "backpressure")
     }
 
     @Test func http2Server_rapidReset_endsWithEnhanceYourCalm_othersServed() throws {

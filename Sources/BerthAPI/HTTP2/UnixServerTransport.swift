@@ -32,7 +32,7 @@ public struct UnixServerTransport: ServerTransport {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             // Above the high mark the connection stops reading the client and stops queueing
             // response DATA: what a client does not read stays bounded (see `Limits`).
-            .childChannelOption(.writeBufferWaterMark, .init(low: limits.outboundBufferLimit / 2, high: limits.outboundBufferLimit))
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.outboundBufferLimit / 2, high: limits.outboundBufferLimit))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP2ServerConnection(limits: limits, hub: hub))
