@@ -468,7 +468,7 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
                             outbound: RPCWriter.Closable(wrapping: ResponseWriter(stream: id, connection: bound, gate: stream.gate)))
         let rpcContext = ServerContext(descriptor: descriptor, remotePeer: remotePeer, localPeer: localPeer,
                                        cancellation: stream.cancellation)
-        let accepted = ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext, executor: executor) {
+        let accepted = ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext, executor: executor, requests: requests) {
             if bound.eventLoop.inEventLoop { bound.value.taskFinished() } else { bound.eventLoop.execute { bound.value.taskFinished() } }
         }
         if let task = hub.accept(accepted) {

@@ -73,9 +73,16 @@ final class ConnectionHub: Sendable {
         /// The connection's event loop: the RPC's task runs there, so its requests, its
         /// responses and the socket are handled by one thread without hand-offs.
         let executor: LoopTaskExecutor
+        /// The stream's requests, to see the first message's size before the handler starts.
+        let requests: RequestQueue
         /// Called from the RPC's task once its handler has returned.
         let finished: @Sendable () -> Void
     }
+
+    /// A first request message this large is decoded, and its RPC served, on the shared
+    /// concurrent executor instead of the connection's event loop: decoding 16 MiB of small
+    /// protobuf fields takes seconds, which would stall every connection on that loop.
+    static let largeMessage = 256 << 10
 
     private struct State {
         var connections: [ObjectIdentifier: any Channel] = [:]
@@ -125,7 +132,11 @@ final class ConnectionHub: Sendable {
             state.nextRPC += 1
             // The task cannot finish before it is recorded: it needs this lock to say so.
             state.running[id] = Task(executorPreference: rpc.executor) {
-                await handler(rpc.stream, rpc.context)
+                if await rpc.requests.firstMessageSize() >= Self.largeMessage {
+                    await withTaskExecutorPreference(globalConcurrentExecutor) { await handler(rpc.stream, rpc.context) }
+                } else {
+                    await handler(rpc.stream, rpc.context)
+                }
                 self.finished(id)
                 rpc.finished()
             }
