@@ -8,7 +8,7 @@ attack, RSS still held 3 s after it, the other client's median and slowest `ctr 
 the attack's outcome (goaway:11 = GOAWAY ENHANCE_YOUR_CALM, backpressure = the daemon stopped
 reading, status:8 = RESOURCE_EXHAUSTED, refused:N = N streams refused).
 
-Usage: Benchmarks/http2_attacks.py [--berthd PATH] [--containerd] [--seconds 15] [--only NAME,...]
+Usage: Benchmarks/http2_attacks.py [--berthd PATH] [--containerd | --containerd-only] [--seconds 15] [--only NAME,...]
 """
 import argparse, os, re, subprocess, sys, tempfile, time
 
@@ -57,11 +57,12 @@ def main():
     default = os.path.join(ROOT, ".build/release/berthd")
     parser.add_argument("--berthd", default=default if os.path.exists(default) else os.path.join(ROOT, ".build/debug/berthd"))
     parser.add_argument("--containerd", action="store_true")
+    parser.add_argument("--containerd-only", action="store_true", help="skip berthd (to add containerd's column to a run)")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--only", default=",".join(ATTACKS))
     args = parser.parse_args()
-    daemons = [(f"berthd ({os.path.relpath(args.berthd, ROOT)})", berthd(args.berthd))]
-    if args.containerd:
+    daemons = [] if args.containerd_only else [(f"berthd ({os.path.relpath(args.berthd, ROOT)})", berthd(args.berthd))]
+    if args.containerd or args.containerd_only:
         daemons.append(("containerd", containerd))
     print(f"{args.seconds:.0f} s per attack; other client: `ctr version` every 50 ms on its own connection")
     print(f"{'attack':<24}{'daemon':<32}{'RSS +MiB':>9}{'held MiB':>9}{'ctr med ms':>11}{'ctr max ms':>11}{'calls':>6}  outcome")

@@ -31,8 +31,10 @@ import Testing
         #expect(result.stdout.hasSuffix(" passed, 0 failed\n"), "\(result.stdout)")
         #expect(!result.stdout.contains("FAIL"))
         #expect(try daemon.ctr(["version"]).status == 0)
-        let notices = daemon.log.components(separatedBy: "\n").filter { $0.contains("closing a gRPC connection that broke HTTP/2") }
-        #expect(notices.count == 20, "\(notices.count) notices")
+        let notices = daemon.log.components(separatedBy: "\n").filter {
+            $0.contains("msg=\"closing a gRPC connection that broke HTTP/2\"") || $0.contains("msg=\"gRPC connection failed\"")
+        }
+        #expect(notices.count == 20, "\(notices.count) notices")   // ConnectionHub.noticesPerMinute; the run takes seconds
         #expect(daemon.stop() == 0)
     }
 
