@@ -2,14 +2,18 @@ import Foundation
 import Kernel
 
 /// Makes the listening unix socket before gRPC takes it over, so that its mode is 0660 from
-/// the moment it exists (no window in which a wider umask applies) and its folder is 0711.
+/// the moment it exists (no window in which a wider umask applies). A folder berthd creates for
+/// it is 0711; a folder that already exists keeps its owner's mode (`--address /tmp/x.sock` must
+/// not turn /tmp from 1777 into 0711).
 enum UnixListener {
     /// Binds and listens on `path`, replacing a stale socket file left by a dead daemon.
     /// The caller must hold the daemon lock, so no live daemon owns that file.
     static func listen(at path: String) throws -> Int32 {
         let folder = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        guard chmod(folder, 0o711) == 0 else { throw SyscallError("chmod \(folder)", errno: errno) }
+        if !FileManager.default.fileExists(atPath: folder) {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            guard chmod(folder, 0o711) == 0 else { throw SyscallError("chmod \(folder)", errno: errno) }
+        }
         try removeStale(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SyscallError("socket", errno: errno) }

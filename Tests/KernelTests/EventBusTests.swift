@@ -58,4 +58,23 @@ import Testing
             #expect(await bus.subscriberCount == 1)
         }
     }
+
+    @Test func bus_subscriberTaskCancelled_leavesWithoutAMatchingEvent() async throws {
+        try await withBus { bus in
+            var waiting: [Task<Void, any Error>] = []
+            for _ in 0..<100 {
+                let stream = await bus.subscribe(filters: try FilterSet(["topic==/never"]))
+                waiting.append(Task { for try await _ in stream {} })
+            }
+            #expect(await bus.subscriberCount == 100)
+            for task in waiting { task.cancel() }
+            for task in waiting { _ = try? await task.value }
+            var count = await bus.subscriberCount
+            for _ in 0..<200 where count > 0 {
+                try await Task.sleep(for: .milliseconds(5))
+                count = await bus.subscriberCount
+            }
+            #expect(count == 0)
+        }
+    }
 }

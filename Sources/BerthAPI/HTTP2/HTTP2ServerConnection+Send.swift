@@ -14,12 +14,14 @@ extension HTTP2ServerConnection {
         case .metadata(let metadata):
             writeResponseHeaders(stream, metadata)
         case .message(let bytes):
-            var framed = context.channel.allocator.buffer(capacity: ResponseWriter.prefixLength + bytes.count)
-            framed.writeInteger(UInt8(0))
-            framed.writeInteger(UInt32(bytes.count))
-            var body = bytes.buffer
-            framed.writeBuffer(&body)
-            stream.pendingData.append(framed)
+            // The prefix goes in its own small buffer: copying the message behind it would hold
+            // every queued response twice.
+            var prefix = context.channel.allocator.buffer(capacity: ResponseWriter.prefixLength)
+            prefix.writeInteger(UInt8(0))
+            prefix.writeInteger(UInt32(bytes.count))
+            stream.pendingData.append(prefix)
+            if bytes.count > 0 { stream.pendingData.append(bytes.buffer) }
+            stream.pendingBytes += ResponseWriter.prefixLength + bytes.count
             drain(stream)
         case .status(let status, let trailers):
             stream.pendingStatus = (status, trailers)
@@ -38,27 +40,39 @@ extension HTTP2ServerConnection {
     }
 
     /// Writes as much queued response data as both windows allow, then the trailers once
-    /// nothing is queued.
+    /// nothing is queued. A socket the client does not read (the channel is not writable) stops
+    /// it too: the data stays queued, where the writers' gates count it.
     func drain(_ stream: Stream) {
-        while !stream.pendingData.isEmpty {
+        var sent = 0
+        while stream.pendingBytes > 0 {
             let allowed = min(sendWindow, stream.sendWindow, peerMaxFrameSize)
-            guard allowed > 0 else {
-                if sendWindow <= 0, !blockedStreams.contains(stream.id) { blockedStreams.append(stream.id) }
+            guard allowed > 0, context.channel.isWritable else {
+                if sendWindow <= 0 || !context.channel.isWritable, !blockedStreams.contains(stream.id) { blockedStreams.append(stream.id) }
                 break
             }
             if !stream.headersSent { writeResponseHeaders(stream, Metadata()) }
-            let length = min(allowed, stream.pendingData[0].readableBytes)
-            let chunk = stream.pendingData[0].readSlice(length: length)!
-            if stream.pendingData[0].readableBytes == 0 { stream.pendingData.removeFirst() }
+            let length = min(allowed, stream.pendingBytes)
             var header = context.channel.allocator.buffer(capacity: FrameHeader.size)
             header.writeFrameHeader(length: length, type: .data, stream: stream.id)
             context.write(wrapOutboundOut(header), promise: nil)
-            context.write(wrapOutboundOut(chunk), promise: nil)
+            var left = length
+            while left > 0 {
+                let take = min(left, stream.pendingData[0].readableBytes)
+                let chunk = stream.pendingData[0].readSlice(length: take)!
+                if stream.pendingData[0].readableBytes == 0 { stream.pendingData.removeFirst() }
+                context.write(wrapOutboundOut(chunk), promise: nil)
+                left -= take
+            }
+            stream.pendingBytes -= length
             sendWindow -= length
             stream.sendWindow -= length
-            stream.gate.drained(length)
+            sent += length
         }
-        if stream.pendingData.isEmpty, let (status, trailers) = stream.pendingStatus {
+        if sent > 0 {
+            stream.gate.drained(sent)
+            controlFramesInARow = 0
+        }
+        if stream.pendingBytes == 0, let (status, trailers) = stream.pendingStatus {
             writeTrailers(stream, status, trailers)
         }
         scheduleFlush()
@@ -78,6 +92,7 @@ extension HTTP2ServerConnection {
         writeHeaderBlock(Self.trailers(status, trailers, only: !stream.headersSent), stream: stream.id, endStream: true)
         streams[stream.id] = nil
         stream.gate.close()
+        if !stream.resetAfterResponse, resetsLeft < limits.maxResetsAhead { resetsLeft += 1 }
         if !stream.remoteClosed { stream.requests.finish() }
         afterResponse(stream.id, clientDone: stream.remoteClosed, reset: stream.resetAfterResponse)
         closeIfIdle()
@@ -114,6 +129,8 @@ extension HTTP2ServerConnection {
     func failStream(_ stream: Stream, _ status: Status) {
         abandon(stream, error: RPCError(code: RPCError.Code(status.code) ?? .internalError, message: status.message))
         stream.pendingData.removeAll()
+        stream.pendingBytes = 0
+        bufferedRequests.bytes -= stream.partialMessage?.readableBytes ?? 0
         stream.partialMessage = nil
         stream.resetAfterResponse = true
         stream.pendingStatus = (status, Metadata())
@@ -146,6 +163,8 @@ extension HTTP2ServerConnection {
     }
 
     func writeReset(_ id: UInt32, _ code: HTTP2ErrorCode) {
+        recentlyReset[nextRecentlyReset] = id
+        nextRecentlyReset = (nextRecentlyReset + 1) % recentlyReset.count
         var frame = context.channel.allocator.buffer(capacity: FrameHeader.size + 4)
         frame.writeFrameHeader(length: 4, type: .rstStream, stream: id)
         frame.writeInteger(code.rawValue)
@@ -196,7 +215,7 @@ extension HTTP2ServerConnection {
     private static func trailers(_ status: Status, _ trailers: Metadata, only: Bool) -> HPACKHeaders {
         var headers = only ? HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")]) : HPACKHeaders()
         headers.add(name: "grpc-status", value: String(status.code.rawValue))
-        if !status.message.isEmpty { headers.add(name: "grpc-message", value: percentEncoded(status.message)) }
+        if !status.message.isEmpty { headers.add(name: "grpc-message", value: percentEncoded(echo(status.message, limit: 1024))) }
         add(trailers, to: &headers)
         return headers
     }

@@ -4,7 +4,9 @@ import Synchronization
 
 /// Counts the response bytes an RPC has handed to its connection and that have not reached the
 /// socket yet (the client's flow-control window holds them back). A writer that gets more than
-/// `limit` ahead waits here, so a server-streaming RPC to a slow reader uses bounded memory.
+/// `limit` ahead waits here, and so does one whose connection's writers together are more than
+/// the `budget`'s limit ahead, so server-streaming RPCs to a slow reader use bounded memory
+/// however many streams it opens.
 final class SendGate: Sendable {
     private struct State {
         var queued = 0
@@ -14,11 +16,15 @@ final class SendGate: Sendable {
 
     private let state = Mutex(State())
     private let limit: Int
+    let budget: ConnectionSendBudget
+    /// Set before `close` takes the budget's lock, so a writer that starts waiting there later sees it.
+    let isClosed = Atomic<Bool>(false)
     /// Parts of this stream handed to the event loop as jobs and not run yet.
     let queuedParts = Atomic<Int>(0)
 
-    init(limit: Int) {
+    init(limit: Int, budget: ConnectionSendBudget) {
         self.limit = limit
+        self.budget = budget
     }
 
     /// Fails once the stream has ended (reset by the client, closed connection, status sent).
@@ -27,10 +33,15 @@ final class SendGate: Sendable {
     }
 
     func add(_ bytes: Int) {
-        state.withLock { $0.queued += bytes }
+        let added: Bool = state.withLock {
+            guard !$0.closed else { return false }
+            $0.queued += bytes
+            return true
+        }
+        if added { budget.add(bytes) }
     }
 
-    /// Returns when the queue is at or below the limit again.
+    /// Returns when the queue, and the connection's, are at or below their limits again.
     func waitForRoom() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let ready: Result<Void, any Error>? = state.withLock {
@@ -41,30 +52,87 @@ final class SendGate: Sendable {
             }
             if let ready { continuation.resume(with: ready) }
         }
+        try await budget.waitForRoom(for: self)
     }
 
     /// Called by the connection, on its event loop, when `bytes` went to the socket.
+    /// A closed gate has already returned what it held to the budget.
     func drained(_ bytes: Int) {
-        let waiter: CheckedContinuation<Void, any Error>? = state.withLock { state in
+        let (waiter, counted): (CheckedContinuation<Void, any Error>?, Bool) = state.withLock { state in
+            guard !state.closed else { return (nil, false) }
             state.queued -= bytes
-            guard state.queued <= limit else { return nil }
+            guard state.queued <= limit else { return (nil, true) }
             defer { state.waiter = nil }
-            return state.waiter
+            return (state.waiter, true)
         }
         waiter?.resume()
+        if counted { budget.drained(bytes) }
     }
 
-    /// Ends the stream for writers: a waiting one and every later write fail.
+    /// Ends the stream for writers: a waiting one and every later write fail; what it still had
+    /// queued leaves the connection's budget.
     func close() {
-        let waiter: CheckedContinuation<Void, any Error>? = state.withLock { state in
+        isClosed.store(true, ordering: .sequentiallyConsistent)
+        let (waiter, queued): (CheckedContinuation<Void, any Error>?, Int) = state.withLock { state in
+            guard !state.closed else { return (nil, 0) }
             state.closed = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer { state.waiter = nil; state.queued = 0 }
+            return (state.waiter, state.queued)
         }
         waiter?.resume(throwing: Self.closedError)
+        budget.drained(queued)
+        budget.release(self)
     }
 
     static let closedError = RPCError(code: .cancelled, message: "the stream was closed: the client cancelled it or went away")
+}
+
+/// The response bytes queued by all the writers of one connection. A writer that finds them above
+/// `limit` waits until the connection has written enough, or until its own stream closes.
+final class ConnectionSendBudget: Sendable {
+    private struct State {
+        var queued = 0
+        var waiters: [ObjectIdentifier: CheckedContinuation<Void, any Error>] = [:]
+    }
+
+    private let state = Mutex(State())
+    let limit: Int
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    func add(_ bytes: Int) {
+        state.withLock { $0.queued += bytes }
+    }
+
+    func waitForRoom(for gate: SendGate) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let ready: Result<Void, any Error>? = state.withLock {
+                if gate.isClosed.load(ordering: .sequentiallyConsistent) { return .failure(SendGate.closedError) }
+                if $0.queued <= limit { return .success(()) }
+                $0.waiters[ObjectIdentifier(gate)] = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+
+    func drained(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        let waiters: [CheckedContinuation<Void, any Error>] = state.withLock { state in
+            state.queued -= bytes
+            guard state.queued <= limit, !state.waiters.isEmpty else { return [] }
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// A closed stream's writer stops waiting.
+    func release(_ gate: SendGate) {
+        state.withLock { $0.waiters.removeValue(forKey: ObjectIdentifier(gate)) }?.resume(throwing: SendGate.closedError)
+    }
 }
 
 /// The response side of one stream, used from the RPC's task. Parts reach the connection in

@@ -44,6 +44,14 @@ final class RequestQueue: AsyncSequence, Sendable {
         var end: (any Error)?? = nil       // .some(nil): finished; .some(error): failed
         var waiter: CheckedContinuation<Part?, any Error>?
         var uncredited = 0
+        /// The RPC's task, waiting for the first message before its handler starts.
+        var firstWaiter: CheckedContinuation<Int, Never>?
+
+        /// The first request message's size once it (or the end) is queued, 0 for no message.
+        var firstMessageSize: Int? {
+            for (part, _) in parts[head...] { if case .message(let bytes) = part { return bytes.count } }
+            return end != nil ? 0 : nil
+        }
     }
 
     private let state = Mutex(State())
@@ -58,31 +66,54 @@ final class RequestQueue: AsyncSequence, Sendable {
 
     /// Adds a part; `size` is what it occupied of the flow-control window.
     func push(_ part: Part, size: Int = 0) {
-        let waiter: CheckedContinuation<Part?, any Error>? = state.withLock {
-            guard $0.end == nil else { return nil }
+        let (waiter, first): (CheckedContinuation<Part?, any Error>?, (CheckedContinuation<Int, Never>, Int)?) = state.withLock {
+            guard $0.end == nil else { return (nil, nil) }
             if let waiter = $0.waiter {
                 $0.waiter = nil
                 $0.uncredited += size
-                return waiter
+                return (waiter, nil)
             }
             $0.parts.append((part, size))
-            return nil
+            return (nil, Self.takeFirstWaiter(&$0))
         }
         waiter?.resume(returning: part)
+        if let (firstWaiter, size) = first { firstWaiter.resume(returning: size) }
         flushCredit()
+    }
+
+    /// Returns once the first request message, or the end of the requests, is queued: the size
+    /// of that message, 0 without one. The RPC's task asks before its handler starts, to decide
+    /// where the handler runs (see `ConnectionHub.accept`).
+    func firstMessageSize() async -> Int {
+        if let size = state.withLock({ $0.firstMessageSize }) { return size }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            let size: Int? = state.withLock {
+                if let size = $0.firstMessageSize { return size }
+                $0.firstWaiter = continuation
+                return nil
+            }
+            if let size { continuation.resume(returning: size) }
+        }
+    }
+
+    private static func takeFirstWaiter(_ state: inout State) -> (CheckedContinuation<Int, Never>, Int)? {
+        guard let waiter = state.firstWaiter, let size = state.firstMessageSize else { return nil }
+        state.firstWaiter = nil
+        return (waiter, size)
     }
 
     /// Ends the sequence after the parts already queued; with an error, the error replaces them.
     func finish(throwing error: (any Error)? = nil) {
-        let waiter: CheckedContinuation<Part?, any Error>? = state.withLock {
-            guard $0.end == nil else { return nil }
+        let (waiter, first): (CheckedContinuation<Part?, any Error>?, (CheckedContinuation<Int, Never>, Int)?) = state.withLock {
+            guard $0.end == nil else { return (nil, nil) }
             $0.end = .some(error)
             if error != nil { $0.parts.removeAll(); $0.head = 0 }
             let waiter = $0.waiter
             $0.waiter = nil
-            return waiter
+            return (waiter, Self.takeFirstWaiter(&$0))
         }
         if let error { waiter?.resume(throwing: error) } else { waiter?.resume(returning: nil) }
+        if let (firstWaiter, size) = first { firstWaiter.resume(returning: size) }
     }
 
     private func next() async throws -> Part? {

@@ -18,10 +18,10 @@ public struct UnixServerTransport: ServerTransport {
     /// `maxMessageSize` bounds a request message, as gRPC counts it.
     public init(listeningSocket descriptor: Int32, maxMessageSize: Int, logger: Logger) {
         self.descriptor = descriptor
-        hub = ConnectionHub(logger: logger)
         var limits = HTTP2ServerConnection.Limits()
         limits.maxMessageSize = maxMessageSize
         self.limits = limits
+        hub = ConnectionHub(logger: logger, maxConnections: limits.maxConnections)
     }
 
     public func listen(
@@ -30,6 +30,9 @@ public struct UnixServerTransport: ServerTransport {
         let limits = self.limits, hub = self.hub
         hub.serve(with: streamHandler)
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            // Above the high mark the connection stops reading the client and stops queueing
+            // response DATA: what a client does not read stays bounded (see `Limits`).
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: limits.outboundBufferLimit / 2, high: limits.outboundBufferLimit))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP2ServerConnection(limits: limits, hub: hub))
@@ -70,7 +73,16 @@ final class ConnectionHub: Sendable {
         /// The connection's event loop: the RPC's task runs there, so its requests, its
         /// responses and the socket are handled by one thread without hand-offs.
         let executor: LoopTaskExecutor
+        /// The stream's requests, to see the first message's size before the handler starts.
+        let requests: RequestQueue
+        /// Called from the RPC's task once its handler has returned.
+        let finished: @Sendable () -> Void
     }
+
+    /// A first request message this large is decoded, and its RPC served, on the shared
+    /// concurrent executor instead of the connection's event loop: decoding 16 MiB of small
+    /// protobuf fields takes seconds, which would stall every connection on that loop.
+    static let largeMessage = 256 << 10
 
     private struct State {
         var connections: [ObjectIdentifier: any Channel] = [:]
@@ -79,6 +91,9 @@ final class ConnectionHub: Sendable {
         var running: [UInt64: Task<Void, Never>] = [:]
         var nextRPC: UInt64 = 0
         var stopping = false
+        /// Connection failures logged in the current `logWindow`, and the ones left out.
+        var logged = 0, unlogged = 0
+        var logWindow = NIODeadline.now().uptimeNanoseconds
         /// `listen`, waiting for the stop and the last RPC.
         var drainWaiter: CheckedContinuation<Void, Never>?
         var drainedAlready: Bool { stopping && running.isEmpty }
@@ -93,30 +108,64 @@ final class ConnectionHub: Sendable {
 
     /// Connections log why they ended when it was not the client's choice.
     let logger: Logger
+    /// Connections open at once; more are closed as soon as they are accepted.
+    let maxConnections: Int
+    /// Notices about broken connections per minute; a hostile client must not flood the log.
+    static let noticesPerMinute = 20
     private let state = Mutex(State())
 
-    init(logger: Logger) {
+    init(logger: Logger, maxConnections: Int) {
         self.logger = logger
+        self.maxConnections = maxConnections
     }
 
     func serve(with handler: @escaping Handler) {
         state.withLock { $0.handler = handler }
     }
 
-    /// Starts the RPC's task on its connection's loop. False once the transport is stopping:
-    /// the RPC was not taken.
-    func accept(_ rpc: AcceptedRPC) -> Bool {
+    /// Starts the RPC's task on its connection's loop and returns its id. Nil once the transport
+    /// is stopping: the RPC was not taken.
+    func accept(_ rpc: AcceptedRPC) -> UInt64? {
         state.withLock { state in
-            guard !state.stopping, let handler = state.handler else { return false }
+            guard !state.stopping, let handler = state.handler else { return nil }
             let id = state.nextRPC
             state.nextRPC += 1
             // The task cannot finish before it is recorded: it needs this lock to say so.
             state.running[id] = Task(executorPreference: rpc.executor) {
-                await handler(rpc.stream, rpc.context)
+                if await rpc.requests.firstMessageSize() >= Self.largeMessage {
+                    await withTaskExecutorPreference(globalConcurrentExecutor) { await handler(rpc.stream, rpc.context) }
+                } else {
+                    await handler(rpc.stream, rpc.context)
+                }
                 self.finished(id)
+                rpc.finished()
             }
-            return true
+            return id
         }
+    }
+
+    /// Cancels the task of an RPC whose client went away, so that a handler waiting for
+    /// something that may never come (an event stream, a lock) ends now rather than never.
+    func cancel(_ id: UInt64) {
+        state.withLock { $0.running[id] }?.cancel()
+    }
+
+    /// Logs a connection that had to be closed, at most `noticesPerMinute` times a minute.
+    func noteBrokenConnection(_ message: Logger.Message, metadata: Logger.Metadata) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        let (log, skipped): (Bool, Int) = state.withLock { state in
+            if now - state.logWindow >= 60_000_000_000 {
+                defer { state.logWindow = now; state.logged = 1; state.unlogged = 0 }
+                return (true, state.unlogged)
+            }
+            guard state.logged < Self.noticesPerMinute else { state.unlogged += 1; return (false, 0) }
+            state.logged += 1
+            return (true, 0)
+        }
+        guard log else { return }
+        var metadata = metadata
+        if skipped > 0 { metadata["not_logged_before"] = "\(skipped)" }
+        logger.notice(message, metadata: metadata)
     }
 
     private func finished(_ id: UInt64) {
@@ -139,10 +188,10 @@ final class ConnectionHub: Sendable {
         }
     }
 
-    /// False once the transport is stopping: the connection must close.
+    /// False once the transport is stopping or `maxConnections` are open: the connection must close.
     func register(_ channel: any Channel) -> Bool {
         state.withLock {
-            guard !$0.stopping else { return false }
+            guard !$0.stopping, $0.connections.count < maxConnections else { return false }
             $0.connections[ObjectIdentifier(channel)] = channel
             return true
         }

@@ -85,11 +85,23 @@ public actor EventBus: Service {
             return stream
         }
         nextID += 1
-        subscribers[nextID] = Subscriber(matches: matches, continuation: continuation, bufferSize: bufferSize)
+        let id = nextID
+        subscribers[id] = Subscriber(matches: matches, continuation: continuation, bufferSize: bufferSize)
+        // A subscriber whose task is cancelled (its client went away) or that drops the stream
+        // leaves at once: waiting for a matching event would keep it, and slow every delivery,
+        // forever when its filters never match.
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            Task { await self.unsubscribe(id) }
+        }
         return stream
     }
 
-    /// Number of live subscriptions (ended ones are dropped at the next delivery).
+    private func unsubscribe(_ id: UInt64) {
+        subscribers[id] = nil
+    }
+
+    /// Number of live subscriptions (a cancelled or dropped one leaves once its termination is seen).
     public var subscriberCount: Int { subscribers.count }
 
     /// Delivers queued events until the task is cancelled or the service group shuts down.
