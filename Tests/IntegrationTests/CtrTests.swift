@@ -67,6 +67,8 @@ import Testing
             "io.containerd.service.v1.leases-service": "ok",
             "io.containerd.service.v1.images-service": "ok",
             "io.containerd.service.v1.diff-service": "ok",
+            "io.containerd.service.v1.containers-service": "ok",
+            "io.containerd.grpc.v1.containers": "ok",
             "io.containerd.grpc.v1.diff": "ok",
             "io.containerd.grpc.v1.images": "ok",
             "io.containerd.differ.v1.walking": "ok",

@@ -162,9 +162,11 @@ import Testing
                 "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the plugin did not answer before the call's deadline")) {
                 _ = try await hung.value
             }
-            // The deadline is checked at least once a second; a loaded test machine adds more.
+            // Not before the deadline. The upper bound is loose: this test shares a thread pool of
+            // two with tests that block threads on child processes (the daemon-level bound is
+            // PluginBoundaryTests' job, against a real berthd).
             let waited = clock.now - started
-            #expect(waited >= .seconds(1) && waited < .seconds(6))
+            #expect(waited >= .seconds(1) && waited < .seconds(30))
             #expect(try cancelledCalls(in: hang) == 1)
         }
     }

@@ -70,8 +70,15 @@ enum ReplyTable {
                     state.waiting[token]!.continuation = continuation
                     return nil
                 }
-                if let abandoned { return continuation.resume(returning: abandoned) }
+                // A call made by a task that is already cancelled still goes out (cancellation
+                // means its caller stops waiting, not that the request is lost: a writer's Close
+                // on the way out of a cancelled RPC must reach the store); only its answer is
+                // dropped, and the plugin is told at once.
                 start(UnsafeMutableRawPointer(bitPattern: token)!, replyTrampoline)
+                if let abandoned {
+                    onAbandon?(token)
+                    continuation.resume(returning: abandoned)
+                }
             }
         } onCancel: {
             abandon(token, with: BerthError(.cancelled, "the caller went away before the plugin answered"))
