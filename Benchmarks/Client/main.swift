@@ -36,11 +36,24 @@ func workload(_ snapshots: Snapshots) async throws -> Int {
     switch arguments[2] {
     case "sequential":
         for i in 0..<count {
-            _ = try await snapshots.prepare(.with { $0.key = "k\(i)"; $0.snapshotter = snapshotter; $0.labels = root }, metadata: namespace)
-            _ = try await snapshots.commit(.with {
-                $0.key = "k\(i)"; $0.name = "c\(i)"; $0.snapshotter = snapshotter; $0.labels = root
-            }, metadata: namespace)
-            _ = try await snapshots.stat(.with { $0.key = "c\(i)"; $0.snapshotter = snapshotter }, metadata: namespace)
+            _ = try await snapshots.prepare(
+                .with {
+                    $0.key = "k\(i)"
+                    $0.snapshotter = snapshotter
+                    $0.labels = root
+                }, metadata: namespace)
+            _ = try await snapshots.commit(
+                .with {
+                    $0.key = "k\(i)"
+                    $0.name = "c\(i)"
+                    $0.snapshotter = snapshotter
+                    $0.labels = root
+                }, metadata: namespace)
+            _ = try await snapshots.stat(
+                .with {
+                    $0.key = "c\(i)"
+                    $0.snapshotter = snapshotter
+                }, metadata: namespace)
         }
         return count * 3
     case "parallel" where callers > 0:
@@ -48,7 +61,12 @@ func workload(_ snapshots: Snapshots) async throws -> Int {
             for caller in 0..<callers {
                 group.addTask {
                     for i in stride(from: caller, to: count, by: callers) {
-                        _ = try await snapshots.prepare(.with { $0.key = "p\(i)"; $0.snapshotter = snapshotter; $0.labels = root }, metadata: namespace)
+                        _ = try await snapshots.prepare(
+                            .with {
+                                $0.key = "p\(i)"
+                                $0.snapshotter = snapshotter
+                                $0.labels = root
+                            }, metadata: namespace)
                     }
                 }
             }
@@ -64,19 +82,24 @@ func workload(_ snapshots: Snapshots) async throws -> Int {
 do {
     // containerd pings after the DATA it receives; answered below swift-nio-http2, which
     // would otherwise close the connection after 200 of them (see PingResponder).
-    let client = GRPCClient(transport: try .http2NIOPosix(
-        target: .unixDomainSocket(path: arguments[1], authority: "localhost"), transportSecurity: .plaintext,
-        config: .defaults {
-            $0.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-                channel.eventLoop.submit { try channel.pipeline.syncOperations.addHandler(PingResponder(side: .client), position: .first) }
-            }
-        }))
+    let client = GRPCClient(
+        transport: try .http2NIOPosix(
+            target: .unixDomainSocket(path: arguments[1], authority: "localhost"), transportSecurity: .plaintext,
+            config: .defaults {
+                $0.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+                    channel.eventLoop.submit { try channel.pipeline.syncOperations.addHandler(PingResponder(side: .client), position: .first) }
+                }
+            }))
     try await withThrowingDiscardingTaskGroup { group in
         group.addTask { try await client.runConnections() }
         defer { client.beginGracefulShutdown() }
         let snapshots = Snapshots(wrapping: client)
         // A warm-up call opens the connection outside the timed part.
-        _ = try? await snapshots.stat(.with { $0.key = "warm-up"; $0.snapshotter = snapshotter }, metadata: namespace)
+        _ = try? await snapshots.stat(
+            .with {
+                $0.key = "warm-up"
+                $0.snapshotter = snapshotter
+            }, metadata: namespace)
         let start = ContinuousClock.now
         let operations = try await workload(snapshots)
         let elapsed = start.duration(to: .now)

@@ -12,7 +12,7 @@ let sdk = Context.environment["BERTH_SDK"] ?? "../../SDK"
 let package = Package(
     name: "HelloPlugin",
     products: [
-        .library(name: "HelloPlugin", type: .dynamic, targets: ["HelloPlugin"]),
+        .library(name: "HelloPlugin", type: .dynamic, targets: ["HelloPlugin"])
     ],
     dependencies: [
         .package(path: sdk),

@@ -21,7 +21,10 @@ final class BlobStore: Sendable {
         let hex = try Digest.hex(digest)
         var info = stat()
         guard stat(path(hex: hex), &info) == 0 else { throw PluginError(.notFound, "content \(digest) not found") }
-        return .with { $0.digest = digest; $0.size = Int64(info.st_size) }
+        return .with {
+            $0.digest = digest
+            $0.size = Int64(info.st_size)
+        }
     }
 
     func exists(hex: String) -> Bool { access(path(hex: hex), F_OK) == 0 }
@@ -48,7 +51,10 @@ final class BlobStore: Sendable {
         let fd = try openFile(try Digest.hex(digest), digest)
         var info = stat()
         fstat(fd, &info)
-        return .with { $0.descriptor = fd; $0.size = Int64(info.st_size) }
+        return .with {
+            $0.descriptor = fd
+            $0.size = Int64(info.st_size)
+        }
     }
 
     func delete(_ digest: String) throws {
@@ -64,7 +70,10 @@ final class BlobStore: Sendable {
         try FileManager.default.contentsOfDirectory(atPath: root).sorted().compactMap { hex in
             var info = stat()
             guard hex.utf8.count == 64, stat(path(hex: hex), &info) == 0 else { return nil }
-            return .with { $0.digest = "sha256:" + hex; $0.size = Int64(info.st_size) }
+            return .with {
+                $0.digest = "sha256:" + hex
+                $0.size = Int64(info.st_size)
+            }
         }
     }
 

@@ -57,8 +57,9 @@ final class ContentPlugin: BerthPlugin {
 
     func start() async throws {
         for folder in [blobs.root, ingests.root] {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
+            try FileManager.default.createDirectory(
+                atPath: folder, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
         }
     }
 

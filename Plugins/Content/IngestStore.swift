@@ -97,8 +97,10 @@ final class IngestStore: Sendable {
         func stampUpdated() {
             let updated = current.updated.timeIntervalSince1970
             let seconds = floor(updated)
-            var times = [timespec(tv_sec: 0, tv_nsec: Self.omitTime),
-                         timespec(tv_sec: Int(seconds), tv_nsec: Int((updated - seconds) * 1e9))]
+            var times = [
+                timespec(tv_sec: 0, tv_nsec: Self.omitTime),
+                timespec(tv_sec: Int(seconds), tv_nsec: Int((updated - seconds) * 1e9)),
+            ]
             _ = futimens(fd, &times)
         }
 
@@ -144,7 +146,10 @@ final class IngestStore: Sendable {
         let writer = try holder(request.ref)
         if !request.expected.isEmpty { _ = try Digest.hex(request.expected) }
         writer.update {
-            if request.total > 0 { $0.total = request.total; $0.sessionTotal = request.total }
+            if request.total > 0 {
+                $0.total = request.total
+                $0.sessionTotal = request.total
+            }
             if !request.expected.isEmpty { $0.expected = request.expected }
         }
         var offset = writer.current.offset
@@ -155,13 +160,17 @@ final class IngestStore: Sendable {
             writer.resetDigest()
         }
         guard request.offset == offset else {
-            throw PluginError(.outOfRange, "write to ref \"\(Self.shown(writer.ref))\" at offset \(request.offset), but \(offset) bytes are written; write at \(offset) or 0")
+            throw PluginError(
+                .outOfRange, "write to ref \"\(Self.shown(writer.ref))\" at offset \(request.offset), but \(offset) bytes are written; write at \(offset) or 0")
         }
         try request.data.withUnsafeBytes { bytes in
             var done = 0
             while done < bytes.count {
                 let n = pwrite(writer.fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-                if n < 0 { if errno == EINTR { continue }; throw syscall("writing", writer.ref) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw syscall("writing", writer.ref)
+                }
                 done += n
             }
             // Start writing these pages to disk now: with a large page cache nothing else would
@@ -200,13 +209,19 @@ final class IngestStore: Sendable {
             // Stored already (for this or another namespace): the verified bytes are there, so
             // the commit succeeds; whether the namespace already records them is the kernel's call.
             try abort(ref: ref)
-            return .with { $0.digest = digest; $0.size = progress.offset }
+            return .with {
+                $0.digest = digest
+                $0.size = progress.offset
+            }
         }
         guard fsync(writer.fd) == 0 else { throw syscall("syncing", ref) }
         guard rename(writer.folder + "/data", blobs.path(hex: hex)) == 0 else { throw syscall("storing", ref) }
         syncDirectory(blobs.root)
         try abort(ref: ref)
-        return .with { $0.digest = digest; $0.size = progress.offset }
+        return .with {
+            $0.digest = digest
+            $0.size = progress.offset
+        }
     }
 
     func close(ref: String) {
@@ -242,7 +257,8 @@ final class IngestStore: Sendable {
         refs(prefix: "").filter { !keep.contains($0) }.compactMap { ref in
             held.withLock { held -> Berth_Content_V1_IngestState? in
                 guard held[ref] == nil, let state = try? diskState(folder(ref), ref: ref),
-                      state.updatedAt.date < cutoff else { return nil }
+                    state.updatedAt.date < cutoff
+                else { return nil }
                 try? FileManager.default.removeItem(atPath: folder(ref))
                 return state
             }
@@ -287,12 +303,14 @@ final class IngestStore: Sendable {
         }
         let meta = fresh ? nil : try? Self.readMeta(folder)
         let started = meta?.started ?? Date()
-        let writer = Writer(ref: ref, folder: folder, fd: fd, hasher: hasher, started: started, progress: .init(
-            offset: offset, total: total > 0 ? total : meta?.total ?? 0,
-            // Expectations hold for one session only (containerd's rule): a writer resuming
-            // without them commits whatever size and digest the bytes have.
-            sessionTotal: total, expected: expected,
-            updated: fresh ? started : Self.modified(fd) ?? started))
+        let writer = Writer(
+            ref: ref, folder: folder, fd: fd, hasher: hasher, started: started,
+            progress: .init(
+                offset: offset, total: total > 0 ? total : meta?.total ?? 0,
+                // Expectations hold for one session only (containerd's rule): a writer resuming
+                // without them commits whatever size and digest the bytes have.
+                sessionTotal: total, expected: expected,
+                updated: fresh ? started : Self.modified(fd) ?? started))
         try saveMeta(writer)
         return writer
     }

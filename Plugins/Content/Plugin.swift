@@ -2,7 +2,7 @@
 import BerthPluginSDK
 
 private let module = PluginModule([
-    PluginRegistration(type: "io.containerd.content.v1", id: "content") { ContentPlugin(host: $0) },
+    PluginRegistration(type: "io.containerd.content.v1", id: "content") { ContentPlugin(host: $0) }
 ])
 
 /// The one symbol the daemon looks up in this file.

@@ -32,12 +32,16 @@ final class DifferPlugin: BerthPlugin {
     }
 
     func start() async throws {
-        try FileManager.default.createDirectory(atPath: host.stateDirectory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: host.stateDirectory, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         // Trees or layers left by a crash are never in use after a restart.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: host.stateDirectory)) ?? [] {
             let path = host.stateDirectory + "/" + name
-            if name.hasPrefix("tree-") { umount2(path, Int32(MNT_DETACH)); rmdir(path) }
+            if name.hasPrefix("tree-") {
+                umount2(path, Int32(MNT_DETACH))
+                rmdir(path)
+            }
             if name.hasPrefix("layer-") { unlink(path) }
         }
     }
@@ -66,7 +70,11 @@ final class DifferPlugin: BerthPlugin {
         // Read to the end, so that the digest covers the whole stream (padding after the end blocks).
         var rest = [UInt8](repeating: 0, count: 1 << 16)
         while try rest.withUnsafeMutableBytes({ try reader.read(into: $0) }) > 0 {}
-        return .with { $0.uncompressedDigest = reader.digest; $0.uncompressedSize = reader.total; $0.entries = entries }
+        return .with {
+            $0.uncompressedDigest = reader.digest
+            $0.uncompressedSize = reader.total
+            $0.entries = entries
+        }
     }
 
     static func compare(_ request: Berth_Diff_V1_CompareRequest, work: String) throws -> Berth_Diff_V1_CompareReply {
@@ -81,7 +89,11 @@ final class DifferPlugin: BerthPlugin {
             var diff = TreeDiff(lower: lower.path, upper: upper.path, writer: writer)
             try diff.run()
             let digest = try writer.finish()
-            return .with { $0.path = path; $0.uncompressedDigest = digest; $0.entries = Int64(writer.entries) }
+            return .with {
+                $0.path = path
+                $0.uncompressedDigest = digest
+                $0.entries = Int64(writer.entries)
+            }
         } catch {
             unlink(path)
             throw error

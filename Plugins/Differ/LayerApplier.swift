@@ -115,8 +115,9 @@ struct LayerApplier {
             }
             let failure = errno
             guard failure == ELOOP || failure == ENOTDIR, let target = TreeDiff.symlinkTarget(stack.last!, component) else {
-                throw PluginError(failure == ENOTDIR ? .invalidArgument : .internal,
-                                  "layer entry under \"\(path)\": \(component) \(failure == ENOTDIR ? "is not a directory" : String(cString: strerror(failure)))")
+                throw PluginError(
+                    failure == ENOTDIR ? .invalidArgument : .internal,
+                    "layer entry under \"\(path)\": \(component) \(failure == ENOTDIR ? "is not a directory" : String(cString: strerror(failure)))")
             }
             hops += 1
             guard hops <= 40 else { throw PluginError(.invalidArgument, "layer entry under \"\(path)\": too many symlinks") }
@@ -145,7 +146,10 @@ struct LayerApplier {
     /// Removes everything inside the directory `fd`.
     private func empty(_ fd: Int32) throws {
         let listing = dup(fd)
-        guard let directory = fdopendir(listing) else { close(listing); throw PluginError(.internal, "listing a directory failed") }
+        guard let directory = fdopendir(listing) else {
+            close(listing)
+            throw PluginError(.internal, "listing a directory failed")
+        }
         var names = [String]()
         while let item = readdir(directory) {
             let name = withUnsafeBytes(of: item.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

@@ -22,9 +22,13 @@ final class LayerWriter {
         compress = gzip
         if gzip {
             // windowBits 15 + 16 asks zlib for a gzip wrapper (zlib.h, deflateInit2).
-            let result = deflateInit2_(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
-                                       ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-            guard result == Z_OK else { close(fd); throw PluginError(.internal, "zlib deflateInit2 failed: \(result)") }
+            let result = deflateInit2_(
+                &stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+            guard result == Z_OK else {
+                close(fd)
+                throw PluginError(.internal, "zlib deflateInit2 failed: \(result)")
+            }
         }
     }
 
@@ -32,21 +36,27 @@ final class LayerWriter {
 
     /// One entry's header; `size` bytes of content must follow through `append(contentsOf:)`
     /// for regular files, then `padEntry(size:)`.
-    func header(path: String, typeflag: UInt8, mode: UInt32, uid: UInt32, gid: UInt32, size: Int64,
-                mtime: Int64, linkTarget: String = "", deviceMajor: UInt32 = 0, deviceMinor: UInt32 = 0) throws {
+    func header(
+        path: String, typeflag: UInt8, mode: UInt32, uid: UInt32, gid: UInt32, size: Int64,
+        mtime: Int64, linkTarget: String = "", deviceMajor: UInt32 = 0, deviceMinor: UInt32 = 0
+    ) throws {
         var pax = [(String, String)]()
         if path.utf8.count > 100 { pax.append(("path", path)) }
         if linkTarget.utf8.count > 100 { pax.append(("linkpath", linkTarget)) }
         if size > 0o77777777777 { pax.append(("size", String(size))) }
         if !pax.isEmpty {
             let records = pax.map(Self.paxRecord).joined()
-            try write(Self.block(name: "PaxHeaders/" + String(path.suffix(80)), typeflag: UInt8(ascii: "x"), mode: 0o644, uid: 0, gid: 0,
-                                 size: Int64(records.utf8.count), mtime: mtime, link: "", major: 0, minor: 0))
+            try write(
+                Self.block(
+                    name: "PaxHeaders/" + String(path.suffix(80)), typeflag: UInt8(ascii: "x"), mode: 0o644, uid: 0, gid: 0,
+                    size: Int64(records.utf8.count), mtime: mtime, link: "", major: 0, minor: 0))
             try write(Array(records.utf8))
             try padEntry(size: Int64(records.utf8.count))
         }
-        try write(Self.block(name: path, typeflag: typeflag, mode: mode, uid: uid, gid: gid, size: size, mtime: mtime,
-                             link: linkTarget, major: deviceMajor, minor: deviceMinor))
+        try write(
+            Self.block(
+                name: path, typeflag: typeflag, mode: mode, uid: uid, gid: gid, size: size, mtime: mtime,
+                link: linkTarget, major: deviceMajor, minor: deviceMinor))
         entries += 1
     }
 
@@ -103,7 +113,10 @@ final class LayerWriter {
             var done = 0
             while done < buffer.count {
                 let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-                if n < 0 { if errno == EINTR { continue }; throw PluginError(.internal, "writing layer: \(String(cString: strerror(errno)))") }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw PluginError(.internal, "writing layer: \(String(cString: strerror(errno)))")
+                }
                 done += n
             }
         }
@@ -118,8 +131,10 @@ final class LayerWriter {
     }
 
     /// One 512-byte ustar header block (POSIX.1-2001 ustar format).
-    private static func block(name: String, typeflag: UInt8, mode: UInt32, uid: UInt32, gid: UInt32, size: Int64, mtime: Int64,
-                              link: String, major: UInt32, minor: UInt32) -> [UInt8] {
+    private static func block(
+        name: String, typeflag: UInt8, mode: UInt32, uid: UInt32, gid: UInt32, size: Int64, mtime: Int64,
+        link: String, major: UInt32, minor: UInt32
+    ) -> [UInt8] {
         var block = [UInt8](repeating: 0, count: 512)
         func put(_ text: String, at offset: Int, width: Int) {
             for (index, byte) in text.utf8.prefix(width).enumerated() { block[offset + index] = byte }

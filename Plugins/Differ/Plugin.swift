@@ -2,7 +2,7 @@
 import BerthPluginSDK
 
 private let module = PluginModule([
-    PluginRegistration(type: "io.containerd.differ.v1", id: "walking", platforms: ["linux"]) { DifferPlugin(host: $0) },
+    PluginRegistration(type: "io.containerd.differ.v1", id: "walking", platforms: ["linux"]) { DifferPlugin(host: $0) }
 ])
 
 /// The one symbol the daemon looks up in this file.

@@ -65,7 +65,10 @@ final class TarReader {
                 overrides["linkpath"] = Self.cString(try readAll(entry.size))
             default:
                 if entry.type == 0 || entry.type == UInt8(ascii: "7") { entry.type = UInt8(ascii: "0") }
-                if entry.type != UInt8(ascii: "0") { remaining = 0; padding = 0 }
+                if entry.type != UInt8(ascii: "0") {
+                    remaining = 0
+                    padding = 0
+                }
                 return entry
             }
         }
@@ -120,11 +123,12 @@ final class TarReader {
         var path = Self.cString(Array(block[0..<100]))
         let prefix = Self.cString(Array(block[345..<500]))
         if block[257..<262].elementsEqual("ustar".utf8), !prefix.isEmpty { path = prefix + "/" + path }
-        return TarEntry(path: path, type: block[156], mode: UInt32(Self.number(block[100..<108]) & 0o7777),
-                        uid: UInt32(truncatingIfNeeded: Self.number(block[108..<116])), gid: UInt32(truncatingIfNeeded: Self.number(block[116..<124])),
-                        size: Self.number(block[124..<136]), mtime: Self.number(block[136..<148]),
-                        link: Self.cString(Array(block[157..<257])),
-                        major: UInt32(truncatingIfNeeded: Self.number(block[329..<337])), minor: UInt32(truncatingIfNeeded: Self.number(block[337..<345])))
+        return TarEntry(
+            path: path, type: block[156], mode: UInt32(Self.number(block[100..<108]) & 0o7777),
+            uid: UInt32(truncatingIfNeeded: Self.number(block[108..<116])), gid: UInt32(truncatingIfNeeded: Self.number(block[116..<124])),
+            size: Self.number(block[124..<136]), mtime: Self.number(block[136..<148]),
+            link: Self.cString(Array(block[157..<257])),
+            major: UInt32(truncatingIfNeeded: Self.number(block[329..<337])), minor: UInt32(truncatingIfNeeded: Self.number(block[337..<345])))
     }
 
     /// An octal field, or a base-256 one when its first byte has the high bit (GNU).
@@ -146,7 +150,8 @@ final class TarReader {
         var records = [(String, String)]()
         var rest = bytes[...]
         while let space = rest.firstIndex(of: 0x20), let length = Int(String(decoding: rest[rest.startIndex..<space], as: UTF8.self)),
-              length > 0, rest.count >= length {
+            length > 0, rest.count >= length
+        {
             let record = rest[(space + 1)..<(rest.startIndex + length - 1)]
             if let equals = record.firstIndex(of: UInt8(ascii: "=")) {
                 records.append((String(decoding: record[..<equals], as: UTF8.self), String(decoding: record[(equals + 1)...], as: UTF8.self)))

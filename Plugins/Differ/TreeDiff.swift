@@ -63,8 +63,9 @@ struct TreeDiff {
     private mutating func whiteout(directory: String, name: String) throws {
         try writeParents(of: directory + name)
         let parent = try Self.status(upper + "/" + directory)
-        try writer.header(path: directory + ".wh." + name, typeflag: UInt8(ascii: "0"), mode: 0, uid: 0, gid: 0, size: 0,
-                          mtime: Int64(parent.st_mtim.tv_sec))
+        try writer.header(
+            path: directory + ".wh." + name, typeflag: UInt8(ascii: "0"), mode: 0, uid: 0, gid: 0, size: 0,
+            mtime: Int64(parent.st_mtim.tv_sec))
     }
 
     private mutating func emit(_ path: String, _ status: stat) throws {
@@ -78,16 +79,19 @@ struct TreeDiff {
             written.insert(path)
             try writer.header(path: path + "/", typeflag: UInt8(ascii: "5"), mode: mode, uid: status.st_uid, gid: status.st_gid, size: 0, mtime: mtime)
         case S_IFREG:
-            try writer.header(path: path, typeflag: UInt8(ascii: "0"), mode: mode, uid: status.st_uid, gid: status.st_gid,
-                              size: Int64(status.st_size), mtime: mtime)
+            try writer.header(
+                path: path, typeflag: UInt8(ascii: "0"), mode: mode, uid: status.st_uid, gid: status.st_gid,
+                size: Int64(status.st_size), mtime: mtime)
             try copyContent(full, size: Int64(status.st_size))
         case S_IFLNK:
-            try writer.header(path: path, typeflag: UInt8(ascii: "2"), mode: mode, uid: status.st_uid, gid: status.st_gid, size: 0,
-                              mtime: mtime, linkTarget: try Self.linkTarget(full))
+            try writer.header(
+                path: path, typeflag: UInt8(ascii: "2"), mode: mode, uid: status.st_uid, gid: status.st_gid, size: 0,
+                mtime: mtime, linkTarget: try Self.linkTarget(full))
         case S_IFCHR, S_IFBLK:
-            try writer.header(path: path, typeflag: UInt8(ascii: status.st_mode & S_IFMT == S_IFCHR ? "3" : "4"), mode: mode,
-                              uid: status.st_uid, gid: status.st_gid, size: 0, mtime: mtime,
-                              deviceMajor: Self.major(status.st_rdev), deviceMinor: Self.minor(status.st_rdev))
+            try writer.header(
+                path: path, typeflag: UInt8(ascii: status.st_mode & S_IFMT == S_IFCHR ? "3" : "4"), mode: mode,
+                uid: status.st_uid, gid: status.st_gid, size: 0, mtime: mtime,
+                deviceMajor: Self.major(status.st_rdev), deviceMinor: Self.minor(status.st_rdev))
         case S_IFIFO:
             try writer.header(path: path, typeflag: UInt8(ascii: "6"), mode: mode, uid: status.st_uid, gid: status.st_gid, size: 0, mtime: mtime)
         default:

@@ -73,8 +73,9 @@ final class TreeMount {
         let (compacted, descriptors) = try Self.compacted(data)
         defer { descriptors.forEach { close($0) } }
         let options = compacted.joined(separator: ",")
-        try check(Glibc.mount(mount.source, path, mount.type, flags, options.isEmpty ? nil : options),
-                  "mounting \(mount.type) \(mount.source) (\(options.prefix(200)))")
+        try check(
+            Glibc.mount(mount.source, path, mount.type, flags, options.isEmpty ? nil : options),
+            "mounting \(mount.type) \(mount.source) (\(options.prefix(200)))")
         mounted = true
     }
 
@@ -101,7 +102,8 @@ final class TreeMount {
         var result = [String]()
         for option in options {
             guard let equals = option.firstIndex(of: "="),
-                  ["lowerdir", "upperdir", "workdir"].contains(String(option[..<equals])) else {
+                ["lowerdir", "upperdir", "workdir"].contains(String(option[..<equals]))
+            else {
                 result.append(option)
                 continue
             }

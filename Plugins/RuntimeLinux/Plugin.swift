@@ -2,8 +2,10 @@
 import BerthPluginSDK
 
 private let module = PluginModule([
-    PluginRegistration(type: "io.containerd.runtime.v2", id: "linux",
-                       requires: ["io.containerd.event.v1"], platforms: ["linux"]) { RuntimeLinuxPlugin(host: $0) },
+    PluginRegistration(
+        type: "io.containerd.runtime.v2", id: "linux",
+        requires: ["io.containerd.event.v1"], platforms: ["linux"]
+    ) { RuntimeLinuxPlugin(host: $0) }
 ])
 
 /// The one symbol the daemon looks up in this file.

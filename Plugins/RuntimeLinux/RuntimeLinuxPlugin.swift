@@ -11,8 +11,9 @@ final class RuntimeLinuxPlugin: BerthPlugin {
         self.host = host
         var methods = MethodTable()
         for name in ["Create", "Start", "Delete", "Kill", "Wait", "Get", "List", "Exec", "Pids", "State"] {
-            methods.unimplemented("/containerd.services.tasks.v1.Tasks/\(name)",
-                                  because: "the Linux runtime does not run containers yet in Berth")
+            methods.unimplemented(
+                "/containerd.services.tasks.v1.Tasks/\(name)",
+                because: "the Linux runtime does not run containers yet in Berth")
         }
         self.methods = methods
     }
@@ -21,8 +22,9 @@ final class RuntimeLinuxPlugin: BerthPlugin {
         guard FileManager.default.fileExists(atPath: "/proc/self/ns/pid") else {
             throw PluginSkip("skip plugin: this kernel has no PID namespaces (/proc/self/ns/pid is missing)")
         }
-        try FileManager.default.createDirectory(atPath: host.stateDirectory + "/bundles",
-                                                withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: host.stateDirectory + "/bundles",
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
     }
 }

@@ -11,9 +11,9 @@ final class RuntimeWindowsStub: BerthPlugin {
 
     func start() async throws {
         #if os(Windows)
-        throw PluginSkip("skip plugin: the Windows runtime is a template; its Host Compute Service calls are not written yet")
+            throw PluginSkip("skip plugin: the Windows runtime is a template; its Host Compute Service calls are not written yet")
         #else
-        throw PluginSkip("skip plugin: the Windows runtime needs the Host Compute Service, which this platform does not have")
+            throw PluginSkip("skip plugin: the Windows runtime needs the Host Compute Service, which this platform does not have")
         #endif
     }
 }

@@ -56,7 +56,8 @@ struct LayerDirectory: Sendable {
         let lower = parents.map { path($0) + "/fs" }
         if readonly {
             // A view changes nothing: the parents alone, a bind when there is only one.
-            return lower.count == 1 ? [bind(lower[0], "ro")]
+            return lower.count == 1
+                ? [bind(lower[0], "ro")]
                 : [overlay(["lowerdir=" + lower.joined(separator: ":")])]
         }
         return [overlay(["workdir=\(path(id))/work", "upperdir=\(own)", "lowerdir=" + lower.joined(separator: ":")])]
@@ -104,7 +105,10 @@ struct LayerDirectory: Sendable {
         var present = Set<UInt64>()
         for name in names {
             guard let id = UInt64(name) else { continue }
-            guard !keep.contains(id) else { present.insert(id); continue }
+            guard !keep.contains(id) else {
+                present.insert(id)
+                continue
+            }
             if (try? remove(id: id)) != nil { removed.append(id) }
         }
         return (removed.sorted(), keep.subtracting(present).sorted())

@@ -46,11 +46,17 @@ final class SnapshotterPlugin: BerthPlugin {
         }
         methods.serve(BerthContracts.SnapshotDriver.usage, blocking: true) { request, _ in
             let (size, inodes) = try layers.usage(id: request.id)
-            return Containerd_Services_Snapshots_V1_UsageResponse.with { $0.size = size; $0.inodes = inodes }
+            return Containerd_Services_Snapshots_V1_UsageResponse.with {
+                $0.size = size
+                $0.inodes = inodes
+            }
         }
         methods.serve(BerthContracts.SnapshotDriver.cleanup, blocking: true) { request, _ in
             let (removed, missing) = layers.cleanup(keeping: Set(request.keep))
-            return Berth_Snapshots_V1_CleanupLayersResponse.with { $0.removed = removed; $0.missing = missing }
+            return Berth_Snapshots_V1_CleanupLayersResponse.with {
+                $0.removed = removed
+                $0.missing = missing
+            }
         }
         self.methods = methods
     }
@@ -59,8 +65,9 @@ final class SnapshotterPlugin: BerthPlugin {
         if driver == .overlay, !Self.kernelHasOverlay() {
             throw PluginSkip("skip plugin: the running kernel does not list overlay in /proc/filesystems")
         }
-        try FileManager.default.createDirectory(atPath: layers.root, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: layers.root, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         // Half-made or half-removed layers from a crash carry a prefix; they are never in use.
         layers.removeLeftovers()
     }

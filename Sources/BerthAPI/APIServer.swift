@@ -1,9 +1,9 @@
 import Foundation
-import NIOCore
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Kernel
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// The gRPC API on a unix socket, wire-compatible with containerd's v1 API. It binds only

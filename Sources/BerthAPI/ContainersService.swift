@@ -44,8 +44,9 @@ struct ContainersService: Containerd_Services_Containers_V1_Containers.ServicePr
     func update(request: Request<Containerd_Services_Containers_V1_UpdateContainerRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Containers_V1_UpdateContainerResponse>
     {
-        let updated = try await containers.update(namespace: try RequestContext.namespace(request.metadata), request.message.container,
-                                                  paths: request.message.updateMask.paths)
+        let updated = try await containers.update(
+            namespace: try RequestContext.namespace(request.metadata), request.message.container,
+            paths: request.message.updateMask.paths)
         return ServerResponse(message: .with { $0.container = updated })
     }
 

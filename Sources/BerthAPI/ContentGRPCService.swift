@@ -25,8 +25,9 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
         -> ServerResponse<Containerd_Services_Content_V1_UpdateResponse>
     {
         let m = request.message
-        let record = try await content.update(namespace: try RequestContext.namespace(request.metadata), digest: m.info.digest,
-                                              labels: m.info.labels, paths: m.updateMask.paths)
+        let record = try await content.update(
+            namespace: try RequestContext.namespace(request.metadata), digest: m.info.digest,
+            labels: m.info.labels, paths: m.updateMask.paths)
         return ServerResponse(message: .with { $0.info = Self.info(record) })
     }
 
@@ -67,7 +68,11 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
         return StreamingServerResponse { writer in
             var offset = start, data = first
             while !data.isEmpty {
-                try await writer.write(.with { $0.offset = offset; $0.data = data })
+                try await writer.write(
+                    .with {
+                        $0.offset = offset
+                        $0.data = data
+                    })
                 offset += Int64(data.count)
                 guard offset < end else { break }
                 data = try await blob.read(offset: offset, size: min(Self.readChunk, end - offset))
@@ -86,8 +91,9 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
     func listStatuses(request: ServerRequest<Containerd_Services_Content_V1_ListStatusesRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Content_V1_ListStatusesResponse>
     {
-        let states = try await content.listStatuses(namespace: try RequestContext.namespace(request.metadata),
-                                                    filters: request.message.filters)
+        let states = try await content.listStatuses(
+            namespace: try RequestContext.namespace(request.metadata),
+            filters: request.message.filters)
         return ServerResponse(message: .with { $0.statuses = states.map(Self.status) })
     }
 
@@ -101,8 +107,9 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
             do {
                 for try await message in request.messages {
                     if session == nil {
-                        session = try await content.openWriter(namespace: namespace, ref: message.ref,
-                                                               total: message.total, expected: message.expected, lease: lease)
+                        session = try await content.openWriter(
+                            namespace: namespace, ref: message.ref,
+                            total: message.total, expected: message.expected, lease: lease)
                     }
                     try await Self.handle(message, session!, writer)
                     if message.action == .commit { break }
@@ -117,8 +124,10 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
     }
 
     /// One message of a Write stream: stat, write, or write-then-commit.
-    private static func handle(_ message: Containerd_Services_Content_V1_WriteContentRequest, _ session: ContentWriter,
-                               _ writer: RPCWriter<Containerd_Services_Content_V1_WriteContentResponse>) async throws {
+    private static func handle(
+        _ message: Containerd_Services_Content_V1_WriteContentRequest, _ session: ContentWriter,
+        _ writer: RPCWriter<Containerd_Services_Content_V1_WriteContentResponse>
+    ) async throws {
         switch message.action {
         case .stat:
             try await writer.write(response(.stat, try await session.status()))
@@ -126,7 +135,8 @@ struct ContentGRPCService: Containerd_Services_Content_V1_Content.ServiceProtoco
             let state = try await session.write(offset: message.offset, data: message.data, total: message.total, expected: message.expected)
             try await writer.write(response(.write, state))
         case .commit:
-            let state = message.data.isEmpty
+            let state =
+                message.data.isEmpty
                 ? try await session.status()
                 : try await session.write(offset: message.offset, data: message.data, total: message.total, expected: message.expected)
             let record = try await session.commit(size: message.total, expected: message.expected, labels: message.labels)

@@ -1,7 +1,7 @@
 import BerthProto
+import Filters
 import Foundation
 import GRPCCore
-import Filters
 import Kernel
 import SwiftProtobuf
 
@@ -28,8 +28,10 @@ struct EventsService: Containerd_Services_Events_V1_Events.ServiceProtocol {
         let envelope = request.message.envelope
         try Self.validate(topic: envelope.topic)
         try Validation.namespaceName(envelope.namespace)
-        events.publish(EventEnvelope(timestamp: envelope.hasTimestamp ? envelope.timestamp.date : Date(),
-                                     namespace: envelope.namespace, topic: envelope.topic, event: envelope.event))
+        events.publish(
+            EventEnvelope(
+                timestamp: envelope.hasTimestamp ? envelope.timestamp.date : Date(),
+                namespace: envelope.namespace, topic: envelope.topic, event: envelope.event))
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 
@@ -41,12 +43,13 @@ struct EventsService: Containerd_Services_Events_V1_Events.ServiceProtocol {
             // Ends when the bus ends subscriptions: APIServer asks it to when it begins to stop,
             // as its graceful shutdown would otherwise wait for this stream.
             for try await envelope in stream {
-                try await writer.write(.with {
-                    $0.timestamp = Google_Protobuf_Timestamp(date: envelope.timestamp)
-                    $0.namespace = envelope.namespace
-                    $0.topic = envelope.topic
-                    $0.event = envelope.event
-                })
+                try await writer.write(
+                    .with {
+                        $0.timestamp = Google_Protobuf_Timestamp(date: envelope.timestamp)
+                        $0.namespace = envelope.namespace
+                        $0.topic = envelope.topic
+                        $0.event = envelope.event
+                    })
             }
             return [:]
         }

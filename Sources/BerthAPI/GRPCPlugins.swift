@@ -49,9 +49,12 @@ public enum GRPCPlugins {
         ]
     }
 
-    private static func grpc(_ id: String, requires: [PluginType] = [],
-                             _ make: @escaping @Sendable (PluginContext) throws -> any RegistrableRPCService) -> Registration {
-        Registration(name: PluginName(type: .grpcService, id: id), requires: requires,
-                     origin: .builtin { context in GRPCServicePlugin(try make(context)) })
+    private static func grpc(
+        _ id: String, requires: [PluginType] = [],
+        _ make: @escaping @Sendable (PluginContext) throws -> any RegistrableRPCService
+    ) -> Registration {
+        Registration(
+            name: PluginName(type: .grpcService, id: id), requires: requires,
+            origin: .builtin { context in GRPCServicePlugin(try make(context)) })
     }
 }

@@ -34,23 +34,27 @@ struct ImagesService: Containerd_Services_Images_V1_Images.ServiceProtocol {
     func update(request: Request<Containerd_Services_Images_V1_UpdateImageRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Images_V1_UpdateImageResponse>
     {
-        let image = try await images.update(namespace: try RequestContext.namespace(request.metadata), Self.record(request.message.image),
-                                            paths: request.message.updateMask.paths)
+        let image = try await images.update(
+            namespace: try RequestContext.namespace(request.metadata), Self.record(request.message.image),
+            paths: request.message.updateMask.paths)
         return ServerResponse(message: .with { $0.image = Self.message(image) })
     }
 
     func delete(request: Request<Containerd_Services_Images_V1_DeleteImageRequest>, context: ServerContext) async throws
         -> ServerResponse<Google_Protobuf_Empty>
     {
-        try await images.delete(namespace: try RequestContext.namespace(request.metadata), name: request.message.name,
-                                sync: request.message.sync)
+        try await images.delete(
+            namespace: try RequestContext.namespace(request.metadata), name: request.message.name,
+            sync: request.message.sync)
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 
     private static func record(_ image: Containerd_Services_Images_V1_Image) -> ImageRecord {
-        ImageRecord(name: image.name, labels: image.labels,
-                    target: .init(mediaType: image.target.mediaType, digest: image.target.digest, size: image.target.size,
-                                  annotations: image.target.annotations))
+        ImageRecord(
+            name: image.name, labels: image.labels,
+            target: .init(
+                mediaType: image.target.mediaType, digest: image.target.digest, size: image.target.size,
+                annotations: image.target.annotations))
     }
 
     private static func message(_ image: ImageRecord) -> Containerd_Services_Images_V1_Image {

@@ -1,7 +1,7 @@
 import BerthProto
+import Filters
 import Foundation
 import GRPCCore
-import Filters
 import Kernel
 import SwiftProtobuf
 

@@ -13,16 +13,18 @@ struct LeasesService: Containerd_Services_Leases_V1_Leases.ServiceProtocol {
     func create(request: Request<Containerd_Services_Leases_V1_CreateRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Leases_V1_CreateResponse>
     {
-        let record = try await leases.create(namespace: try RequestContext.namespace(request.metadata),
-                                             id: request.message.id, labels: request.message.labels)
+        let record = try await leases.create(
+            namespace: try RequestContext.namespace(request.metadata),
+            id: request.message.id, labels: request.message.labels)
         return ServerResponse(message: .with { $0.lease = Self.lease(record) })
     }
 
     func delete(request: Request<Containerd_Services_Leases_V1_DeleteRequest>, context: ServerContext) async throws
         -> ServerResponse<Google_Protobuf_Empty>
     {
-        try await leases.delete(namespace: try RequestContext.namespace(request.metadata), id: request.message.id,
-                                sync: request.message.sync)
+        try await leases.delete(
+            namespace: try RequestContext.namespace(request.metadata), id: request.message.id,
+            sync: request.message.sync)
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 
@@ -36,16 +38,18 @@ struct LeasesService: Containerd_Services_Leases_V1_Leases.ServiceProtocol {
     func addResource(request: Request<Containerd_Services_Leases_V1_AddResourceRequest>, context: ServerContext) async throws
         -> ServerResponse<Google_Protobuf_Empty>
     {
-        try await leases.addResource(namespace: try RequestContext.namespace(request.metadata), id: request.message.id,
-                                     Self.resource(request.message.resource))
+        try await leases.addResource(
+            namespace: try RequestContext.namespace(request.metadata), id: request.message.id,
+            Self.resource(request.message.resource))
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 
     func deleteResource(request: Request<Containerd_Services_Leases_V1_DeleteResourceRequest>, context: ServerContext) async throws
         -> ServerResponse<Google_Protobuf_Empty>
     {
-        try await leases.deleteResource(namespace: try RequestContext.namespace(request.metadata), id: request.message.id,
-                                        Self.resource(request.message.resource))
+        try await leases.deleteResource(
+            namespace: try RequestContext.namespace(request.metadata), id: request.message.id,
+            Self.resource(request.message.resource))
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 
@@ -53,9 +57,15 @@ struct LeasesService: Containerd_Services_Leases_V1_Leases.ServiceProtocol {
         -> ServerResponse<Containerd_Services_Leases_V1_ListResourcesResponse>
     {
         let resources = try await leases.resources(namespace: try RequestContext.namespace(request.metadata), id: request.message.id)
-        return ServerResponse(message: .with {
-            $0.resources = resources.map { resource in .with { $0.id = resource.id; $0.type = resource.type } }
-        })
+        return ServerResponse(
+            message: .with {
+                $0.resources = resources.map { resource in
+                    .with {
+                        $0.id = resource.id
+                        $0.type = resource.type
+                    }
+                }
+            })
     }
 
     private static func resource(_ message: Containerd_Services_Leases_V1_Resource) -> LeaseResource {

@@ -1,6 +1,6 @@
 import BerthProto
-import GRPCCore
 import Filters
+import GRPCCore
 import Kernel
 import SwiftProtobuf
 
@@ -39,8 +39,12 @@ struct NamespacesService: Containerd_Services_Namespaces_V1_Namespaces.SimpleSer
         -> Containerd_Services_Namespaces_V1_CreateNamespaceResponse
     {
         let record = try await metadata.createNamespace(NamespaceRecord(name: request.namespace.name, labels: request.namespace.labels))
-        events.publish(topic: "/namespaces/create", namespace: record.name,
-                       Containerd_Events_NamespaceCreate.with { $0.name = record.name; $0.labels = record.labels })
+        events.publish(
+            topic: "/namespaces/create", namespace: record.name,
+            Containerd_Events_NamespaceCreate.with {
+                $0.name = record.name
+                $0.labels = record.labels
+            })
         return .with { $0.namespace = Self.message(record) }
     }
 
@@ -50,8 +54,12 @@ struct NamespacesService: Containerd_Services_Namespaces_V1_Namespaces.SimpleSer
         let record = try await metadata.updateNamespace(
             NamespaceRecord(name: request.namespace.name, labels: request.namespace.labels),
             paths: request.updateMask.paths)
-        events.publish(topic: "/namespaces/update", namespace: record.name,
-                       Containerd_Events_NamespaceUpdate.with { $0.name = record.name; $0.labels = record.labels })
+        events.publish(
+            topic: "/namespaces/update", namespace: record.name,
+            Containerd_Events_NamespaceUpdate.with {
+                $0.name = record.name
+                $0.labels = record.labels
+            })
         return .with { $0.namespace = Self.message(record) }
     }
 
@@ -59,8 +67,9 @@ struct NamespacesService: Containerd_Services_Namespaces_V1_Namespaces.SimpleSer
         -> Google_Protobuf_Empty
     {
         try await metadata.deleteNamespace(request.name)
-        events.publish(topic: "/namespaces/delete", namespace: request.name,
-                       Containerd_Events_NamespaceDelete.with { $0.name = request.name })
+        events.publish(
+            topic: "/namespaces/delete", namespace: request.name,
+            Containerd_Events_NamespaceDelete.with { $0.name = request.name })
         return Google_Protobuf_Empty()
     }
 

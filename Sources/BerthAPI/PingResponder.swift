@@ -45,7 +45,7 @@ public final class PingResponder: ChannelDuplexHandler {
             prefaceSeen = true
             context.fireChannelRead(wrapInboundOut(buffer!.readSlice(length: Self.prefaceLength)!))
         }
-        var run = 0   // bytes of complete non-PING frames at the reader index, not yet passed on
+        var run = 0  // bytes of complete non-PING frames at the reader index, not yet passed on
         while let length = frameLength(after: run) {
             let frame = buffer!.getSlice(at: buffer!.readerIndex + run, length: length)!
             guard let ack = Self.ack(for: frame, allocator: context.channel.allocator) else {
@@ -64,8 +64,9 @@ public final class PingResponder: ChannelDuplexHandler {
     /// The size of the complete frame starting `offset` bytes past the reader index, if there is one.
     private func frameLength(after offset: Int) -> Int? {
         guard let readable = buffer, readable.readableBytes >= offset + Self.headerLength,
-              let b0 = readable.getInteger(at: readable.readerIndex + offset, as: UInt8.self),
-              let b12 = readable.getInteger(at: readable.readerIndex + offset + 1, as: UInt16.self) else { return nil }
+            let b0 = readable.getInteger(at: readable.readerIndex + offset, as: UInt8.self),
+            let b12 = readable.getInteger(at: readable.readerIndex + offset + 1, as: UInt16.self)
+        else { return nil }
         let length = Self.headerLength + (Int(b0) << 16 | Int(b12))
         return readable.readableBytes >= offset + length ? length : nil
     }
@@ -74,8 +75,9 @@ public final class PingResponder: ChannelDuplexHandler {
     private static func ack(for frame: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
         let start = frame.readerIndex
         guard frame.getInteger(at: start + 3, as: UInt8.self) == pingType,
-              let flags = frame.getInteger(at: start + 4, as: UInt8.self), flags & ackFlag == 0,
-              frame.readableBytes == headerLength + 8, let payload = frame.getSlice(at: start + headerLength, length: 8) else {
+            let flags = frame.getInteger(at: start + 4, as: UInt8.self), flags & ackFlag == 0,
+            frame.readableBytes == headerLength + 8, let payload = frame.getSlice(at: start + headerLength, length: 8)
+        else {
             return nil
         }
         var reply = allocator.buffer(capacity: headerLength + 8)

@@ -18,8 +18,10 @@ struct PluginAPIService: RegistrableRPCService {
 
     /// The routes of every started plugin, minus paths that a built-in service (`taken`) or an
     /// earlier plugin already serves; each refusal is returned as a sentence naming both.
-    static func routes(from plugins: [(PluginName, any PluginInstance)],
-                       taken: (MethodDescriptor) -> Bool) -> (routes: [Route], refused: [String]) {
+    static func routes(
+        from plugins: [(PluginName, any PluginInstance)],
+        taken: (MethodDescriptor) -> Bool
+    ) -> (routes: [Route], refused: [String]) {
         var routes = [Route]()
         var refused = [String]()
         for (name, instance) in plugins {

@@ -10,8 +10,9 @@ enum RequestContext {
 
     /// The namespace and lease of a request.
     static func of(_ metadata: Metadata) -> CallContext {
-        CallContext(namespace: metadata[stringValues: namespaceHeader].first(where: { _ in true }) ?? "",
-                    lease: metadata[stringValues: leaseHeader].first(where: { _ in true }) ?? "")
+        CallContext(
+            namespace: metadata[stringValues: namespaceHeader].first(where: { _ in true }) ?? "",
+            lease: metadata[stringValues: leaseHeader].first(where: { _ in true }) ?? "")
     }
 
     /// The namespace of a request; `.failedPrecondition` when the client sent none, as containerd

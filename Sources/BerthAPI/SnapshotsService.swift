@@ -15,9 +15,10 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
         -> ServerResponse<Containerd_Services_Snapshots_V1_PrepareSnapshotResponse>
     {
         let m = request.message
-        let mounts = try await snapshots.prepare(namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
-                                                 key: m.key, parent: m.parent, labels: m.labels,
-                                                 lease: RequestContext.of(request.metadata).lease)
+        let mounts = try await snapshots.prepare(
+            namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
+            key: m.key, parent: m.parent, labels: m.labels,
+            lease: RequestContext.of(request.metadata).lease)
         return ServerResponse(message: .with { $0.mounts = mounts })
     }
 
@@ -25,17 +26,19 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
         -> ServerResponse<Containerd_Services_Snapshots_V1_ViewSnapshotResponse>
     {
         let m = request.message
-        let mounts = try await snapshots.view(namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
-                                              key: m.key, parent: m.parent, labels: m.labels,
-                                                 lease: RequestContext.of(request.metadata).lease)
+        let mounts = try await snapshots.view(
+            namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
+            key: m.key, parent: m.parent, labels: m.labels,
+            lease: RequestContext.of(request.metadata).lease)
         return ServerResponse(message: .with { $0.mounts = mounts })
     }
 
     func mounts(request: Request<Containerd_Services_Snapshots_V1_MountsRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Snapshots_V1_MountsResponse>
     {
-        let mounts = try await snapshots.mounts(namespace: try RequestContext.namespace(request.metadata),
-                                                snapshotter: request.message.snapshotter, key: request.message.key)
+        let mounts = try await snapshots.mounts(
+            namespace: try RequestContext.namespace(request.metadata),
+            snapshotter: request.message.snapshotter, key: request.message.key)
         return ServerResponse(message: .with { $0.mounts = mounts })
     }
 
@@ -43,24 +46,27 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
         -> ServerResponse<Google_Protobuf_Empty>
     {
         let m = request.message
-        try await snapshots.commit(namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
-                                   name: m.name, key: m.key, labels: m.labels, lease: RequestContext.of(request.metadata).lease)
+        try await snapshots.commit(
+            namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
+            name: m.name, key: m.key, labels: m.labels, lease: RequestContext.of(request.metadata).lease)
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 
     func remove(request: Request<Containerd_Services_Snapshots_V1_RemoveSnapshotRequest>, context: ServerContext) async throws
         -> ServerResponse<Google_Protobuf_Empty>
     {
-        try await snapshots.remove(namespace: try RequestContext.namespace(request.metadata),
-                                   snapshotter: request.message.snapshotter, key: request.message.key)
+        try await snapshots.remove(
+            namespace: try RequestContext.namespace(request.metadata),
+            snapshotter: request.message.snapshotter, key: request.message.key)
         return ServerResponse(message: Google_Protobuf_Empty())
     }
 
     func stat(request: Request<Containerd_Services_Snapshots_V1_StatSnapshotRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Snapshots_V1_StatSnapshotResponse>
     {
-        let record = try await snapshots.stat(namespace: try RequestContext.namespace(request.metadata),
-                                              snapshotter: request.message.snapshotter, key: request.message.key)
+        let record = try await snapshots.stat(
+            namespace: try RequestContext.namespace(request.metadata),
+            snapshotter: request.message.snapshotter, key: request.message.key)
         return ServerResponse(message: .with { $0.info = Self.info(record) })
     }
 
@@ -68,16 +74,18 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
         -> ServerResponse<Containerd_Services_Snapshots_V1_UpdateSnapshotResponse>
     {
         let m = request.message
-        let record = try await snapshots.update(namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
-                                                key: m.info.name, labels: m.info.labels, paths: m.updateMask.paths)
+        let record = try await snapshots.update(
+            namespace: try RequestContext.namespace(request.metadata), snapshotter: m.snapshotter,
+            key: m.info.name, labels: m.info.labels, paths: m.updateMask.paths)
         return ServerResponse(message: .with { $0.info = Self.info(record) })
     }
 
     func list(request: Request<Containerd_Services_Snapshots_V1_ListSnapshotsRequest>, context: ServerContext) async throws
         -> StreamingServerResponse<Containerd_Services_Snapshots_V1_ListSnapshotsResponse>
     {
-        let records = try await snapshots.list(namespace: try RequestContext.namespace(request.metadata),
-                                               snapshotter: request.message.snapshotter, filters: request.message.filters)
+        let records = try await snapshots.list(
+            namespace: try RequestContext.namespace(request.metadata),
+            snapshotter: request.message.snapshotter, filters: request.message.filters)
         return StreamingServerResponse { writer in
             // Batches keep each message far below the 16 MiB limit, as containerd's service does.
             for start in stride(from: 0, to: records.count, by: 100) {
@@ -90,9 +98,14 @@ struct SnapshotsService: Containerd_Services_Snapshots_V1_Snapshots.ServiceProto
     func usage(request: Request<Containerd_Services_Snapshots_V1_UsageRequest>, context: ServerContext) async throws
         -> ServerResponse<Containerd_Services_Snapshots_V1_UsageResponse>
     {
-        let usage = try await snapshots.usage(namespace: try RequestContext.namespace(request.metadata),
-                                              snapshotter: request.message.snapshotter, key: request.message.key)
-        return ServerResponse(message: .with { $0.size = usage.size; $0.inodes = usage.inodes })
+        let usage = try await snapshots.usage(
+            namespace: try RequestContext.namespace(request.metadata),
+            snapshotter: request.message.snapshotter, key: request.message.key)
+        return ServerResponse(
+            message: .with {
+                $0.size = usage.size
+                $0.inodes = usage.inodes
+            })
     }
 
     func cleanup(request: Request<Containerd_Services_Snapshots_V1_CleanupRequest>, context: ServerContext) async throws

@@ -25,9 +25,11 @@ struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
 
     /// Not served: Berth's health never changes while the server runs, so a stream would only
     /// hold shutdown open. Check answers the same question.
-    func watch(request: Grpc_Health_V1_HealthCheckRequest,
-               response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
-               context: ServerContext) async throws {
+    func watch(
+        request: Grpc_Health_V1_HealthCheckRequest,
+        response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
+        context: ServerContext
+    ) async throws {
         throw RPCError(code: .unimplemented, message: "grpc.health.v1.Health/Watch is not served by berthd; call Check")
     }
 }

@@ -1,4 +1,6 @@
+import Foundation
 import Kernel
+
 /// containerd's filter language, used by Introspection.Plugins, event subscriptions and lists.
 ///
 /// Grammar (containerd `filters` package):
@@ -167,8 +169,6 @@ private struct FilterParser {
         .invalidArgument("filter \"\(text)\": \(what) at offset \(position)")
     }
 }
-
-import Foundation
 
 extension EventBus {
     /// Starts a subscription that receives events matching any of `filters` (fields `topic`

@@ -21,7 +21,6 @@ public actor Kernel: Service {
     public static let stopBudget = Duration.seconds(3)
     public static let stopTimeout = Duration.seconds(2)
 
-
     public nonisolated let config: DaemonConfig
     public nonisolated let events: EventBus
     public nonisolated let metadata: MetadataStore
@@ -32,8 +31,10 @@ public actor Kernel: Service {
     private var startOutcome: Result<Void, BerthError>?
     private var startWaiters = [CheckedContinuation<Void, any Error>]()
 
-    public init(config: DaemonConfig, events: EventBus, metadata: MetadataStore,
-                builtins: [Registration] = [], logger: Logger) {
+    public init(
+        config: DaemonConfig, events: EventBus, metadata: MetadataStore,
+        builtins: [Registration] = [], logger: Logger
+    ) {
         self.config = config
         self.events = events
         self.metadata = metadata
@@ -49,9 +50,11 @@ public actor Kernel: Service {
         }
         return [
             Registration(name: PluginName(type: .event, id: "exchange"), origin: .builtin { _ in Part() }),
-            Registration(name: PluginName(type: .metadata, id: "sqlite"), origin: .builtin { _ in
-                Part(exports: ["path": metadataPath])
-            }),
+            Registration(
+                name: PluginName(type: .metadata, id: "sqlite"),
+                origin: .builtin { _ in
+                    Part(exports: ["path": metadataPath])
+                }),
         ]
     }
 
@@ -69,7 +72,10 @@ public actor Kernel: Service {
             group.addTask { await self.serveHostCalls() }
             group.addTask { await self.expireOverdueCalls() }
             let outcome: Result<Void, BerthError>
-            do throws(BerthError) { try await self.startAll(); outcome = .success(()) } catch { outcome = .failure(error) }
+            do throws(BerthError) {
+                try await self.startAll()
+                outcome = .success(())
+            } catch { outcome = .failure(error) }
             self.finishStart(outcome)
             if case .success = outcome {
                 await self.runLongLivedPlugins()
@@ -123,10 +129,13 @@ public actor Kernel: Service {
         return result
     }
 
-    private func registration(for entry: DaemonConfig.PluginEntry, module: Result<LoadedModule, BerthError>,
-                              path: String) -> Registration {
-        var registration = Registration(name: entry.name, required: entry.required, configJSON: entry.configJSON,
-                                        origin: .failed(.internal("unreachable")))
+    private func registration(
+        for entry: DaemonConfig.PluginEntry, module: Result<LoadedModule, BerthError>,
+        path: String
+    ) -> Registration {
+        var registration = Registration(
+            name: entry.name, required: entry.required, configJSON: entry.configJSON,
+            origin: .failed(.internal("unreachable")))
         switch module {
         case .failure(let error):
             registration.origin = .failed(error)
@@ -141,15 +150,20 @@ public actor Kernel: Service {
             registration.platforms = found.platforms
             registration.capabilities = found.capabilities
             registration.origin = .sharedObject(module, index: index)
-            logger.debug("loaded plugin file", metadata: ["file": "\(path)", "build": "\(module.buildInfo)",
-                                                          "abi": "\(module.abiMajor).\(module.abiMinor)"])
+            logger.debug(
+                "loaded plugin file",
+                metadata: [
+                    "file": "\(path)", "build": "\(module.buildInfo)",
+                    "abi": "\(module.abiMajor).\(module.abiMinor)",
+                ])
         }
         return registration
     }
 
     private func resolve(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
-        let base = config.pluginDirectory.isEmpty
+        let base =
+            config.pluginDirectory.isEmpty
             ? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
             : config.pluginDirectory
         return URL(fileURLWithPath: base).appendingPathComponent(path).standardizedFileURL.path
@@ -191,24 +205,28 @@ public actor Kernel: Service {
         let state = "\(config.state)/\(registration.name)"
         for directory in [root, state] {
             do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700])
             } catch {
                 throw .internal("cannot create directory \(directory) for plugin \(registration.name): \(error.localizedDescription)")
             }
         }
         var logger = logger
         logger[metadataKey: "plugin"] = "\(registration.name)"
-        return PluginContext(name: registration.name, rootDirectory: root, stateDirectory: state,
-                             configJSON: registration.configJSON, events: events, logger: logger,
-                             plugins: plugins, hostCalls: hostCalls, metadata: metadata, daemon: config)
+        return PluginContext(
+            name: registration.name, rootDirectory: root, stateDirectory: state,
+            configJSON: registration.configJSON, events: events, logger: logger,
+            plugins: plugins, hostCalls: hostCalls, metadata: metadata, daemon: config)
     }
 
     /// Logs the outcome and records it; a required plugin that is not ok stops the start.
     private func record(_ registration: Registration, status: PluginStatus, exports: [String: String]) throws(BerthError) {
-        plugins.record(PluginRecord(name: registration.name, requires: registration.requires,
-                                    platforms: registration.platforms, capabilities: registration.capabilities,
-                                    exports: exports, status: status))
+        plugins.record(
+            PluginRecord(
+                name: registration.name, requires: registration.requires,
+                platforms: registration.platforms, capabilities: registration.capabilities,
+                exports: exports, status: status))
         let metadata: Logger.Metadata = ["plugin": "\(registration.name)"]
         switch status {
         case .ok: logger.info("plugin started", metadata: metadata)
@@ -216,11 +234,12 @@ public actor Kernel: Service {
         case .error(let error): logger.error("plugin failed: \(error.message)", metadata: metadata.merging(["code": "\(error.code)"]) { a, _ in a })
         }
         guard registration.required, status != .ok else { return }
-        let why: String = switch status {
-        case .skip(let reason): reason
-        case .error(let error): error.message
-        case .ok: ""
-        }
+        let why: String =
+            switch status {
+            case .skip(let reason): reason
+            case .error(let error): error.message
+            case .ok: ""
+            }
         throw .failedPrecondition("required plugin \(registration.name) did not start: \(why)")
     }
 
@@ -277,8 +296,14 @@ public actor Kernel: Service {
         for (name, instance) in plugins.drainInReverse() {
             let limit = min(Self.stopTimeout, max(.zero, end - clock.now))
             let stopped = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { await instance.stop(); return true }
-                group.addTask { try? await Task.sleep(for: limit); return false }
+                group.addTask {
+                    await instance.stop()
+                    return true
+                }
+                group.addTask {
+                    try? await Task.sleep(for: limit)
+                    return false
+                }
                 let first = await group.next() ?? false
                 group.cancelAll()
                 return first

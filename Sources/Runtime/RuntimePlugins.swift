@@ -11,9 +11,11 @@ public enum RuntimePlugins {
 
     public static func registrations() -> [Registration] {
         [
-            Registration(name: containers, requires: [.metadata, .event], origin: .builtin { context in
-                ContainerService(metadata: context.metadata, events: context.events)
-            }),
+            Registration(
+                name: containers, requires: [.metadata, .event],
+                origin: .builtin { context in
+                    ContainerService(metadata: context.metadata, events: context.events)
+                })
         ]
     }
 }

@@ -20,34 +20,45 @@ public enum StoragePlugins {
     public static func registrations() -> [Registration] {
         let collection = CollectionTrigger()
         return [
-            Registration(name: snapshots, requires: [.metadata, .event, .snapshotter], origin: .builtin { context in
-                SnapshotService(metadata: context.metadata, plugins: context.plugins, events: context.events, collection: collection)
-            }),
-            Registration(name: content, requires: [.metadata, .event, .content], origin: .builtin { context in
-                ContentService(metadata: context.metadata, plugins: context.plugins, events: context.events, collection: collection)
-            }),
-            Registration(name: leases, requires: [.metadata], origin: .builtin { context in
-                LeaseService(metadata: context.metadata, collection: collection)
-            }),
-            Registration(name: images, requires: [.metadata, .event], origin: .builtin { context in
-                ImageService(metadata: context.metadata, events: context.events, collection: collection)
-            }),
-            Registration(name: diff, requires: [.metadata, .differ], origin: .builtin { context in
-                DiffService(plugins: context.plugins, scratch: context.stateDirectory) {
-                    try context.plugins.service(content, as: ContentService.self)
-                }
-            }),
-            Registration(name: PluginName(type: .garbageCollector, id: "scheduler"), requires: [.metadata, .service],
-                         origin: .builtin { context in
-                let collector = GarbageCollector(
-                    metadata: context.metadata, plugins: context.plugins, trigger: collection,
-                    snapshots: try context.plugins.service(snapshots, as: SnapshotService.self),
-                    content: try context.plugins.service(content, as: ContentService.self),
-                    logger: context.logger, ingestExpiry: Double(context.daemon.ingestExpirySeconds),
-                    pauseThreshold: context.daemon.gcPauseThreshold)
-                await collector.recoverAndCollect()
-                return collector
-            }),
+            Registration(
+                name: snapshots, requires: [.metadata, .event, .snapshotter],
+                origin: .builtin { context in
+                    SnapshotService(metadata: context.metadata, plugins: context.plugins, events: context.events, collection: collection)
+                }),
+            Registration(
+                name: content, requires: [.metadata, .event, .content],
+                origin: .builtin { context in
+                    ContentService(metadata: context.metadata, plugins: context.plugins, events: context.events, collection: collection)
+                }),
+            Registration(
+                name: leases, requires: [.metadata],
+                origin: .builtin { context in
+                    LeaseService(metadata: context.metadata, collection: collection)
+                }),
+            Registration(
+                name: images, requires: [.metadata, .event],
+                origin: .builtin { context in
+                    ImageService(metadata: context.metadata, events: context.events, collection: collection)
+                }),
+            Registration(
+                name: diff, requires: [.metadata, .differ],
+                origin: .builtin { context in
+                    DiffService(plugins: context.plugins, scratch: context.stateDirectory) {
+                        try context.plugins.service(content, as: ContentService.self)
+                    }
+                }),
+            Registration(
+                name: PluginName(type: .garbageCollector, id: "scheduler"), requires: [.metadata, .service],
+                origin: .builtin { context in
+                    let collector = GarbageCollector(
+                        metadata: context.metadata, plugins: context.plugins, trigger: collection,
+                        snapshots: try context.plugins.service(snapshots, as: SnapshotService.self),
+                        content: try context.plugins.service(content, as: ContentService.self),
+                        logger: context.logger, ingestExpiry: Double(context.daemon.ingestExpirySeconds),
+                        pauseThreshold: context.daemon.gcPauseThreshold)
+                    await collector.recoverAndCollect()
+                    return collector
+                }),
         ]
     }
 }

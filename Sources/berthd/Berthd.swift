@@ -3,11 +3,11 @@ import BerthAPI
 import Foundation
 import Kernel
 import Logging
-import Runtime
-import Storage
 import NIOCore
 import NIOPosix
+import Runtime
 import ServiceLifecycle
+import Storage
 
 /// Entry point: makes NIO's event loops Swift Concurrency's executor before anything else runs,
 /// so that an RPC's handler, the metadata actor and plugin replies run on the thread that read
@@ -26,9 +26,9 @@ enum BerthdMain {
     /// the heap and trimming it only above 32 MiB reuses the same pages.
     private static func keepLargeBuffersInTheHeap() {
         #if os(Linux)
-        // <malloc.h>: M_TRIM_THRESHOLD is -1, M_MMAP_THRESHOLD is -3.
-        _ = glibcMallopt(-3, 32 << 20)
-        _ = glibcMallopt(-1, 32 << 20)
+            // <malloc.h>: M_TRIM_THRESHOLD is -1, M_MMAP_THRESHOLD is -3.
+            _ = glibcMallopt(-3, 32 << 20)
+            _ = glibcMallopt(-1, 32 << 20)
         #endif
     }
 }
@@ -88,22 +88,29 @@ struct Berthd: AsyncParsableCommand {
         LoggingSystem.bootstrap { LogfmtHandler(label: $0, level: level) }
         let logger = Logger(label: "berthd")
         for directory in [config.root, config.state] {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o711])
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o711])
         }
         let lock = try DaemonLock(root: config.root)
         let metadataDirectory = config.root + "/io.containerd.metadata.v1.sqlite"
-        try FileManager.default.createDirectory(atPath: metadataDirectory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: metadataDirectory, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
         let metadataPath = metadataDirectory + "/meta.db"
         let metadata = try MetadataStore(path: metadataPath, schemas: StoragePlugins.schemas + RuntimePlugins.schemas)
         let events = EventBus()
-        let builtins = Kernel.coreRegistrations(metadataPath: metadataPath) + StoragePlugins.registrations()
+        let builtins =
+            Kernel.coreRegistrations(metadataPath: metadataPath) + StoragePlugins.registrations()
             + RuntimePlugins.registrations() + GRPCPlugins.registrations()
         let kernel = Kernel(config: config, events: events, metadata: metadata, builtins: builtins, logger: logger)
         let api = APIServer(kernel: kernel, address: config.address, logger: logger)
-        logger.info("berthd starting", metadata: ["version": "\(BerthVersion.version)", "root": "\(config.root)",
-                                                  "state": "\(config.state)", "config": "\(self.config)"])
+        logger.info(
+            "berthd starting",
+            metadata: [
+                "version": "\(BerthVersion.version)", "root": "\(config.root)",
+                "state": "\(config.state)", "config": "\(self.config)",
+            ])
         // Services start in this order and stop in reverse: the API closes before the kernel
         // stops its plugins, and the event bus outlives them all. Shutdown is bounded (the API
         // drains for at most 5 s, plugins stop within 3 s); behind that, what has not ended
@@ -134,7 +141,7 @@ struct Berthd: AsyncParsableCommand {
 }
 
 #if os(Linux)
-/// glibc's `int mallopt(int param, int value)`; the Glibc module does not export <malloc.h>.
-@_silgen_name("mallopt")
-private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+    /// glibc's `int mallopt(int param, int value)`; the Glibc module does not export <malloc.h>.
+    @_silgen_name("mallopt")
+    private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
 #endif

@@ -5,7 +5,8 @@ import Testing
 /// Both in-tree snapshot drivers through the driver contract's kit (the plugin alone, as a third
 /// party runs it), and through the snapshots service's rules (driver and storage layer together).
 @Suite struct ConformanceTests {
-    static let plugin = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    static let plugin =
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path + "/.build/debug/libBerthSnapshotter.so"
 
     @Test(arguments: ["overlayfs", "native"], SnapshotDriverConformance.cases)
@@ -21,7 +22,8 @@ import Testing
 
 /// The in-tree content store through the store contract's kit.
 @Suite struct ContentStoreKitTests {
-    static let plugin = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    static let plugin =
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path + "/.build/debug/libBerthContent.so"
 
     @Test(arguments: ContentStoreConformance.cases)

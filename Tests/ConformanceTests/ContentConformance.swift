@@ -15,12 +15,18 @@ public final class ContentHarness: Sendable {
     }
 
     /// Loads `plugin` as content store `id`, runs `body`, then stops everything.
-    public static func with(plugin: String, id: String = "content",
-                            _ body: @Sendable (ContentHarness) async throws -> Void) async throws {
-        try await KernelHarness.run(plugin: plugin, name: PluginName(type: .content, id: id), schemas: [.content, .leases],
-                                    label: "contentkit") { directory, metadata, plugins, events in
-            try await body(ContentHarness(content: ContentService(metadata: metadata, plugins: plugins, events: events),
-                                          directory: directory))
+    public static func with(
+        plugin: String, id: String = "content",
+        _ body: @Sendable (ContentHarness) async throws -> Void
+    ) async throws {
+        try await KernelHarness.run(
+            plugin: plugin, name: PluginName(type: .content, id: id), schemas: [.content, .leases],
+            label: "contentkit"
+        ) { directory, metadata, plugins, events in
+            try await body(
+                ContentHarness(
+                    content: ContentService(metadata: metadata, plugins: plugins, events: events),
+                    directory: directory))
         }
     }
 
@@ -59,8 +65,9 @@ public enum ContentConformance {
             let record = try await h.put(data, ref: "r", labels: ["a": "1"])
             try expectEqual(record.digest, digest(data), "committed digest")
             try expectEqual(try await h.content.info(namespace: ns, digest: record.digest).size, 100_000, "info size")
-            try expectEqual(try await h.content.read(namespace: ns, digest: record.digest, offset: 99_990, size: 32_768),
-                            data.suffix(10), "read at an offset, short at the end")
+            try expectEqual(
+                try await h.content.read(namespace: ns, digest: record.digest, offset: 99_990, size: 32_768),
+                data.suffix(10), "read at an offset, short at the end")
             try expectEqual(try await h.content.list(namespace: ns, filters: ["labels.a==1"]).map(\.digest), [record.digest], "list with a filter")
             try expectEqual(try await h.content.listStatuses(namespace: ns, filters: []).count, 0, "ingests left after commit")
         },
@@ -110,7 +117,7 @@ public enum ContentConformance {
         Case(name: "commit_existingContent_isAlreadyExists") { h in
             _ = try await h.put(Data("same".utf8), ref: "one")
             try await expectError(.alreadyExists, "writing content the namespace has") { _ = try await h.put(Data("same".utf8), ref: "two") }
-            _ = try await h.put(Data("same".utf8), ref: "three", namespace: "other")   // another namespace may record it
+            _ = try await h.put(Data("same".utf8), ref: "three", namespace: "other")  // another namespace may record it
         },
         Case(name: "commit_withoutExpectedDigest_ofBytesAnotherNamespaceHas_isRecordedHere") { h in
             // ctr images import commits some blobs without an expected digest.

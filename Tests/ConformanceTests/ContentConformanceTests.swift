@@ -1,10 +1,10 @@
-
 import Foundation
 import Testing
 
 /// The in-tree content store through every case of the content conformance kit.
 @Suite struct ContentConformanceTests {
-    static let plugin = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    static let plugin =
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path + "/.build/debug/libBerthContent.so"
 
     @Test(arguments: ContentConformance.cases)

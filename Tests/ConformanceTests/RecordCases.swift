@@ -15,7 +15,7 @@ extension SnapshotterConformance {
             try await expectError(.alreadyExists, "prepare onto a view key") { _ = try await h.prepare("v") }
             _ = try await h.prepare("b")
             try await expectError(.alreadyExists, "commit onto a used name") { try await h.commit("v", "b") }
-            _ = try await h.prepare("a")   // the committed key "a" was retired: it is free again
+            _ = try await h.prepare("a")  // the committed key "a" was retired: it is free again
         },
         Case(name: "keyspace_concurrentPreparesOfOneKey_exactlyOneWins") { h in
             let outcomes = await withTaskGroup(of: Bool.self) { group in
@@ -80,7 +80,8 @@ extension SnapshotterConformance {
         Case(name: "update_changesLabelsOnly_neverParent") { h in
             try await h.layer("base") { _ in }
             _ = try await h.snapshots.prepare(namespace: ns, snapshotter: h.snapshotter, key: "k", parent: "base", labels: ["a": "1", "b": "2"])
-            let one = try await h.snapshots.update(namespace: ns, snapshotter: h.snapshotter, key: "k", labels: ["a": "9", "c": "3"], paths: ["labels.a", "labels.c"])
+            let one = try await h.snapshots.update(
+                namespace: ns, snapshotter: h.snapshotter, key: "k", labels: ["a": "9", "c": "3"], paths: ["labels.a", "labels.c"])
             try expectEqual(one.labels, ["a": "9", "b": "2", "c": "3"], "labels after a field-path update")
             let all = try await h.snapshots.update(namespace: ns, snapshotter: h.snapshotter, key: "k", labels: ["z": "0"], paths: [])
             try expectEqual(all.labels, ["z": "0"], "labels after a full update")
@@ -104,7 +105,8 @@ extension SnapshotterConformance {
             _ = try await h.prepare("same", namespace: "ns-b")
             try expectEqual(try await h.snapshots.list(namespace: "ns-a", snapshotter: h.snapshotter, filters: []).map(\.key), ["same"], "ns-a")
             try await h.snapshots.remove(namespace: "ns-a", snapshotter: h.snapshotter, key: "same")
-            try expectEqual(try await h.snapshots.list(namespace: "ns-b", snapshotter: h.snapshotter, filters: []).map(\.key), ["same"], "ns-b after removal in ns-a")
+            try expectEqual(
+                try await h.snapshots.list(namespace: "ns-b", snapshotter: h.snapshotter, filters: []).map(\.key), ["same"], "ns-b after removal in ns-a")
         },
         Case(name: "cleanup_removesLayersWithoutRecords_keepsRecorded") { h in
             _ = try await h.prepare("kept")

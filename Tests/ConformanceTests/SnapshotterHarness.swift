@@ -21,13 +21,19 @@ final class SnapshotterHarness: Sendable {
     }
 
     /// Loads `plugin` (a shared object) as snapshotter `id`, runs `body`, then stops everything.
-    static func with(plugin: String, id: String,
-                            _ body: @Sendable (SnapshotterHarness) async throws -> Void) async throws {
-        try await KernelHarness.run(plugin: plugin, name: PluginName(type: .snapshotter, id: id), schemas: [.snapshots, .leases],
-                                    label: "snapkit") { directory, metadata, plugins, events in
+    static func with(
+        plugin: String, id: String,
+        _ body: @Sendable (SnapshotterHarness) async throws -> Void
+    ) async throws {
+        try await KernelHarness.run(
+            plugin: plugin, name: PluginName(type: .snapshotter, id: id), schemas: [.snapshots, .leases],
+            label: "snapkit"
+        ) { directory, metadata, plugins, events in
             let driver = try #require(plugins.instance(of: .snapshotter, id: id))
-            try await body(SnapshotterHarness(snapshots: SnapshotService(metadata: metadata, plugins: plugins, events: events),
-                                              snapshotter: id, directory: directory, driver: driver))
+            try await body(
+                SnapshotterHarness(
+                    snapshots: SnapshotService(metadata: metadata, plugins: plugins, events: events),
+                    snapshotter: id, directory: directory, driver: driver))
         }
     }
 

@@ -29,16 +29,21 @@ import Testing
             let bytes = Data((0..<(3 << 16)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
             // Two 64 KiB writes, then the client abandons the stream without committing.
             do {
-                try await content.write(metadata: Self.metadata, requestProducer: { writer in
-                    for index in 0..<2 {
-                        try await writer.write(.with {
-                            $0.action = .write; $0.ref = "half"; $0.offset = Int64(index << 16)
-                            $0.data = bytes.subdata(in: (index << 16)..<((index + 1) << 16))
-                        })
-                    }
-                    try await Task.sleep(for: .milliseconds(200))
-                    throw Abandoned()
-                }, onResponse: { response in for try await _ in response.messages {} })
+                try await content.write(
+                    metadata: Self.metadata,
+                    requestProducer: { writer in
+                        for index in 0..<2 {
+                            try await writer.write(
+                                .with {
+                                    $0.action = .write
+                                    $0.ref = "half"
+                                    $0.offset = Int64(index << 16)
+                                    $0.data = bytes.subdata(in: (index << 16)..<((index + 1) << 16))
+                                })
+                        }
+                        try await Task.sleep(for: .milliseconds(200))
+                        throw Abandoned()
+                    }, onResponse: { response in for try await _ in response.messages {} })
             } catch {}
             // The ref is free again and reports what arrived; a new writer finishes the blob.
             var status = try await content.status(.with { $0.ref = "half" }, metadata: Self.metadata).status
@@ -48,12 +53,19 @@ import Testing
             }
             #expect(status.offset == 2 << 16)
             let expected = try Self.sha256(bytes)
-            try await content.write(metadata: Self.metadata, requestProducer: { writer in
-                try await writer.write(.with {
-                    $0.action = .commit; $0.ref = "half"; $0.offset = 2 << 16; $0.total = Int64(bytes.count)
-                    $0.expected = expected; $0.data = bytes.subdata(in: (2 << 16)..<(3 << 16))
-                })
-            }, onResponse: { response in for try await _ in response.messages {} })
+            try await content.write(
+                metadata: Self.metadata,
+                requestProducer: { writer in
+                    try await writer.write(
+                        .with {
+                            $0.action = .commit
+                            $0.ref = "half"
+                            $0.offset = 2 << 16
+                            $0.total = Int64(bytes.count)
+                            $0.expected = expected
+                            $0.data = bytes.subdata(in: (2 << 16)..<(3 << 16))
+                        })
+                }, onResponse: { response in for try await _ in response.messages {} })
             let info = try await content.info(.with { $0.digest = expected }, metadata: Self.metadata).info
             #expect(info.size == Int64(bytes.count))
             let active = try await content.listStatuses(.with { _ in }, metadata: Self.metadata).statuses
@@ -65,9 +77,18 @@ import Testing
         try await withClients { _, content, _ in
             let bytes = Data(repeating: 0x5A, count: 8 << 20)
             let digest = try Self.sha256(bytes)
-            try await content.write(metadata: Self.metadata, requestProducer: { writer in
-                try await writer.write(.with { $0.action = .commit; $0.ref = "big"; $0.total = Int64(bytes.count); $0.expected = digest; $0.data = bytes })
-            }, onResponse: { response in for try await _ in response.messages {} })
+            try await content.write(
+                metadata: Self.metadata,
+                requestProducer: { writer in
+                    try await writer.write(
+                        .with {
+                            $0.action = .commit
+                            $0.ref = "big"
+                            $0.total = Int64(bytes.count)
+                            $0.expected = digest
+                            $0.data = bytes
+                        })
+                }, onResponse: { response in for try await _ in response.messages {} })
             for _ in 0..<20 {
                 let first = try await content.read(.with { $0.digest = digest }, metadata: Self.metadata) { response in
                     for try await message in response.messages { return message.data.count }
@@ -80,7 +101,12 @@ import Testing
             }
             #expect(whole == bytes.count)
             let beyond = await rpcFailure {
-                _ = try await content.read(.with { $0.digest = digest; $0.offset = Int64(bytes.count) + 1 }, metadata: Self.metadata) { response in
+                _ = try await content.read(
+                    .with {
+                        $0.digest = digest
+                        $0.offset = Int64(bytes.count) + 1
+                    }, metadata: Self.metadata
+                ) { response in
                     for try await _ in response.messages {}
                 }
             }
@@ -92,12 +118,20 @@ import Testing
         try await withClients { snapshots, content, _ in
             let huge = String(repeating: "x", count: 5000)
             let big = await rpcFailure {
-                _ = try await snapshots.prepare(.with { $0.key = "k"; $0.labels = ["big": huge] }, metadata: Self.metadata)
+                _ = try await snapshots.prepare(
+                    .with {
+                        $0.key = "k"
+                        $0.labels = ["big": huge]
+                    }, metadata: Self.metadata)
             }
             #expect(big?.0 == .invalidArgument)
             #expect(big?.1 == "label \"big\": key and value are larger than 4096 bytes")
             let emptyKey = await rpcFailure {
-                _ = try await snapshots.prepare(.with { $0.key = "k"; $0.labels = ["": "v"] }, metadata: Self.metadata)
+                _ = try await snapshots.prepare(
+                    .with {
+                        $0.key = "k"
+                        $0.labels = ["": "v"]
+                    }, metadata: Self.metadata)
             }
             #expect(emptyKey?.0 == .invalidArgument)
             let listed = try await snapshots.list(.with { _ in }, metadata: Self.metadata) { response in
@@ -107,7 +141,11 @@ import Testing
 
             var many = [String: String]()
             for index in 0..<5000 { many["label.\(index)"] = String(repeating: "v", count: 100) }
-            _ = try await snapshots.prepare(.with { $0.key = "many"; $0.labels = many }, metadata: Self.metadata)
+            _ = try await snapshots.prepare(
+                .with {
+                    $0.key = "many"
+                    $0.labels = many
+                }, metadata: Self.metadata)
             let info = try await snapshots.stat(.with { $0.key = "many" }, metadata: Self.metadata).info
             #expect(info.labels == many)
 
@@ -115,7 +153,11 @@ import Testing
             let digest = try Self.sha256(bytes)
             try await CollectionRaceTests.commit(content, bytes, digest: digest, ref: "labelled", metadata: Self.metadata)
             let update = await rpcFailure {
-                _ = try await content.update(.with { $0.info.digest = digest; $0.info.labels = ["big": huge] }, metadata: Self.metadata)
+                _ = try await content.update(
+                    .with {
+                        $0.info.digest = digest
+                        $0.info.labels = ["big": huge]
+                    }, metadata: Self.metadata)
             }
             #expect(update?.0 == .invalidArgument && update?.1 == "label \"big\": key and value are larger than 4096 bytes")
             #expect(try await content.info(.with { $0.digest = digest }, metadata: Self.metadata).info.labels == [:], "the refused update changed nothing")
@@ -125,22 +167,52 @@ import Testing
     @Test func requests_malformed_getCodesNamingTheObject() async throws {
         try await withClients { snapshots, content, _ in
             let cases: [(String, RPCError.Code, String, () async throws -> Void)] = [
-                ("empty key", .invalidArgument, "snapshot key must not be empty",
-                 { _ = try await snapshots.prepare(.with { $0.key = "" }, metadata: Self.metadata) }),
-                ("unknown snapshotter", .invalidArgument, "snapshotter \"zfs\" is not loaded",
-                 { _ = try await snapshots.prepare(.with { $0.key = "a"; $0.snapshotter = "zfs" }, metadata: Self.metadata) }),
-                ("missing parent", .notFound, "parent snapshot \"ghost\" does not exist",
-                 { _ = try await snapshots.prepare(.with { $0.key = "a"; $0.parent = "ghost" }, metadata: Self.metadata) }),
-                ("bad digest", .invalidArgument, "digest \"sha256:xyz\" is not a valid sha256 digest (\"sha256:\" and 64 lowercase hex digits)",
-                 { _ = try await content.info(.with { $0.digest = "sha256:xyz" }, metadata: Self.metadata) }),
-                ("no namespace", .failedPrecondition, "namespace is required: send it in the containerd-namespace header",
-                 { _ = try await snapshots.stat(.with { $0.key = "a" }) }),
-                ("bad namespace", .invalidArgument, "namespace name \"a/b\" must be letters and digits joined by single '.', '_' or '-'",
-                 { _ = try await snapshots.stat(.with { $0.key = "a" }, metadata: ["containerd-namespace": "a/b"]) }),
-                ("empty ingest ref", .invalidArgument, "ingest ref must not be empty",
-                 { try await content.write(metadata: Self.metadata, requestProducer: { writer in
-                     try await writer.write(.with { $0.action = .stat })
-                 }, onResponse: { response in for try await _ in response.messages {} }) }),
+                (
+                    "empty key", .invalidArgument, "snapshot key must not be empty",
+                    { _ = try await snapshots.prepare(.with { $0.key = "" }, metadata: Self.metadata) }
+                ),
+                (
+                    "unknown snapshotter", .invalidArgument, "snapshotter \"zfs\" is not loaded",
+                    {
+                        _ = try await snapshots.prepare(
+                            .with {
+                                $0.key = "a"
+                                $0.snapshotter = "zfs"
+                            }, metadata: Self.metadata)
+                    }
+                ),
+                (
+                    "missing parent", .notFound, "parent snapshot \"ghost\" does not exist",
+                    {
+                        _ = try await snapshots.prepare(
+                            .with {
+                                $0.key = "a"
+                                $0.parent = "ghost"
+                            }, metadata: Self.metadata)
+                    }
+                ),
+                (
+                    "bad digest", .invalidArgument, "digest \"sha256:xyz\" is not a valid sha256 digest (\"sha256:\" and 64 lowercase hex digits)",
+                    { _ = try await content.info(.with { $0.digest = "sha256:xyz" }, metadata: Self.metadata) }
+                ),
+                (
+                    "no namespace", .failedPrecondition, "namespace is required: send it in the containerd-namespace header",
+                    { _ = try await snapshots.stat(.with { $0.key = "a" }) }
+                ),
+                (
+                    "bad namespace", .invalidArgument, "namespace name \"a/b\" must be letters and digits joined by single '.', '_' or '-'",
+                    { _ = try await snapshots.stat(.with { $0.key = "a" }, metadata: ["containerd-namespace": "a/b"]) }
+                ),
+                (
+                    "empty ingest ref", .invalidArgument, "ingest ref must not be empty",
+                    {
+                        try await content.write(
+                            metadata: Self.metadata,
+                            requestProducer: { writer in
+                                try await writer.write(.with { $0.action = .stat })
+                            }, onResponse: { response in for try await _ in response.messages {} })
+                    }
+                ),
             ]
             for (name, code, message, body) in cases {
                 let error = await rpcFailure(body)

@@ -20,14 +20,23 @@ import Testing
         return metadata
     }
 
-    static func commit(_ content: Content, _ data: Data, digest: String, ref: String, metadata: Metadata,
-                       labels: [String: String] = [:]) async throws {
-        try await content.write(metadata: metadata, requestProducer: { writer in
-            try await writer.write(.with {
-                $0.action = .commit; $0.ref = ref; $0.total = Int64(data.count); $0.expected = digest; $0.data = data
-                $0.labels = labels
-            })
-        }, onResponse: { response in for try await _ in response.messages {} })
+    static func commit(
+        _ content: Content, _ data: Data, digest: String, ref: String, metadata: Metadata,
+        labels: [String: String] = [:]
+    ) async throws {
+        try await content.write(
+            metadata: metadata,
+            requestProducer: { writer in
+                try await writer.write(
+                    .with {
+                        $0.action = .commit
+                        $0.ref = ref
+                        $0.total = Int64(data.count)
+                        $0.expected = digest
+                        $0.data = data
+                        $0.labels = labels
+                    })
+            }, onResponse: { response in for try await _ in response.messages {} })
     }
 
     static func read(_ content: Content, _ digest: String, metadata: Metadata) async throws -> Data {
@@ -46,8 +55,9 @@ import Testing
             let content = Content(wrapping: client)
             let snapshots = Snapshots(wrapping: client)
             let leases = Leases(wrapping: client)
-            try await Self.commit(content, shared, digest: digest, ref: "keep", metadata: Self.ns("keep"),
-                                  labels: ["containerd.io/gc.root": "test"])
+            try await Self.commit(
+                content, shared, digest: digest, ref: "keep", metadata: Self.ns("keep"),
+                labels: ["containerd.io/gc.root": "test"])
             try await withThrowingTaskGroup { group in
                 // The same blob, unlabelled, is committed and deleted in another namespace: each
                 // deletion starts a collection that must leave namespace "keep" its copy.
@@ -66,12 +76,24 @@ import Testing
                         let lease = "unpack-\(round)"
                         _ = try await leases.create(.with { $0.id = lease }, metadata: Self.ns("keep"))
                         _ = try await snapshots.prepare(.with { $0.key = "extract-\(round)" }, metadata: Self.ns("keep", lease: lease))
-                        _ = try await snapshots.commit(.with { $0.key = "extract-\(round)"; $0.name = "layer-\(round)" },
-                                                       metadata: Self.ns("keep", lease: lease))
+                        _ = try await snapshots.commit(
+                            .with {
+                                $0.key = "extract-\(round)"
+                                $0.name = "layer-\(round)"
+                            },
+                            metadata: Self.ns("keep", lease: lease))
                         _ = try await leases.create(.with { $0.id = "tick-\(round)" }, metadata: Self.ns("keep"))
-                        try await leases.delete(.with { $0.id = "tick-\(round)"; $0.sync = true }, metadata: Self.ns("keep"))
+                        try await leases.delete(
+                            .with {
+                                $0.id = "tick-\(round)"
+                                $0.sync = true
+                            }, metadata: Self.ns("keep"))
                         _ = try await snapshots.stat(.with { $0.key = "layer-\(round)" }, metadata: Self.ns("keep"))
-                        try await leases.delete(.with { $0.id = lease; $0.sync = true }, metadata: Self.ns("keep"))
+                        try await leases.delete(
+                            .with {
+                                $0.id = lease
+                                $0.sync = true
+                            }, metadata: Self.ns("keep"))
                         let gone = try? await snapshots.stat(.with { $0.key = "layer-\(round)" }, metadata: Self.ns("keep"))
                         #expect(gone == nil, "layer-\(round) goes with its lease")
                     }
@@ -85,13 +107,18 @@ import Testing
                     for round in 0..<100 {
                         try await Self.commit(content, transient, digest: transientDigest, ref: "fleeting-\(round)", metadata: Self.ns("fleeting"))
                         _ = try await leases.create(.with { $0.id = "gc-\(round)" }, metadata: Self.ns("fleeting"))
-                        try await leases.delete(.with { $0.id = "gc-\(round)"; $0.sync = true }, metadata: Self.ns("fleeting"))
+                        try await leases.delete(
+                            .with {
+                                $0.id = "gc-\(round)"
+                                $0.sync = true
+                            }, metadata: Self.ns("fleeting"))
                     }
                 }
                 group.addTask {
                     for round in 0..<100 {
-                        try await Self.commit(content, transient, digest: transientDigest, ref: "other-\(round)", metadata: Self.ns("other"),
-                                              labels: ["containerd.io/gc.root": "test"])
+                        try await Self.commit(
+                            content, transient, digest: transientDigest, ref: "other-\(round)", metadata: Self.ns("other"),
+                            labels: ["containerd.io/gc.root": "test"])
                         let back = try await Self.read(content, transientDigest, metadata: Self.ns("other"))
                         #expect(back == transient, "round \(round)")
                         try await content.delete(.with { $0.digest = transientDigest }, metadata: Self.ns("other"))

@@ -23,11 +23,14 @@ import Testing
     private func write(_ content: Content, _ namespace: String, _ requests: [Containerd_Services_Content_V1_WriteContentRequest])
         async throws -> [WriteResponse]
     {
-        try await content.write(metadata: Self.namespace(namespace), requestProducer: { writer in
-            for request in requests { try await writer.write(request) }
-        }, onResponse: { response in
-            try await response.messages.reduce(into: [WriteResponse]()) { $0.append($1) }
-        })
+        try await content.write(
+            metadata: Self.namespace(namespace),
+            requestProducer: { writer in
+                for request in requests { try await writer.write(request) }
+            },
+            onResponse: { response in
+                try await response.messages.reduce(into: [WriteResponse]()) { $0.append($1) }
+            })
     }
 
     private func read(_ content: Content, _ namespace: String, _ digest: String) async throws -> Data {
@@ -65,19 +68,44 @@ import Testing
         try await withClient(daemon) { client in
             let content = Content(wrapping: client)
             let start = Date()
-            _ = try await write(content, "resume", [.with { $0.action = .stat; $0.ref = "r"; $0.total = 256 }])
+            _ = try await write(
+                content, "resume",
+                [
+                    .with {
+                        $0.action = .stat
+                        $0.ref = "r"
+                        $0.total = 256
+                    }
+                ])
             try await Task.sleep(for: .milliseconds(300))
             let beforeWrite = Date()
-            _ = try await write(content, "resume", [.with { $0.action = .write; $0.ref = "r"; $0.data = Data(repeating: 1, count: 128) }])
+            _ = try await write(
+                content, "resume",
+                [
+                    .with {
+                        $0.action = .write
+                        $0.ref = "r"
+                        $0.data = Data(repeating: 1, count: 128)
+                    }
+                ])
             let afterWrite = Date()
             let status = try await content.status(.with { $0.ref = "r" }, metadata: Self.namespace("resume")).status
             #expect(status.offset == 128)
             #expect(status.startedAt.date >= start.addingTimeInterval(-0.001) && status.startedAt.date < beforeWrite)
-            #expect(status.updatedAt.date >= beforeWrite && status.updatedAt.date <= afterWrite,
-                    "updated \(status.updatedAt.date.timeIntervalSince1970) not in [\(beforeWrite.timeIntervalSince1970), \(afterWrite.timeIntervalSince1970)]")
+            #expect(
+                status.updatedAt.date >= beforeWrite && status.updatedAt.date <= afterWrite,
+                "updated \(status.updatedAt.date.timeIntervalSince1970) not in [\(beforeWrite.timeIntervalSince1970), \(afterWrite.timeIntervalSince1970)]")
             let listed = try await content.listStatuses(.with { _ in }, metadata: Self.namespace("resume")).statuses
             #expect(listed.map(\.updatedAt) == [status.updatedAt])
-            let resumed = try await write(content, "resume", [.with { $0.action = .stat; $0.ref = "r"; $0.total = 256 }])
+            let resumed = try await write(
+                content, "resume",
+                [
+                    .with {
+                        $0.action = .stat
+                        $0.ref = "r"
+                        $0.total = 256
+                    }
+                ])
             #expect(resumed.map(\.offset) == [128])
             #expect(resumed.map(\.updatedAt) == [status.updatedAt])
         }
@@ -94,14 +122,34 @@ import Testing
             let content = Content(wrapping: client)
             let bytes = Data((0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
             let digest = try BadInputTests.sha256(bytes)
-            _ = try await write(content, "a", [.with {
-                $0.action = .commit; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest; $0.data = bytes
-            }])
+            _ = try await write(
+                content, "a",
+                [
+                    .with {
+                        $0.action = .commit
+                        $0.ref = "ref-1000"
+                        $0.total = 1000
+                        $0.expected = digest
+                        $0.data = bytes
+                    }
+                ])
 
-            let shared = try await write(content, "b", [
-                .with { $0.action = .stat; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest },
-                .with { $0.action = .commit; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest },
-            ])
+            let shared = try await write(
+                content, "b",
+                [
+                    .with {
+                        $0.action = .stat
+                        $0.ref = "ref-1000"
+                        $0.total = 1000
+                        $0.expected = digest
+                    },
+                    .with {
+                        $0.action = .commit
+                        $0.ref = "ref-1000"
+                        $0.total = 1000
+                        $0.expected = digest
+                    },
+                ])
             #expect(shared.map(\.action) == [.stat, .commit])
             #expect(shared.map(\.offset) == [1000, 1000])
             #expect(shared.map(\.total) == [1000, 1000])
@@ -112,11 +160,28 @@ import Testing
 
             let longer = bytes + Data("appended bytes".utf8)
             let longerDigest = try BadInputTests.sha256(longer)
-            let appended = try await write(content, "c", [
-                .with { $0.action = .stat; $0.ref = "ref-1000"; $0.total = 1000; $0.expected = digest },
-                .with { $0.action = .write; $0.ref = "ref-1000"; $0.offset = 1000; $0.data = Data("appended bytes".utf8) },
-                .with { $0.action = .commit; $0.ref = "ref-1000"; $0.total = Int64(longer.count); $0.expected = longerDigest },
-            ])
+            let appended = try await write(
+                content, "c",
+                [
+                    .with {
+                        $0.action = .stat
+                        $0.ref = "ref-1000"
+                        $0.total = 1000
+                        $0.expected = digest
+                    },
+                    .with {
+                        $0.action = .write
+                        $0.ref = "ref-1000"
+                        $0.offset = 1000
+                        $0.data = Data("appended bytes".utf8)
+                    },
+                    .with {
+                        $0.action = .commit
+                        $0.ref = "ref-1000"
+                        $0.total = Int64(longer.count)
+                        $0.expected = longerDigest
+                    },
+                ])
             #expect(appended.map(\.offset) == [1000, 1014, 1014])
             #expect(appended.first?.digest == digest && appended.last?.digest == longerDigest)
             #expect(try await read(content, "c", longerDigest) == longer)

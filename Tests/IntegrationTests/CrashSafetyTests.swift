@@ -62,24 +62,57 @@ import Testing
     static func snapshotWork(_ daemon: Daemon, snapshotter: String, round: Int, finished: Counter) async {
         try? await withClient(daemon) { client in
             let snapshots = Snapshots(wrapping: client)
-            _ = try? await snapshots.prepare(.with { $0.key = "base-active"; $0.snapshotter = snapshotter }, metadata: metadata)
-            _ = try? await snapshots.commit(.with { $0.key = "base-active"; $0.name = "base"; $0.snapshotter = snapshotter
-                $0.labels = ["containerd.io/gc.root": "test"] }, metadata: metadata)
+            _ = try? await snapshots.prepare(
+                .with {
+                    $0.key = "base-active"
+                    $0.snapshotter = snapshotter
+                }, metadata: metadata)
+            _ = try? await snapshots.commit(
+                .with {
+                    $0.key = "base-active"
+                    $0.name = "base"
+                    $0.snapshotter = snapshotter
+                    $0.labels = ["containerd.io/gc.root": "test"]
+                }, metadata: metadata)
             for i in 0..<10_000 {
                 let key = "r\(round)-\(i)"
-                let mounts = try await snapshots.prepare(.with { $0.key = key; $0.parent = "base"; $0.snapshotter = snapshotter },
-                                                         metadata: metadata).mounts
+                let mounts = try await snapshots.prepare(
+                    .with {
+                        $0.key = key
+                        $0.parent = "base"
+                        $0.snapshotter = snapshotter
+                    },
+                    metadata: metadata
+                ).mounts
                 if let mount = mounts.first, mount.type == "bind" {
                     try? Data(repeating: UInt8(i & 0xff), count: 4096).write(to: URL(fileURLWithPath: mount.source + "/file"))
                 }
-                _ = try await snapshots.commit(.with { $0.key = key; $0.name = key + "-c"; $0.snapshotter = snapshotter
-                    $0.labels = ["containerd.io/gc.root": "test"] }, metadata: metadata)
-                _ = try await snapshots.view(.with { $0.key = key + "-v"; $0.parent = key + "-c"; $0.snapshotter = snapshotter },
-                                             metadata: metadata)
+                _ = try await snapshots.commit(
+                    .with {
+                        $0.key = key
+                        $0.name = key + "-c"
+                        $0.snapshotter = snapshotter
+                        $0.labels = ["containerd.io/gc.root": "test"]
+                    }, metadata: metadata)
+                _ = try await snapshots.view(
+                    .with {
+                        $0.key = key + "-v"
+                        $0.parent = key + "-c"
+                        $0.snapshotter = snapshotter
+                    },
+                    metadata: metadata)
                 if i % 2 == 1 {
                     let previous = "r\(round)-\(i - 1)"
-                    _ = try await snapshots.remove(.with { $0.key = previous + "-v"; $0.snapshotter = snapshotter }, metadata: metadata)
-                    _ = try await snapshots.remove(.with { $0.key = previous + "-c"; $0.snapshotter = snapshotter }, metadata: metadata)
+                    _ = try await snapshots.remove(
+                        .with {
+                            $0.key = previous + "-v"
+                            $0.snapshotter = snapshotter
+                        }, metadata: metadata)
+                    _ = try await snapshots.remove(
+                        .with {
+                            $0.key = previous + "-c"
+                            $0.snapshotter = snapshotter
+                        }, metadata: metadata)
                 }
                 finished.add()
             }
@@ -94,15 +127,23 @@ import Testing
             for i in 0..<10_000 {
                 var bytes = [UInt8](repeating: 0, count: 1 << 20)
                 for j in stride(from: 0, to: bytes.count, by: 4096) { bytes[j] = UInt8(truncatingIfNeeded: i &+ j &+ round) }
-                bytes[0] = UInt8(round); bytes[1] = UInt8(i & 0xff); bytes[2] = UInt8(i >> 8)
+                bytes[0] = UInt8(round)
+                bytes[1] = UInt8(i & 0xff)
+                bytes[2] = UInt8(i >> 8)
                 let data = Data(bytes)
                 let commit = i % 3 != 2
-                try await content.write(metadata: metadata, requestProducer: { writer in
-                    try await writer.write(.with {
-                        $0.action = commit ? .commit : .write; $0.ref = "w\(round)-\(i)"; $0.total = Int64(data.count); $0.data = data
-                        if commit { $0.labels = ["containerd.io/gc.root": "test"] }
-                    })
-                }, onResponse: { response in for try await _ in response.messages {} })
+                try await content.write(
+                    metadata: metadata,
+                    requestProducer: { writer in
+                        try await writer.write(
+                            .with {
+                                $0.action = commit ? .commit : .write
+                                $0.ref = "w\(round)-\(i)"
+                                $0.total = Int64(data.count)
+                                $0.data = data
+                                if commit { $0.labels = ["containerd.io/gc.root": "test"] }
+                            })
+                    }, onResponse: { response in for try await _ in response.messages {} })
                 if commit, i % 2 == 1 {
                     let listed = try await content.list(.with { _ in }, metadata: metadata) { response in
                         try await response.messages.reduce(into: [String]()) { $0 += $1.info.map(\.digest) }
@@ -131,13 +172,31 @@ import Testing
                 // A committed snapshot has no mounts of its own (as in containerd): look through a view.
                 let committed = record.kind == .committed
                 let key = committed ? "verify-\(round)" : record.name
-                let mounts = committed
-                    ? try await snapshots.view(.with { $0.key = key; $0.parent = record.name; $0.snapshotter = snapshotter }, metadata: metadata).mounts
-                    : try await snapshots.mounts(.with { $0.key = key; $0.snapshotter = snapshotter }, metadata: metadata).mounts
+                let mounts =
+                    committed
+                    ? try await snapshots.view(
+                        .with {
+                            $0.key = key
+                            $0.parent = record.name
+                            $0.snapshotter = snapshotter
+                        }, metadata: metadata
+                    ).mounts
+                    : try await snapshots.mounts(
+                        .with {
+                            $0.key = key
+                            $0.snapshotter = snapshotter
+                        }, metadata: metadata
+                    ).mounts
                 for path in mounts.flatMap(paths) {
                     #expect(FileManager.default.fileExists(atPath: path), "round \(round): \(record.name) mounts missing \(path)")
                 }
-                if committed { _ = try await snapshots.remove(.with { $0.key = key; $0.snapshotter = snapshotter }, metadata: metadata) }
+                if committed {
+                    _ = try await snapshots.remove(
+                        .with {
+                            $0.key = key
+                            $0.snapshotter = snapshotter
+                        }, metadata: metadata)
+                }
             }
 
             let infos = try await content.list(.with { _ in }, metadata: metadata) { response in
@@ -152,8 +211,16 @@ import Testing
             }
 
             // Still usable: a new snapshot and a new blob.
-            _ = try await snapshots.prepare(.with { $0.key = "check-\(round)"; $0.snapshotter = snapshotter }, metadata: metadata)
-            _ = try await snapshots.remove(.with { $0.key = "check-\(round)"; $0.snapshotter = snapshotter }, metadata: metadata)
+            _ = try await snapshots.prepare(
+                .with {
+                    $0.key = "check-\(round)"
+                    $0.snapshotter = snapshotter
+                }, metadata: metadata)
+            _ = try await snapshots.remove(
+                .with {
+                    $0.key = "check-\(round)"
+                    $0.snapshotter = snapshotter
+                }, metadata: metadata)
         }
     }
 

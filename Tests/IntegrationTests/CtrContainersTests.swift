@@ -80,31 +80,75 @@ import Testing
         defer { _ = daemon.stop() }
         try await withClient(daemon) { grpc in
             let client = Containers(wrapping: grpc)
-            let good = Container.with { $0.id = "ok-1"; $0.runtime.name = "io.containerd.runc.v2"; $0.spec = Self.spec }
+            let good = Container.with {
+                $0.id = "ok-1"
+                $0.runtime.name = "io.containerd.runc.v2"
+                $0.spec = Self.spec
+            }
             let cases: [(Container, String)] = [
-                (.with { $0 = good; $0.id = "bad id!" }, "container id \"bad id!\" must be letters and digits with single . _ - between them"),
-                (.with { $0 = good; $0.id = String(repeating: "a", count: 100) },
-                 "container id \"\(String(repeating: "a", count: 32))...\" is 100 characters long; the limit is 76"),
-                (.with { $0 = good; $0.runtime.name = "" }, "container \"ok-1\": runtime name must be set"),
-                (.with { $0 = good; $0.clearSpec() }, "container \"ok-1\": spec must be set"),
-                (.with { $0 = good; $0.snapshotKey = "k" }, "container \"ok-1\": snapshotter must be set when snapshot key \"k\" is"),
+                (
+                    .with {
+                        $0 = good
+                        $0.id = "bad id!"
+                    }, "container id \"bad id!\" must be letters and digits with single . _ - between them"
+                ),
+                (
+                    .with {
+                        $0 = good
+                        $0.id = String(repeating: "a", count: 100)
+                    },
+                    "container id \"\(String(repeating: "a", count: 32))...\" is 100 characters long; the limit is 76"
+                ),
+                (
+                    .with {
+                        $0 = good
+                        $0.runtime.name = ""
+                    }, "container \"ok-1\": runtime name must be set"
+                ),
+                (
+                    .with {
+                        $0 = good
+                        $0.clearSpec()
+                    }, "container \"ok-1\": spec must be set"
+                ),
+                (
+                    .with {
+                        $0 = good
+                        $0.snapshotKey = "k"
+                    }, "container \"ok-1\": snapshotter must be set when snapshot key \"k\" is"
+                ),
             ]
             for (container, message) in cases {
                 let failure = await rpcFailure { try await create(client, container) }
                 #expect(failure?.0 == .invalidArgument)
                 #expect(failure?.1 == message)
             }
-            let huge = await rpcFailure { try await create(client, .with { $0 = good; $0.labels = ["k": String(repeating: "v", count: 8192)] }) }
+            let huge = await rpcFailure {
+                try await create(
+                    client,
+                    .with {
+                        $0 = good
+                        $0.labels = ["k": String(repeating: "v", count: 8192)]
+                    })
+            }
             #expect(huge?.0 == .invalidArgument)
             #expect((huge?.1.count ?? 0) < 400)
             try await create(client, good)
             let update = await rpcFailure {
-                _ = try await client.update(.with { $0.container = good; $0.container.snapshotter = "native" }, metadata: ["containerd-namespace": "bad"])
+                _ = try await client.update(
+                    .with {
+                        $0.container = good
+                        $0.container.snapshotter = "native"
+                    }, metadata: ["containerd-namespace": "bad"])
             }
             #expect(update?.0 == .invalidArgument)
             #expect(update?.1 == "container \"ok-1\": the snapshotter cannot be changed")
             let path = await rpcFailure {
-                _ = try await client.update(.with { $0.container = good; $0.updateMask.paths = ["runtime"] }, metadata: ["containerd-namespace": "bad"])
+                _ = try await client.update(
+                    .with {
+                        $0.container = good
+                        $0.updateMask.paths = ["runtime"]
+                    }, metadata: ["containerd-namespace": "bad"])
             }
             #expect(path?.1 == "container \"ok-1\": cannot update field \"runtime\"")
             let missing = await rpcFailure { _ = try await client.get(.with { $0.id = "nope" }, metadata: ["containerd-namespace": "bad"]) }

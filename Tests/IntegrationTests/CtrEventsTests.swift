@@ -14,8 +14,11 @@ import Testing
         watcher.arguments = ["--address", daemon.socket, "events"]
         watcher.standardOutput = FileHandle(forWritingAtPath: output)
         try watcher.run()
-        defer { watcher.terminate(); watcher.waitUntilExit() }
-        usleep(300_000)   // let the subscription reach the daemon before anything happens
+        defer {
+            watcher.terminate()
+            watcher.waitUntilExit()
+        }
+        usleep(300_000)  // let the subscription reach the daemon before anything happens
 
         #expect(try daemon.ctr(["snapshots", "prepare", "k"], namespace: "evns").status == 0)
         #expect(try daemon.ctr(["snapshots", "commit", "n", "k"], namespace: "evns").status == 0)
@@ -29,11 +32,12 @@ import Testing
             usleep(50_000)
         }
         let topics = lines.map { line in line.split(separator: " ").dropFirst(4).prefix(3).joined(separator: " ") }
-        #expect(topics == [
-            "evns /snapshot/prepare {\"key\":\"k\"}",
-            "evns /snapshot/commit {\"key\":\"k\",\"name\":\"n\"}",
-            "evns /snapshot/remove {\"key\":\"n\"}",
-            "evns /namespaces/update {\"name\":\"evns\",\"labels\":{\"a\":\"b\"}}",
-        ])
+        #expect(
+            topics == [
+                "evns /snapshot/prepare {\"key\":\"k\"}",
+                "evns /snapshot/commit {\"key\":\"k\",\"name\":\"n\"}",
+                "evns /snapshot/remove {\"key\":\"n\"}",
+                "evns /namespaces/update {\"name\":\"evns\",\"labels\":{\"a\":\"b\"}}",
+            ])
     }
 }

@@ -36,9 +36,12 @@ import Testing
         let (tarball, manifest) = try Self.buildImage(in: daemon.directory)
         func ctr(_ arguments: String...) throws -> RunResult {
             // The snapshotter flag of `snapshots` is the group's, of the others the command's.
-            let flagged = arguments.first == "snapshots" ? ["snapshots", "--snapshotter", snapshotter] + arguments.dropFirst()
-                : arguments.count > 1 && ["import", "check"].contains(arguments[1]) ? arguments.prefix(2) + ["--snapshotter", snapshotter] + arguments.dropFirst(2)
-                : arguments[...]
+            let flagged =
+                arguments.first == "snapshots"
+                ? ["snapshots", "--snapshotter", snapshotter] + arguments.dropFirst()
+                : arguments.count > 1 && ["import", "check"].contains(arguments[1])
+                    ? arguments.prefix(2) + ["--snapshotter", snapshotter] + arguments.dropFirst(2)
+                    : arguments[...]
             return try daemon.ctr(Array(flagged), namespace: "img")
         }
 
@@ -51,7 +54,8 @@ import Testing
         #expect(chainID.hasPrefix("sha256:") && snapshots.last?.hasSuffix("Committed ") == true)
 
         #expect(try ctr("images", "import", "--no-unpack", "--base-name", "docker.io/library/bb2", tarball).status == 0)
-        #expect(try ctr("snapshots", "unpack", manifest).stdout
+        #expect(
+            try ctr("snapshots", "unpack", manifest).stdout
                 == "unpacking \(manifest) (application/vnd.oci.image.manifest.v1+json)...done\n")
         let check = try ctr("images", "check").stdout.split(separator: "\n").dropFirst()
         #expect(check.count == 2 && check.allSatisfy { $0.contains("complete (2/2)") && $0.hasSuffix("true") })

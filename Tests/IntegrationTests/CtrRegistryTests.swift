@@ -16,13 +16,13 @@ import Testing
             address = "127.0.0.1:\(port)"
             let config = directory + "/registry.yml"
             try """
-                version: 0.1
-                storage:
-                  filesystem:
-                    rootdirectory: \(directory)/registry
-                http:
-                  addr: \(address)
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+            version: 0.1
+            storage:
+              filesystem:
+                rootdirectory: \(directory)/registry
+            http:
+              addr: \(address)
+            """.write(toFile: config, atomically: true, encoding: .utf8)
             process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
             process.arguments = ["serve", config]
             process.standardOutput = FileHandle.nullDevice
@@ -38,7 +38,8 @@ import Testing
 
         /// Whether `repository` holds blob `digest`.
         func hasBlob(_ repository: String, _ digest: String) -> Bool {
-            let check = "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://\(address)/v2/\(repository)/blobs/\(digest)', method='HEAD'))"
+            let check =
+                "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://\(address)/v2/\(repository)/blobs/\(digest)', method='HEAD'))"
             return (try? run("/usr/bin/python3", ["-c", check]))?.status == 0
         }
 
@@ -54,8 +55,12 @@ import Testing
         defer { _ = daemon.stop() }
         let registry = try Registry(in: daemon.directory)
         _ = try CtrImagesTests.buildImage(in: daemon.directory)
-        let copied = try run("/usr/bin/skopeo", ["copy", "--dest-tls-verify=false", "oci:\(daemon.directory)/oci:latest",
-                                                 "docker://\(registry.address)/test/bb:latest"])
+        let copied = try run(
+            "/usr/bin/skopeo",
+            [
+                "copy", "--dest-tls-verify=false", "oci:\(daemon.directory)/oci:latest",
+                "docker://\(registry.address)/test/bb:latest",
+            ])
         #expect(copied.status == 0, "\(copied.stderr)")
         let manifest = try run("/usr/bin/skopeo", ["inspect", "--tls-verify=false", "--raw", "docker://\(registry.address)/test/bb:latest"]).stdout
         let manifestObject = try JSONSerialization.jsonObject(with: Data(manifest.utf8)) as? [String: Any]
@@ -70,12 +75,14 @@ import Testing
         let object = try ctr("content", "fetch-object", "--plain-http", "\(registry.address)/test/bb:latest")
         #expect(object.status == 0 && object.stdout == manifest)
 
-        let pushed = try ctr("content", "push-object", "--plain-http", "\(registry.address)/test/copy:latest", layer,
-                             "application/vnd.oci.image.layer.v1.tar+gzip")
+        let pushed = try ctr(
+            "content", "push-object", "--plain-http", "\(registry.address)/test/copy:latest", layer,
+            "application/vnd.oci.image.layer.v1.tar+gzip")
         #expect(pushed.stdout == "Pushed \(layer) application/vnd.oci.image.layer.v1.tar+gzip\n", "\(pushed.stderr)")
         #expect(registry.hasBlob("test/copy", layer))
-        let absent = try ctr("content", "push-object", "--plain-http", "\(registry.address)/test/copy:latest",
-                             "sha256:" + String(repeating: "0", count: 64), "application/octet-stream")
+        let absent = try ctr(
+            "content", "push-object", "--plain-http", "\(registry.address)/test/copy:latest",
+            "sha256:" + String(repeating: "0", count: 64), "application/octet-stream")
         #expect(absent.status == 1 && absent.stderr.contains("not found"))
 
         // Images: pull unpacks, push copies to another repository, export writes an archive that

@@ -53,7 +53,8 @@ import Testing
         /// `tar -tvz` of the layer ctr prints, without the times.
         func listing(_ arguments: String...) throws -> [String] {
             let layer = daemon.directory + "/layer.tgz"
-            let line = (["/usr/bin/ctr", "--address", daemon.socket, "--namespace", "diff", "snapshots", "--snapshotter", snapshotter, "diff"]
+            let line =
+                (["/usr/bin/ctr", "--address", daemon.socket, "--namespace", "diff", "snapshots", "--snapshotter", snapshotter, "diff"]
                 + arguments).joined(separator: " ")
             try sh("\(line) > \(layer)")
             return try run("/usr/bin/tar", ["-tvzf", layer]).stdout.split(separator: "\n").map { line in
@@ -81,7 +82,9 @@ import Testing
         let zstd = try ctr("diff", "--media-type", "application/vnd.oci.image.layer.v1.tar+zstd", "b")
         #expect(zstd.status == 1 && zstd.stderr.contains("media type \"application/vnd.oci.image.layer.v1.tar+zstd\" is not supported"))
         let uncompressed = daemon.directory + "/layer.tar"
-        try sh("/usr/bin/ctr --address \(daemon.socket) --namespace diff snapshots --snapshotter \(snapshotter) diff --media-type application/vnd.oci.image.layer.v1.tar b > \(uncompressed)")
+        try sh(
+            "/usr/bin/ctr --address \(daemon.socket) --namespace diff snapshots --snapshotter \(snapshotter) diff --media-type application/vnd.oci.image.layer.v1.tar b > \(uncompressed)"
+        )
         #expect(try run("/usr/bin/tar", ["-tf", uncompressed]).stdout.split(separator: "\n").count == Self.changes.count)
     }
 }

@@ -25,23 +25,26 @@ import Testing
         let hello = try Tree.helloPlugin.get()
         let echo = try Tree.cPlugin("Examples/CPlugin/echo_plugin.c", into: work, name: "echo")
         let abi2 = try Tree.cPlugin("Tests/Fixtures/fixture_plugin.c", flags: ["-DFIXTURE_ABI_MAJOR=2", "-DFIXTURE_ID=\"abi2\""], into: work, name: "abi2")
-        let noEntry = try Tree.cPlugin("Tests/Fixtures/fixture_plugin.c", flags: ["-DFIXTURE_NO_ENTRY", "-DFIXTURE_ID=\"noentry\""], into: work, name: "noentry")
-        let failing = try Tree.cPlugin("Tests/Fixtures/fixture_plugin.c", flags: ["-DFIXTURE_FAIL_START", "-DFIXTURE_ID=\"failing\""], into: work, name: "failing")
+        let noEntry = try Tree.cPlugin(
+            "Tests/Fixtures/fixture_plugin.c", flags: ["-DFIXTURE_NO_ENTRY", "-DFIXTURE_ID=\"noentry\""], into: work, name: "noentry")
+        let failing = try Tree.cPlugin(
+            "Tests/Fixtures/fixture_plugin.c", flags: ["-DFIXTURE_FAIL_START", "-DFIXTURE_ID=\"failing\""], into: work, name: "failing")
         _ = daemon.stop()
-        let withExamples = try Daemon(plugins: Daemon.inTreePlugins + """
-            [plugins."io.berth.example.v1.hello"]
-            path = "\(hello)"
-            [plugins."io.berth.example.v1.hello".config]
-            greeting = "hi"
-            [plugins."io.berth.example.v1.echo-c"]
-            path = "\(echo)"
-            [plugins."io.berth.fixture.v1.abi2"]
-            path = "\(abi2)"
-            [plugins."io.berth.fixture.v1.noentry"]
-            path = "\(noEntry)"
-            [plugins."io.berth.fixture.v1.failing"]
-            path = "\(failing)"
-            """)
+        let withExamples = try Daemon(
+            plugins: Daemon.inTreePlugins + """
+                [plugins."io.berth.example.v1.hello"]
+                path = "\(hello)"
+                [plugins."io.berth.example.v1.hello".config]
+                greeting = "hi"
+                [plugins."io.berth.example.v1.echo-c"]
+                path = "\(echo)"
+                [plugins."io.berth.fixture.v1.abi2"]
+                path = "\(abi2)"
+                [plugins."io.berth.fixture.v1.noentry"]
+                path = "\(noEntry)"
+                [plugins."io.berth.fixture.v1.failing"]
+                path = "\(failing)"
+                """)
         try withExamples.waitReady()
         let result = try withExamples.ctr(["plugins", "ls"])
         #expect(result.status == 0)
@@ -49,43 +52,45 @@ import Testing
             line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         }
         let status = Dictionary(rows.map { ("\($0[0]).\($0[1])", $0.last!) }, uniquingKeysWith: { a, _ in a })
-        #expect(status == [
-            "io.containerd.content.v1.content": "ok",
-            "io.containerd.event.v1.exchange": "ok",
-            "io.containerd.metadata.v1.sqlite": "ok",
-            "io.containerd.grpc.v1.healthcheck": "ok",
-            "io.containerd.grpc.v1.introspection": "ok",
-            "io.containerd.grpc.v1.namespaces": "ok",
-            "io.containerd.grpc.v1.version": "ok",
-            "io.containerd.grpc.v1.snapshots": "ok",
-            "io.containerd.grpc.v1.events": "ok",
-            "io.containerd.grpc.v1.content": "ok",
-            "io.containerd.grpc.v1.leases": "ok",
-            "io.containerd.gc.v1.scheduler": "ok",
-            "io.containerd.service.v1.snapshots-service": "ok",
-            "io.containerd.service.v1.content-service": "ok",
-            "io.containerd.service.v1.leases-service": "ok",
-            "io.containerd.service.v1.images-service": "ok",
-            "io.containerd.service.v1.diff-service": "ok",
-            "io.containerd.service.v1.containers-service": "ok",
-            "io.containerd.grpc.v1.containers": "ok",
-            "io.containerd.grpc.v1.diff": "ok",
-            "io.containerd.grpc.v1.images": "ok",
-            "io.containerd.differ.v1.walking": "ok",
-            "io.containerd.runtime.v2.linux": "ok",
-            "io.containerd.runtime.v2.windows": "skip",
-            "io.containerd.snapshotter.v1.native": "ok",
-            "io.containerd.snapshotter.v1.overlayfs": "ok",
-            "io.berth.example.v1.hello": "ok",
-            "io.berth.example.v1.echo-c": "ok",
-            "io.berth.fixture.v1.abi2": "error",
-            "io.berth.fixture.v1.noentry": "error",
-            "io.berth.fixture.v1.failing": "error",
-        ])
+        #expect(
+            status == [
+                "io.containerd.content.v1.content": "ok",
+                "io.containerd.event.v1.exchange": "ok",
+                "io.containerd.metadata.v1.sqlite": "ok",
+                "io.containerd.grpc.v1.healthcheck": "ok",
+                "io.containerd.grpc.v1.introspection": "ok",
+                "io.containerd.grpc.v1.namespaces": "ok",
+                "io.containerd.grpc.v1.version": "ok",
+                "io.containerd.grpc.v1.snapshots": "ok",
+                "io.containerd.grpc.v1.events": "ok",
+                "io.containerd.grpc.v1.content": "ok",
+                "io.containerd.grpc.v1.leases": "ok",
+                "io.containerd.gc.v1.scheduler": "ok",
+                "io.containerd.service.v1.snapshots-service": "ok",
+                "io.containerd.service.v1.content-service": "ok",
+                "io.containerd.service.v1.leases-service": "ok",
+                "io.containerd.service.v1.images-service": "ok",
+                "io.containerd.service.v1.diff-service": "ok",
+                "io.containerd.service.v1.containers-service": "ok",
+                "io.containerd.grpc.v1.containers": "ok",
+                "io.containerd.grpc.v1.diff": "ok",
+                "io.containerd.grpc.v1.images": "ok",
+                "io.containerd.differ.v1.walking": "ok",
+                "io.containerd.runtime.v2.linux": "ok",
+                "io.containerd.runtime.v2.windows": "skip",
+                "io.containerd.snapshotter.v1.native": "ok",
+                "io.containerd.snapshotter.v1.overlayfs": "ok",
+                "io.berth.example.v1.hello": "ok",
+                "io.berth.example.v1.echo-c": "ok",
+                "io.berth.fixture.v1.abi2": "error",
+                "io.berth.fixture.v1.noentry": "error",
+                "io.berth.fixture.v1.failing": "error",
+            ])
         // One clear error line per bad plugin, naming the plugin and the cause.
         let errorLines = withExamples.log.split(separator: "\n").filter { $0.contains("level=error") }
         #expect(errorLines.count == 3)
-        #expect(errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.abi2") && $0.contains("was built for plugin ABI 2.1; this berthd speaks ABI 1.x") })
+        #expect(
+            errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.abi2") && $0.contains("was built for plugin ABI 2.1; this berthd speaks ABI 1.x") })
         #expect(errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.noentry") && $0.contains("does not export the entry symbol berth_plugin_entry") })
         #expect(errorLines.contains { $0.contains("plugin=io.berth.fixture.v1.failing") && $0.contains("fixture refuses to start: no widget") })
         // The detailed view carries the error text from the daemon.

@@ -32,8 +32,12 @@ enum Tree {
     /// Compiles the C example and fixtures into `directory`.
     static func cPlugin(_ source: String, flags: [String] = [], into directory: String, name: String) throws -> String {
         let output = "\(directory)/\(name).so"
-        let result = try run("/usr/bin/gcc", ["-shared", "-fPIC", "-I", root + "/SDK/Sources/CBerthPlugin/include",
-                                              "-o", output, root + "/" + source] + flags)
+        let result = try run(
+            "/usr/bin/gcc",
+            [
+                "-shared", "-fPIC", "-I", root + "/SDK/Sources/CBerthPlugin/include",
+                "-o", output, root + "/" + source,
+            ] + flags)
         guard result.status == 0 else { throw Failure("gcc \(source): \(result.stderr)") }
         return output
     }
@@ -68,9 +72,10 @@ func run(_ executable: String, _ arguments: [String]) throws -> RunResult {
     process.standardError = FileHandle(forWritingAtPath: base + ".err")
     try process.run()
     process.waitUntilExit()
-    return RunResult(status: process.terminationStatus,
-                     stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
-                     stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
+    return RunResult(
+        status: process.terminationStatus,
+        stdout: (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? "")
 }
 
 /// A berthd process on a private root, state and socket under one temporary directory.

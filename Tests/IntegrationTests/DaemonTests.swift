@@ -4,13 +4,16 @@ import Testing
 /// berthd as a service: refusals at start, socket permissions, shutdown.
 @Suite(.serialized) struct DaemonTests {
     @Test func berthd_requiredPluginFails_exitsNonZeroNamingIt() throws {
-        let daemon = try Daemon(plugins: """
-            [plugins."io.containerd.content.v1.content"]
-            path = "/nonexistent/libBerthContent.so"
-            required = true
-            """)
+        let daemon = try Daemon(
+            plugins: """
+                [plugins."io.containerd.content.v1.content"]
+                path = "/nonexistent/libBerthContent.so"
+                required = true
+                """)
         #expect(daemon.waitExit() == 1)
-        #expect(daemon.log.contains("berthd: required plugin io.containerd.content.v1.content did not start: plugin file /nonexistent/libBerthContent.so does not exist"))
+        #expect(
+            daemon.log.contains(
+                "berthd: required plugin io.containerd.content.v1.content did not start: plugin file /nonexistent/libBerthContent.so does not exist"))
         #expect(!FileManager.default.fileExists(atPath: daemon.socket))
     }
 
@@ -48,7 +51,7 @@ import Testing
         let socketMode = try FileManager.default.attributesOfItem(atPath: daemon.socket)[.posixPermissions] as? Int
         let folderMode = try FileManager.default.attributesOfItem(atPath: daemon.directory)[.posixPermissions] as? Int
         #expect(socketMode == 0o660)
-        #expect(folderMode == 0o755)   // the test made the folder: it keeps its mode (HTTP2ServerTests.socketFolder_*)
+        #expect(folderMode == 0o755)  // the test made the folder: it keeps its mode (HTTP2ServerTests.socketFolder_*)
         #expect(daemon.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: daemon.socket))
         // Nothing outside root, state and the socket (the config and log are the test's own).

@@ -37,7 +37,8 @@ import Testing
         try inside("a", "mkdir dir keep; echo one > file1; echo two > dir/file2; ln -s file1 link; echo k > keep/k; chmod 4755 file1")
         #expect(try ctr("commit", "base", "a").status == 0)
         #expect(try ctr("prepare", "b", "base").status == 0)
-        try inside("b", "echo one-changed > file1; rm dir/file2; echo three > file3; mkdir newdir; rm -rf keep; mkdir keep; echo again > keep/again; mkfifo pipe")
+        try inside(
+            "b", "echo one-changed > file1; rm dir/file2; echo three > file3; mkdir newdir; rm -rf keep; mkdir keep; echo again > keep/again; mkfifo pipe")
         #expect(try ctr("prepare", "c", "base").status == 0)
         #expect(try ctr("prepare", "hostile", "base").status == 0)
 
@@ -51,13 +52,39 @@ import Testing
         try await withClient(daemon) { client in
             let diff = Diff(wrapping: client), snapshots = Snapshots(wrapping: client), content = Content(wrapping: client)
             _ = try await Leases(wrapping: client).create(.with { $0.id = "keep" }, metadata: plain)
-            let lower = try await snapshots.view(.with { $0.key = "base-view"; $0.parent = "base"; $0.snapshotter = snapshotter }, metadata: plain).mounts
-            let upper = try await snapshots.mounts(.with { $0.key = "b"; $0.snapshotter = snapshotter }, metadata: plain).mounts
-            let layer = try await diff.diff(.with { $0.left = lower; $0.right = upper }, metadata: leased).diff
+            let lower = try await snapshots.view(
+                .with {
+                    $0.key = "base-view"
+                    $0.parent = "base"
+                    $0.snapshotter = snapshotter
+                }, metadata: plain
+            ).mounts
+            let upper = try await snapshots.mounts(
+                .with {
+                    $0.key = "b"
+                    $0.snapshotter = snapshotter
+                }, metadata: plain
+            ).mounts
+            let layer = try await diff.diff(
+                .with {
+                    $0.left = lower
+                    $0.right = upper
+                }, metadata: leased
+            ).diff
             let info = try await content.info(.with { $0.digest = layer.digest }, metadata: plain).info
 
-            let cMounts = try await snapshots.mounts(.with { $0.key = "c"; $0.snapshotter = snapshotter }, metadata: plain).mounts
-            let applied = try await diff.apply(.with { $0.diff = layer; $0.mounts = cMounts }, metadata: plain).applied
+            let cMounts = try await snapshots.mounts(
+                .with {
+                    $0.key = "c"
+                    $0.snapshotter = snapshotter
+                }, metadata: plain
+            ).mounts
+            let applied = try await diff.apply(
+                .with {
+                    $0.diff = layer
+                    $0.mounts = cMounts
+                }, metadata: plain
+            ).applied
             #expect(applied.digest == info.labels["containerd.io/uncompressed"])
             #expect(applied.mediaType == "application/vnd.oci.image.layer.v1.tar")
 
@@ -70,13 +97,19 @@ import Testing
             // out of the tree, which land inside it (as if the tree were "/").
             let outside = daemon.directory + "/outside"
             try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
-            let hMounts = try await snapshots.mounts(.with { $0.key = "hostile"; $0.snapshotter = snapshotter }, metadata: plain).mounts
+            let hMounts = try await snapshots.mounts(
+                .with {
+                    $0.key = "hostile"
+                    $0.snapshotter = snapshotter
+                }, metadata: plain
+            ).mounts
             for (name, members, refused) in [
                 ("dotdot", "[('../../escape', 'file', '')]", true),
                 ("symlink", "[('evil', 'link', '\(outside)'), ('evil/pwned', 'file', ''), ('up', 'link', '../../../..'), ('up/top', 'file', '')]", false),
             ] {
                 let path = daemon.directory + "/\(name).tar.gz"
-                _ = try sh("""
+                _ = try sh(
+                    """
                     python3 -c "
                     import tarfile, io
                     with tarfile.open('\(path)', 'w:gz') as t:
@@ -92,10 +125,15 @@ import Testing
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
                 try await CollectionRaceTests.commit(content, bytes, digest: digest, ref: name, metadata: leased)
                 let failure = await rpcFailure {
-                    _ = try await diff.apply(.with {
-                        $0.diff = .with { $0.digest = digest; $0.mediaType = "application/vnd.oci.image.layer.v1.tar+gzip"; $0.size = Int64(bytes.count) }
-                        $0.mounts = hMounts
-                    }, metadata: plain)
+                    _ = try await diff.apply(
+                        .with {
+                            $0.diff = .with {
+                                $0.digest = digest
+                                $0.mediaType = "application/vnd.oci.image.layer.v1.tar+gzip"
+                                $0.size = Int64(bytes.count)
+                            }
+                            $0.mounts = hMounts
+                        }, metadata: plain)
                 }
                 #expect(refused ? failure?.0 == .invalidArgument : failure == nil, "\(name): \(String(describing: failure))")
             }
@@ -104,10 +142,11 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: "/top"))
             #expect(try inside("hostile", "cat .\(outside)/pwned top") == "xx", "both files are inside the tree")
 
-            let missing = try? await diff.apply(.with {
-                $0.diff = .with { $0.digest = "sha256:" + String(repeating: "e", count: 64) }
-                $0.mounts = hMounts
-            }, metadata: plain)
+            let missing = try? await diff.apply(
+                .with {
+                    $0.diff = .with { $0.digest = "sha256:" + String(repeating: "e", count: 64) }
+                    $0.mounts = hMounts
+                }, metadata: plain)
             #expect(missing == nil)
         }
     }
@@ -135,24 +174,60 @@ import Testing
             _ = try await Leases(wrapping: client).create(.with { $0.id = "keep" }, metadata: plain)
             let depth = 100
             for i in 0..<depth {
-                let mounts = try await snapshots.prepare(.with {
-                    $0.key = "l\(i)"; $0.parent = i == 0 ? "" : "c\(i - 1)"; $0.snapshotter = snapshotter
-                }, metadata: leased).mounts
+                let mounts = try await snapshots.prepare(
+                    .with {
+                        $0.key = "l\(i)"
+                        $0.parent = i == 0 ? "" : "c\(i - 1)"
+                        $0.snapshotter = snapshotter
+                    }, metadata: leased
+                ).mounts
                 try "\(i)\n".write(toFile: writable(mounts) + "/f\(i)", atomically: false, encoding: .utf8)
-                _ = try await snapshots.commit(.with { $0.key = "l\(i)"; $0.name = "c\(i)"; $0.snapshotter = snapshotter }, metadata: leased)
+                _ = try await snapshots.commit(
+                    .with {
+                        $0.key = "l\(i)"
+                        $0.name = "c\(i)"
+                        $0.snapshotter = snapshotter
+                    }, metadata: leased)
             }
-            let lower = try await snapshots.view(.with { $0.key = "v-lower"; $0.parent = "c\(depth - 2)"; $0.snapshotter = snapshotter },
-                                                 metadata: leased).mounts
-            let upper = try await snapshots.view(.with { $0.key = "v-upper"; $0.parent = "c\(depth - 1)"; $0.snapshotter = snapshotter },
-                                                 metadata: leased).mounts
+            let lower = try await snapshots.view(
+                .with {
+                    $0.key = "v-lower"
+                    $0.parent = "c\(depth - 2)"
+                    $0.snapshotter = snapshotter
+                },
+                metadata: leased
+            ).mounts
+            let upper = try await snapshots.view(
+                .with {
+                    $0.key = "v-upper"
+                    $0.parent = "c\(depth - 1)"
+                    $0.snapshotter = snapshotter
+                },
+                metadata: leased
+            ).mounts
             if snapshotter == "overlayfs" {
                 #expect(lower.flatMap(\.options).joined(separator: ",").utf8.count > 4096, "the options pass one page")
             }
-            let layer = try await diff.diff(.with { $0.left = lower; $0.right = upper }, metadata: leased).diff
+            let layer = try await diff.diff(
+                .with {
+                    $0.left = lower
+                    $0.right = upper
+                }, metadata: leased
+            ).diff
 
-            let top = try await snapshots.prepare(.with { $0.key = "top"; $0.parent = "c\(depth - 2)"; $0.snapshotter = snapshotter },
-                                                  metadata: leased).mounts
-            _ = try await diff.apply(.with { $0.diff = layer; $0.mounts = top }, metadata: plain)
+            let top = try await snapshots.prepare(
+                .with {
+                    $0.key = "top"
+                    $0.parent = "c\(depth - 2)"
+                    $0.snapshotter = snapshotter
+                },
+                metadata: leased
+            ).mounts
+            _ = try await diff.apply(
+                .with {
+                    $0.diff = layer
+                    $0.mounts = top
+                }, metadata: plain)
             let added = try String(contentsOfFile: writable(top) + "/f\(depth - 1)", encoding: .utf8)
             #expect(added == "\(depth - 1)\n")
             // Only the newest file was in the layer: nothing else was copied up.

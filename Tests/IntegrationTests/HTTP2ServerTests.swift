@@ -34,7 +34,7 @@ import Testing
         let notices = daemon.log.components(separatedBy: "\n").filter {
             $0.contains("msg=\"closing a gRPC connection that broke HTTP/2\"") || $0.contains("msg=\"gRPC connection failed\"")
         }
-        #expect(notices.count == 20, "\(notices.count) notices")   // ConnectionHub.noticesPerMinute; the run takes seconds
+        #expect(notices.count == 20, "\(notices.count) notices")  // ConnectionHub.noticesPerMinute; the run takes seconds
         #expect(daemon.stop() == 0)
     }
 
@@ -54,14 +54,18 @@ import Testing
     /// Runs one attack of Tests/Fixtures/http2_attacks.py against a fresh daemon (debug build)
     /// while `ctr version` runs on another connection; the fixture checks the outcome, the RSS
     /// growth and the other client's median latency, all scaled to the debug build.
-    private func attack(_ name: String, seconds: Int = 5, expect outcome: String, boundMiB: Int = 96,
-                        latencyMs: Int = 1500) throws -> String {
+    private func attack(
+        _ name: String, seconds: Int = 5, expect outcome: String, boundMiB: Int = 96,
+        latencyMs: Int = 1500
+    ) throws -> String {
         let daemon = try Daemon()
         try daemon.waitReady()
-        let result = try run("/usr/bin/python3", [
-            Tree.root + "/Tests/Fixtures/http2_attacks.py", daemon.socket, "\(daemon.process.processIdentifier)", name,
-            "\(seconds)", "--expect", outcome, "--bound-mib", "\(boundMiB)", "--latency-ms", "\(latencyMs)",
-        ])
+        let result = try run(
+            "/usr/bin/python3",
+            [
+                Tree.root + "/Tests/Fixtures/http2_attacks.py", daemon.socket, "\(daemon.process.processIdentifier)", name,
+                "\(seconds)", "--expect", outcome, "--bound-mib", "\(boundMiB)", "--latency-ms", "\(latencyMs)",
+            ])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("outcome=\(outcome)"), "\(result.stdout)")
         #expect(daemon.process.isRunning)
@@ -130,7 +134,10 @@ import Testing
         process.arguments = ["--config", daemon.configPath, "--address", made + "/berth.sock"]
         process.standardError = FileHandle.nullDevice
         try process.run()
-        defer { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
+        defer {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
         for _ in 0..<400 where !FileManager.default.fileExists(atPath: made + "/berth.sock") { usleep(25_000) }
         #expect(stat(made, &info) == 0)
         #expect(info.st_mode & 0o7777 == 0o711)

@@ -16,8 +16,12 @@ import Testing
         let keeper = directory + "/berth-keeper"
         let sources = try FileManager.default.contentsOfDirectory(atPath: Tree.root + "/Helpers/keeper")
             .filter { $0.hasSuffix(".c") }.map { Tree.root + "/Helpers/keeper/" + $0 }
-        let build = try run("/usr/bin/gcc", ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
-                                             "-I", Tree.root + "/Helpers/keeper/include"] + sources + ["-lseccomp", "-lcap", "-o", keeper])
+        let build = try run(
+            "/usr/bin/gcc",
+            [
+                "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
+                "-I", Tree.root + "/Helpers/keeper/include",
+            ] + sources + ["-lseccomp", "-lcap", "-o", keeper])
         #expect(build.status == 0, "gcc: \(build.stderr)")
         let script = Tree.root + "/Tests/Keeper/test_keeper.py"
         // On a thread of its own: the suite runs for a while and the test pool has few threads.

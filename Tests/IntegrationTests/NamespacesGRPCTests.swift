@@ -19,7 +19,13 @@ import Testing
 
     @Test func namespaces_overGRPC_answerContainerdStatusCodes() async throws {
         try await withNamespaces { ns in
-            let created = try await ns.create(.with { $0.namespace = .with { $0.name = "alpha"; $0.labels = ["k": "v"] } })
+            let created = try await ns.create(
+                .with {
+                    $0.namespace = .with {
+                        $0.name = "alpha"
+                        $0.labels = ["k": "v"]
+                    }
+                })
             #expect(created.namespace.labels == ["k": "v"])
             let got = try await ns.get(.with { $0.name = "alpha" })
             #expect(got.namespace.name == "alpha")
@@ -33,11 +39,21 @@ import Testing
             let empty = await rpcFailure { _ = try await ns.create(.with { $0.namespace.name = "" }) }
             #expect(empty?.0 == .invalidArgument)
             let badMask = await rpcFailure {
-                _ = try await ns.update(.with { $0.namespace.name = "alpha"; $0.updateMask.paths = ["name"] })
+                _ = try await ns.update(
+                    .with {
+                        $0.namespace.name = "alpha"
+                        $0.updateMask.paths = ["name"]
+                    })
             }
             #expect(badMask?.0 == .invalidArgument)
 
-            let replaced = try await ns.update(.with { $0.namespace = .with { $0.name = "alpha"; $0.labels = ["n": "1"] } })
+            let replaced = try await ns.update(
+                .with {
+                    $0.namespace = .with {
+                        $0.name = "alpha"
+                        $0.labels = ["n": "1"]
+                    }
+                })
             #expect(replaced.namespace.labels == ["n": "1"])
             let filtered = try await ns.list(.with { $0.filter = "labels.n==1" })
             #expect(filtered.namespaces.map(\.name) == ["alpha"])

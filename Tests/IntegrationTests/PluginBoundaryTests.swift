@@ -11,8 +11,10 @@ import Testing
     private func rawCall(_ client: GRPCClient<HTTP2ClientTransport.Posix>, _ path: String, _ request: [UInt8]) async throws -> [UInt8] {
         let parts = path.split(separator: "/")
         let method = MethodDescriptor(fullyQualifiedService: String(parts[0]), method: String(parts[1]))
-        return try await client.unary(request: ClientRequest(message: request), descriptor: method,
-                                      serializer: Bytes(), deserializer: Bytes(), options: .defaults) { try $0.message }
+        return try await client.unary(
+            request: ClientRequest(message: request), descriptor: method,
+            serializer: Bytes(), deserializer: Bytes(), options: .defaults
+        ) { try $0.message }
     }
 
     struct Bytes: MessageSerializer, MessageDeserializer {
@@ -26,15 +28,16 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let echo = try Tree.cPlugin("Examples/CPlugin/echo_plugin.c", into: directory, name: "echo")
         let hello = try Tree.helloPlugin.get()
-        let daemon = try Daemon(plugins: Daemon.inTreePlugins + """
-            [plugins."io.berth.example.v1.echo-c"]
-            path = "\(echo)"
-            [plugins."io.berth.example.v1.hello"]
-            path = "\(hello)"
-            [plugins."io.berth.example.v1.hello".config]
-            greeting = "ahoy"
+        let daemon = try Daemon(
+            plugins: Daemon.inTreePlugins + """
+                [plugins."io.berth.example.v1.echo-c"]
+                path = "\(echo)"
+                [plugins."io.berth.example.v1.hello"]
+                path = "\(hello)"
+                [plugins."io.berth.example.v1.hello".config]
+                greeting = "ahoy"
 
-            """)
+                """)
         try daemon.waitReady()
         try await withClient(daemon) { client in
             #expect(try await rawCall(client, "berth.example.v1.Echo/Echo", [1, 2, 3, 250]) == [1, 2, 3, 250])
@@ -55,12 +58,13 @@ import Testing
 
     @Test func builtinService_whoseStorageServiceDidNotStart_isListedErrorAndNotServed() async throws {
         // No snapshotter: the snapshots service cannot run, so neither can its gRPC service.
-        let daemon = try Daemon(plugins: """
-            [plugins."io.containerd.content.v1.content"]
-            path = "libBerthContent.so"
-            required = true
+        let daemon = try Daemon(
+            plugins: """
+                [plugins."io.containerd.content.v1.content"]
+                path = "libBerthContent.so"
+                required = true
 
-            """)
+                """)
         try daemon.waitReady()
         let listing = try daemon.ctr(["plugins", "ls"]).stdout
         let line = try #require(listing.split(separator: "\n").first { $0.hasPrefix("io.containerd.grpc.v1") && $0.contains(" snapshots ") })
@@ -78,11 +82,12 @@ import Testing
 
     private func hangingDaemon(timeout: Int, in directory: String) throws -> Daemon {
         let fixture = try Tree.cPlugin("Tests/Fixtures/fixture_plugin.c", flags: ["-DFIXTURE_API"], into: directory, name: "hang")
-        return try Daemon(plugins: Daemon.inTreePlugins + """
-            [plugins."io.berth.fixture.v1.fixture"]
-            path = "\(fixture)"
+        return try Daemon(
+            plugins: Daemon.inTreePlugins + """
+                [plugins."io.berth.fixture.v1.fixture"]
+                path = "\(fixture)"
 
-            """, settings: "plugin_call_timeout_seconds = \(timeout)")
+                """, settings: "plugin_call_timeout_seconds = \(timeout)")
     }
 
     @Test func pluginThatNeverReplies_rpcIsDeadlineExceededWhileOthersAreServed() async throws {
@@ -101,7 +106,8 @@ import Testing
             let failure = await hung
             let waited = clock.now - started
             #expect(failure?.0 == .deadlineExceeded)
-            #expect(failure?.1 == "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the plugin did not answer before the call's deadline")
+            #expect(
+                failure?.1 == "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the plugin did not answer before the call's deadline")
             #expect(waited >= .seconds(2) && waited < .seconds(5))
         }
         #expect(daemon.log.contains("plugin call cut short: deadline exceeded"))

@@ -1,6 +1,7 @@
 import Foundation
-@testable import Kernel
 import Testing
+
+@testable import Kernel
 
 @Suite struct ConfigTests {
     @Test func defaultPluginConf_parses_withEveryInTreePlugin() throws {
@@ -10,21 +11,23 @@ import Testing
         #expect(config.address == "/run/berth/berth.sock")
         #expect(config.runtimeAliases["io.containerd.runc.v2"] == "io.containerd.runtime.v2.linux")
         let enabled = config.plugins.filter(\.enabled).map(\.name.description)
-        #expect(enabled == [
-            "io.containerd.content.v1.content", "io.containerd.differ.v1.walking", "io.containerd.runtime.v2.linux",
-            "io.containerd.runtime.v2.windows",
-            "io.containerd.snapshotter.v1.native", "io.containerd.snapshotter.v1.overlayfs",
-        ])
+        #expect(
+            enabled == [
+                "io.containerd.content.v1.content", "io.containerd.differ.v1.walking", "io.containerd.runtime.v2.linux",
+                "io.containerd.runtime.v2.windows",
+                "io.containerd.snapshotter.v1.native", "io.containerd.snapshotter.v1.overlayfs",
+            ])
         #expect(config.plugins.first { $0.name.id == "overlayfs" }?.required == true)
     }
 
     @Test func config_pluginTable_passesItsConfigAsJSON() throws {
-        let config = try DaemonConfig(text: """
-            [plugins."io.example.v1.x"]
-            path = "x.so"
-            [plugins."io.example.v1.x".config]
-            greeting = "hi"
-            """, file: "t.conf")
+        let config = try DaemonConfig(
+            text: """
+                [plugins."io.example.v1.x"]
+                path = "x.so"
+                [plugins."io.example.v1.x".config]
+                greeting = "hi"
+                """, file: "t.conf")
         let json = try #require(config.plugins.first?.configJSON)
         let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String]
         #expect(object == ["greeting": "hi"])

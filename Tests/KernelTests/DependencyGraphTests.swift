@@ -1,5 +1,6 @@
-@testable import Kernel
 import Testing
+
+@testable import Kernel
 
 @Suite struct DependencyGraphTests {
     @Test func plan_requirementsFirst_ordersDependenciesBeforeDependents() {
@@ -28,10 +29,11 @@ import Testing
         ])
         #expect(plan.order.map(\.name.description) == ["t.c.free"])
         let messages = plan.rejected.map(\.error.message).sorted()
-        #expect(messages == [
-            "plugin t.a.needs-ghost requires type t.ghost, which no registered plugin provides",
-            "plugin t.b.needs-a requires type t.a, which no registered plugin provides",
-        ])
+        #expect(
+            messages == [
+                "plugin t.a.needs-ghost requires type t.ghost, which no registered plugin provides",
+                "plugin t.b.needs-a requires type t.a, which no registered plugin provides",
+            ])
     }
 
     @Test func plan_cycle_rejectsEveryMemberNamingTheCycle() {

@@ -1,8 +1,9 @@
-import Foundation
 import Filters
-@testable import Kernel
+import Foundation
 import SwiftProtobuf
 import Testing
+
+@testable import Kernel
 
 @Suite struct EventBusTests {
     private func envelope(_ topic: String, _ n: Int = 0) -> EventEnvelope {
@@ -41,7 +42,7 @@ import Testing
         try await withBus { bus in
             let slow = await bus.subscribe(filters: try FilterSet([]), bufferSize: 4)
             let fast = await bus.subscribe(filters: try FilterSet([]), bufferSize: 100)
-            for n in 0..<10 { bus.publish(envelope("/t", n)) }   // returns at once: nobody reads yet
+            for n in 0..<10 { bus.publish(envelope("/t", n)) }  // returns at once: nobody reads yet
             var fastIterator = fast.makeAsyncIterator()
             for n in 0..<10 { #expect(try await fastIterator.next()?.event.value == Data([UInt8(n)])) }
             var values = [UInt8]()

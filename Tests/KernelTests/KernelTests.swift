@@ -1,8 +1,9 @@
-import Foundation
 import Filters
-@testable import Kernel
+import Foundation
 import SwiftProtobuf
 import Testing
+
+@testable import Kernel
 
 /// The kernel driving real shared objects: statuses, required plugins, calls and events.
 @Suite struct KernelTests {
@@ -14,8 +15,9 @@ import Testing
         config.state = directory + "/state"
         config.plugins = entries.map { name, path, required in
             let dot = name.lastIndex(of: ".")!
-            return .init(name: PluginName(type: PluginType(String(name[..<dot])), id: String(name[name.index(after: dot)...])),
-                         path: path, enabled: true, required: required, configJSON: "{}")
+            return .init(
+                name: PluginName(type: PluginType(String(name[..<dot])), id: String(name[name.index(after: dot)...])),
+                path: path, enabled: true, required: required, configJSON: "{}")
         }
         return config
     }
@@ -24,8 +26,9 @@ import Testing
     private func withKernel(_ config: DaemonConfig, _ body: @Sendable (Kernel) async throws -> Void) async throws {
         let events = EventBus()
         let metadata = try MetadataStore(path: directory + "/meta.db")
-        let kernel = Kernel(config: config, events: events, metadata: metadata,
-                            builtins: [builtin("io.containerd.event.v1", "exchange")], logger: TestSupport.logger)
+        let kernel = Kernel(
+            config: config, events: events, metadata: metadata,
+            builtins: [builtin("io.containerd.event.v1", "exchange")], logger: TestSupport.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await events.run() }
             group.addTask { try await kernel.run() }
@@ -39,8 +42,10 @@ import Testing
     }
 
     @Test func kernel_optionalPluginsFailingOrSkipping_areRecordedAndOthersStart() async throws {
-        let failing = try TestSupport.buildCPlugin(TestSupport.fixture, flags: ["-DFIXTURE_FAIL_START", "-DFIXTURE_ID=\"failing\""], into: directory, name: "failing")
-        let skipping = try TestSupport.buildCPlugin(TestSupport.fixture, flags: ["-DFIXTURE_SKIP_START", "-DFIXTURE_ID=\"skipping\""], into: directory, name: "skipping")
+        let failing = try TestSupport.buildCPlugin(
+            TestSupport.fixture, flags: ["-DFIXTURE_FAIL_START", "-DFIXTURE_ID=\"failing\""], into: directory, name: "failing")
+        let skipping = try TestSupport.buildCPlugin(
+            TestSupport.fixture, flags: ["-DFIXTURE_SKIP_START", "-DFIXTURE_ID=\"skipping\""], into: directory, name: "skipping")
         let abi2 = try TestSupport.buildCPlugin(TestSupport.fixture, flags: ["-DFIXTURE_ABI_MAJOR=2", "-DFIXTURE_ID=\"abi2\""], into: directory, name: "abi2")
         let good = try TestSupport.buildCPlugin(TestSupport.fixture, flags: [], into: directory, name: "good")
         let config = config([
@@ -52,20 +57,36 @@ import Testing
             try await kernel.waitUntilStarted()
             #expect(await status(kernel, "io.berth.fixture.v1.fixture") == .ok)
             #expect(await status(kernel, "io.berth.fixture.v1.skipping") == .skip(reason: "skip plugin: fixture has nothing to do here"))
-            #expect(await status(kernel, "io.berth.fixture.v1.failing") == .error(BerthError(.failedPrecondition,
-                "plugin io.berth.fixture.v1.failing failed to start: fixture refuses to start: no widget")))
-            #expect(await status(kernel, "io.berth.fixture.v1.abi2") == .error(BerthError(.failedPrecondition,
-                "plugin file \(abi2) was built for plugin ABI 2.1; this berthd speaks ABI 1.x (1.1)")))
-            #expect(await status(kernel, "io.berth.fixture.v1.absent") == .error(BerthError(.notFound,
-                "plugin file \(directory)/absent.so does not exist")))
+            #expect(
+                await status(kernel, "io.berth.fixture.v1.failing")
+                    == .error(
+                        BerthError(
+                            .failedPrecondition,
+                            "plugin io.berth.fixture.v1.failing failed to start: fixture refuses to start: no widget")))
+            #expect(
+                await status(kernel, "io.berth.fixture.v1.abi2")
+                    == .error(
+                        BerthError(
+                            .failedPrecondition,
+                            "plugin file \(abi2) was built for plugin ABI 2.1; this berthd speaks ABI 1.x (1.1)")))
+            #expect(
+                await status(kernel, "io.berth.fixture.v1.absent")
+                    == .error(
+                        BerthError(
+                            .notFound,
+                            "plugin file \(directory)/absent.so does not exist")))
         }
     }
 
     @Test func kernel_requiredPluginFailing_refusesToStartNamingIt() async throws {
         let failing = try TestSupport.buildCPlugin(TestSupport.fixture, flags: ["-DFIXTURE_FAIL_START"], into: directory, name: "failing")
         try await withKernel(config([("io.berth.fixture.v1.fixture", failing, true)])) { kernel in
-            await #expect(throws: BerthError(.failedPrecondition,
-                "required plugin io.berth.fixture.v1.fixture did not start: plugin io.berth.fixture.v1.fixture failed to start: fixture refuses to start: no widget")) {
+            await #expect(
+                throws: BerthError(
+                    .failedPrecondition,
+                    "required plugin io.berth.fixture.v1.fixture did not start: plugin io.berth.fixture.v1.fixture failed to start: fixture refuses to start: no widget"
+                )
+            ) {
                 try await kernel.waitUntilStarted()
             }
         }
@@ -75,8 +96,12 @@ import Testing
         let good = try TestSupport.buildCPlugin(TestSupport.fixture, flags: [], into: directory, name: "good")
         try await withKernel(config([("io.berth.fixture.v1.other", good, false)])) { kernel in
             try await kernel.waitUntilStarted()
-            #expect(await status(kernel, "io.berth.fixture.v1.other") == .error(BerthError(.notFound,
-                "plugin file \(good) has no plugin io.berth.fixture.v1.other; it offers: io.berth.fixture.v1.fixture")))
+            #expect(
+                await status(kernel, "io.berth.fixture.v1.other")
+                    == .error(
+                        BerthError(
+                            .notFound,
+                            "plugin file \(good) has no plugin io.berth.fixture.v1.other; it offers: io.berth.fixture.v1.fixture")))
         }
     }
 
@@ -88,8 +113,13 @@ import Testing
             try await kernel.waitUntilStarted()
             let records = await kernel.pluginRecords.filter { $0.name.description == "io.containerd.event.v1.exchange" }
             // Refusals are recorded before the plan starts; the first registration still runs.
-            #expect(records.map(\.status) == [.error(BerthError(.alreadyExists,
-                "plugin io.containerd.event.v1.exchange is registered twice; the second registration was refused")), .ok])
+            #expect(
+                records.map(\.status) == [
+                    .error(
+                        BerthError(
+                            .alreadyExists,
+                            "plugin io.containerd.event.v1.exchange is registered twice; the second registration was refused")), .ok,
+                ])
         }
     }
 
@@ -97,8 +127,12 @@ import Testing
         let needy = try TestSupport.buildCPlugin(TestSupport.fixture, flags: ["-DFIXTURE_REQUIRES=\"io.ghost.v1\""], into: directory, name: "needy")
         try await withKernel(config([("io.berth.fixture.v1.fixture", needy, false)])) { kernel in
             try await kernel.waitUntilStarted()
-            #expect(await status(kernel, "io.berth.fixture.v1.fixture") == .error(BerthError(.failedPrecondition,
-                "plugin io.berth.fixture.v1.fixture requires type io.ghost.v1, which no registered plugin provides")))
+            #expect(
+                await status(kernel, "io.berth.fixture.v1.fixture")
+                    == .error(
+                        BerthError(
+                            .failedPrecondition,
+                            "plugin io.berth.fixture.v1.fixture requires type io.ghost.v1, which no registered plugin provides")))
         }
     }
 
@@ -118,8 +152,9 @@ import Testing
         let echo = try TestSupport.buildCPlugin("Examples/CPlugin/echo_plugin.c", into: directory, name: "echo")
         let events = EventBus()
         let metadata = try MetadataStore(path: directory + "/meta.db")
-        let kernel = Kernel(config: config([("io.berth.example.v1.echo-c", echo, true)]), events: events, metadata: metadata,
-                            builtins: [], logger: TestSupport.logger)
+        let kernel = Kernel(
+            config: config([("io.berth.example.v1.echo-c", echo, true)]), events: events, metadata: metadata,
+            builtins: [], logger: TestSupport.logger)
         let started = await events.subscribe(filters: try FilterSet(["topic==/example/started"]))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await events.run() }
@@ -158,8 +193,11 @@ import Testing
                 #expect(try await plugin.call("/berth.fixture.v1.Fixture/Echo", request: [5], context: CallContext()) == [5])
             }
             #expect(clock.now - started < .milliseconds(900))
-            await #expect(throws: BerthError(.deadlineExceeded,
-                "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the plugin did not answer before the call's deadline")) {
+            await #expect(
+                throws: BerthError(
+                    .deadlineExceeded,
+                    "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the plugin did not answer before the call's deadline")
+            ) {
                 _ = try await hung.value
             }
             // Not before the deadline. The upper bound is loose: this test shares a thread pool of
@@ -179,8 +217,11 @@ import Testing
             let call = Task { try await plugin.call("/berth.fixture.v1.Fixture/Hang", request: [], context: CallContext(deadline: .none)) }
             try await Task.sleep(for: .milliseconds(100))
             call.cancel()
-            await #expect(throws: BerthError(.cancelled,
-                "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the caller went away before the plugin answered")) {
+            await #expect(
+                throws: BerthError(
+                    .cancelled,
+                    "plugin io.berth.fixture.v1.fixture method /berth.fixture.v1.Fixture/Hang: the caller went away before the plugin answered")
+            ) {
                 _ = try await call.value
             }
             #expect(try cancelledCalls(in: hang) == 1)

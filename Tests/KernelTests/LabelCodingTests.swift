@@ -1,6 +1,7 @@
 import Foundation
-@testable import Kernel
 import Testing
+
+@testable import Kernel
 
 @Suite struct LabelCodingTests {
     static let samples: [[String: String]] = [

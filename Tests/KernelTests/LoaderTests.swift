@@ -1,6 +1,7 @@
 import Foundation
-@testable import Kernel
 import Testing
+
+@testable import Kernel
 
 /// Each refusal of the shared-object loader, with the message an operator would read.
 @Suite struct LoaderTests {
@@ -41,16 +42,22 @@ import Testing
 
     @Test func load_wrongSignature_saysExpectedAndFound() throws {
         let path = try fixture(["-DFIXTURE_BAD_SIGNATURE"], "badsig")
-        #expect(throws: BerthError(.failedPrecondition,
-            "plugin file \(path) is not a Berth plugin module: expected signature 0x314c504854524542, found 0x0123456789abcdef")) {
+        #expect(
+            throws: BerthError(
+                .failedPrecondition,
+                "plugin file \(path) is not a Berth plugin module: expected signature 0x314c504854524542, found 0x0123456789abcdef")
+        ) {
             try SharedObjectLoader.load(path: path)
         }
     }
 
     @Test func load_wrongABIMajor_saysExpectedAndFound() throws {
         let path = try fixture(["-DFIXTURE_ABI_MAJOR=2"], "abi2")
-        #expect(throws: BerthError(.failedPrecondition,
-            "plugin file \(path) was built for plugin ABI 2.1; this berthd speaks ABI 1.x (1.1)")) {
+        #expect(
+            throws: BerthError(
+                .failedPrecondition,
+                "plugin file \(path) was built for plugin ABI 2.1; this berthd speaks ABI 1.x (1.1)")
+        ) {
             try SharedObjectLoader.load(path: path)
         }
     }
@@ -90,8 +97,11 @@ import Testing
         // The 16-byte table ends right before an unreadable page: reading create (at 8) is
         // fine, reading stop or destroy would crash the test process.
         let path = try fixture(["-DFIXTURE_SHORT_OPS"], "shortops")
-        #expect(throws: BerthError(.failedPrecondition,
-            "plugin file \(path): plugin io.berth.fixture.v1.fixture ops table is 16 bytes, expected at least 48 for ABI 1.0")) {
+        #expect(
+            throws: BerthError(
+                .failedPrecondition,
+                "plugin file \(path): plugin io.berth.fixture.v1.fixture ops table is 16 bytes, expected at least 48 for ABI 1.0")
+        ) {
             try SharedObjectLoader.load(path: path)
         }
     }

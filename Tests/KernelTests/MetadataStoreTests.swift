@@ -1,6 +1,7 @@
 import Foundation
-@testable import Kernel
 import Testing
+
+@testable import Kernel
 
 @Suite struct MetadataStoreTests {
     let path = TestSupport.temporaryDirectory("meta") + "/meta.db"
@@ -9,8 +10,9 @@ import Testing
         let store = try MetadataStore(path: path)
         _ = try await store.createNamespace(NamespaceRecord(name: "alpha", labels: ["a": "1"]))
         _ = try await store.createNamespace(NamespaceRecord(name: "beta"))
-        let updated = try await store.updateNamespace(NamespaceRecord(name: "alpha", labels: ["b": "2", "a": ""]),
-                                                      paths: ["labels.b", "labels.a"])
+        let updated = try await store.updateNamespace(
+            NamespaceRecord(name: "alpha", labels: ["b": "2", "a": ""]),
+            paths: ["labels.b", "labels.a"])
         #expect(updated.labels == ["b": "2"])
         #expect(try await store.namespaces().map(\.name) == ["alpha", "beta"])
         #expect(try await store.namespace("alpha").labels == ["b": "2"])
@@ -37,8 +39,9 @@ import Testing
     }
 
     @Test func deleteNamespace_holdingObjects_isFailedPreconditionListingKinds() async throws {
-        let schema = MetadataSchema(statements: ["CREATE TABLE IF NOT EXISTS widgets (namespace TEXT NOT NULL, key TEXT NOT NULL)"],
-                                    namespacedTables: [("widgets", "widgets")])
+        let schema = MetadataSchema(
+            statements: ["CREATE TABLE IF NOT EXISTS widgets (namespace TEXT NOT NULL, key TEXT NOT NULL)"],
+            namespacedTables: [("widgets", "widgets")])
         let store = try MetadataStore(path: path, schemas: [schema])
         _ = try await store.createNamespace(NamespaceRecord(name: "busy"))
         try await store.withDatabase { (db) throws(BerthError) in try db.query("INSERT INTO widgets VALUES ('busy', 'w1')") }

@@ -1,6 +1,7 @@
 import Foundation
-@testable import Kernel
 import Logging
+
+@testable import Kernel
 
 /// Paths and helpers shared by the kernel tests.
 enum TestSupport {
@@ -20,9 +21,12 @@ enum TestSupport {
         let output = "\(directory)/\(name).so"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/gcc")
-        process.arguments = ["-shared", "-fPIC", "-Wall", "-Werror",
-                             "-I", "\(repositoryRoot)/SDK/Sources/CBerthPlugin/include",
-                             "-o", output, "\(repositoryRoot)/\(source)"] + flags
+        process.arguments =
+            [
+                "-shared", "-fPIC", "-Wall", "-Werror",
+                "-I", "\(repositoryRoot)/SDK/Sources/CBerthPlugin/include",
+                "-o", output, "\(repositoryRoot)/\(source)",
+            ] + flags
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw BerthError.internal("gcc failed for \(source) \(flags)") }
@@ -37,6 +41,7 @@ enum TestSupport {
 /// A registration whose code is a no-op, for graph tests.
 func builtin(_ type: String, _ id: String, requires: [String] = [], required: Bool = false) -> Registration {
     struct Nothing: PluginInstance {}
-    return Registration(name: PluginName(type: PluginType(type), id: id), requires: requires.map { PluginType($0) },
-                        required: required, origin: .builtin { _ in Nothing() })
+    return Registration(
+        name: PluginName(type: PluginType(type), id: id), requires: requires.map { PluginType($0) },
+        required: required, origin: .builtin { _ in Nothing() })
 }

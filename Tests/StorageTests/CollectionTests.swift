@@ -1,7 +1,8 @@
 import Foundation
 import Kernel
-@testable import Storage
 import Testing
+
+@testable import Storage
 
 /// Garbage collection over the metadata store: what is kept, what goes, and leases.
 @Suite struct CollectionTests {
@@ -18,10 +19,13 @@ import Testing
     }
 
     /// Prepares `key` on `parent`; with `commitAs`, commits it under that name.
-    private func snapshot(_ key: String, parent: String = "", kind: SnapshotRecord.Kind = .active, labels: [String: String] = [:],
-                          commitAs name: String? = nil, lease: String = "") async throws {
-        _ = try await store.insertSnapshot(namespace: ns, snapshotter: "overlayfs", key: key, parent: parent, kind: kind,
-                                           labels: name == nil ? labels : [:], lease: lease)
+    private func snapshot(
+        _ key: String, parent: String = "", kind: SnapshotRecord.Kind = .active, labels: [String: String] = [:],
+        commitAs name: String? = nil, lease: String = ""
+    ) async throws {
+        _ = try await store.insertSnapshot(
+            namespace: ns, snapshotter: "overlayfs", key: key, parent: parent, kind: kind,
+            labels: name == nil ? labels : [:], lease: lease)
         if let name {
             _ = try await store.commitSnapshot(namespace: ns, snapshotter: "overlayfs", key: key, name: name, labels: labels, lease: lease)
         }
@@ -45,8 +49,12 @@ import Testing
         try await snapshot("b", commitAs: "lonely")
         try await snapshot("c", commitAs: "viewed")
         try await snapshot("v", parent: "viewed", kind: .view)
-        try await snapshot("d", labels: [CollectionLabel.root: "x", "containerd.io/gc.ref.snapshot.overlayfs": "pinned",
-                                         "containerd.io/gc.ref.content.layer": Self.digests[4]], commitAs: "rooted")
+        try await snapshot(
+            "d",
+            labels: [
+                CollectionLabel.root: "x", "containerd.io/gc.ref.snapshot.overlayfs": "pinned",
+                "containerd.io/gc.ref.content.layer": Self.digests[4],
+            ], commitAs: "rooted")
         try await snapshot("e", commitAs: "pinned")
         try await content(4)
 
@@ -79,9 +87,10 @@ import Testing
         try await snapshot("extract", lease: "pull")
         try await snapshot("x", commitAs: "layer", lease: "pull")
         #expect(try await store.collectGarbage() == CollectionResult())
-        #expect(try await store.leaseResources(namespace: ns, lease: "pull") == [
-            .content(Self.digests[0]), .snapshot("overlayfs", "extract"), .snapshot("overlayfs", "layer"),
-        ])
+        #expect(
+            try await store.leaseResources(namespace: ns, lease: "pull") == [
+                .content(Self.digests[0]), .snapshot("overlayfs", "extract"), .snapshot("overlayfs", "layer"),
+            ])
 
         try await store.deleteLease(namespace: ns, id: "pull")
         let result = try await store.collectGarbage()
@@ -126,9 +135,11 @@ import Testing
         try await content(1, ["containerd.io/gc.ref.snapshot.overlayfs": "chain"])
         try await content(2)
         try await snapshot("extract", commitAs: "chain")
-        _ = try await store.createImage(namespace: ns, ImageRecord(
-            name: "docker.io/library/x:latest", labels: ["containerd.io/gc.ref.content.extra": Self.digests[2]],
-            target: .init(mediaType: "application/vnd.oci.image.manifest.v1+json", digest: Self.digests[0], size: 1)))
+        _ = try await store.createImage(
+            namespace: ns,
+            ImageRecord(
+                name: "docker.io/library/x:latest", labels: ["containerd.io/gc.ref.content.extra": Self.digests[2]],
+                target: .init(mediaType: "application/vnd.oci.image.manifest.v1+json", digest: Self.digests[0], size: 1)))
         #expect(try await store.collectGarbage() == CollectionResult())
         try await store.deleteImage(namespace: ns, name: "docker.io/library/x:latest")
         let result = try await store.collectGarbage()

@@ -1,8 +1,9 @@
 import Foundation
-@testable import Filters
 import Kernel
-@testable import Storage
 import Testing
+
+@testable import Filters
+@testable import Storage
 
 /// Storage rules behind differences that containerd's conformance suites found (issue 11).
 @Suite struct ContainerdParityTests {
@@ -15,8 +16,10 @@ import Testing
     /// containerd's TestSnapshotter/Update: a commit makes a new snapshot, so created and
     /// updated are equal and later than the active snapshot's creation.
     @Test func commitSnapshot_ofAnOlderActive_createdEqualsUpdatedAtCommitTime() async throws {
-        let prepared = try await store.insertSnapshot(namespace: "ns", snapshotter: "overlayfs", key: "a", parent: "",
-                                                      kind: .active, labels: [:]).record
+        let prepared = try await store.insertSnapshot(
+            namespace: "ns", snapshotter: "overlayfs", key: "a", parent: "",
+            kind: .active, labels: [:]
+        ).record
         try await Task.sleep(for: .milliseconds(20))
         let beforeCommit = Date()
         let committed = try await store.commitSnapshot(namespace: "ns", snapshotter: "overlayfs", key: "a", name: "c", labels: [:])

@@ -1,9 +1,10 @@
 import BerthProto
 import Foundation
-@testable import Kernel
-@testable import Storage
 import SwiftProtobuf
 import Testing
+
+@testable import Kernel
+@testable import Storage
 
 /// Diff.Apply hands the differ a path it can read the layer from: the store's own file through
 /// a descriptor when the store offers OpenRead, else a scratch copy. Both must give the differ
@@ -22,8 +23,11 @@ import Testing
             switch method {
             case BerthContracts.ContentStore.openRead.path where opens:
                 let fd = open(file, O_RDONLY | O_CLOEXEC)
-                return try Berth_Content_V1_OpenedBlob.with { $0.descriptor = fd; $0.size = Int64(DiffApplySourceTests.blob.count) }
-                    .serializedBytes()
+                return try Berth_Content_V1_OpenedBlob.with {
+                    $0.descriptor = fd
+                    $0.size = Int64(DiffApplySourceTests.blob.count)
+                }
+                .serializedBytes()
             case BerthContracts.ContentStore.readAt.path:
                 let r = try Berth_Content_V1_ReadAtRequest(serializedBytes: request)
                 let start = Int(r.offset), end = min(DiffApplySourceTests.blob.count, start + Int(r.size))
@@ -70,9 +74,12 @@ import Testing
         let scratch = directory + "/scratch"
         let diff = DiffService(content: content, plugins: plugins, scratch: scratch)
 
-        let layer = try await diff.apply(namespace: "ns", diff: .with {
-            $0.digest = Self.digest; $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
-        }, mounts: [])
+        let layer = try await diff.apply(
+            namespace: "ns",
+            diff: .with {
+                $0.digest = Self.digest
+                $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
+            }, mounts: [])
 
         #expect(layer.digest == Self.digest)
         #expect(layer.size == Int64(Self.blob.count))

@@ -1,6 +1,7 @@
 import Kernel
-@testable import Filters
 import Testing
+
+@testable import Filters
 
 @Suite struct FilterTests {
     let fields: [String: String] = ["topic": "/tasks/exit", "namespace": "default", "labels.a.b": "c"]

@@ -35,7 +35,13 @@ public enum ContentStoreConformance {
             try expectEqual(info.digest, blobDigest, "digest of the committed blob")
             try expectEqual(info.size, 100_000, "size of the committed blob")
             try expectEqual(try await s.call(BerthContracts.ContentStore.info, .with { $0.digest = blobDigest }).size, 100_000, "info size")
-            let tail = try await s.call(BerthContracts.ContentStore.readAt, .with { $0.digest = blobDigest; $0.offset = 99_990; $0.size = 32_768 })
+            let tail = try await s.call(
+                BerthContracts.ContentStore.readAt,
+                .with {
+                    $0.digest = blobDigest
+                    $0.offset = 99_990
+                    $0.size = 32_768
+                })
             try expectEqual(tail.data, blob.suffix(10), "read at an offset, short at the end")
             let walked = try await s.call(BerthContracts.ContentStore.walk, Google_Protobuf_Empty()).blobs.map(\.digest)
             try expectEqual(walked, [blobDigest], "walk after one commit")
@@ -43,13 +49,31 @@ public enum ContentStoreConformance {
         },
         Case(name: "ingest_reopened_reportsOffsetAndDigestSoFar") { s in
             _ = try await s.call(BerthContracts.ContentStore.open, .with { $0.ref = "ns/resume" })
-            _ = try await s.call(BerthContracts.ContentStore.write, .with { $0.ref = "ns/resume"; $0.offset = 0; $0.data = Data("hello ".utf8) })
+            _ = try await s.call(
+                BerthContracts.ContentStore.write,
+                .with {
+                    $0.ref = "ns/resume"
+                    $0.offset = 0
+                    $0.data = Data("hello ".utf8)
+                })
             _ = try await s.call(BerthContracts.ContentStore.close, .with { $0.ref = "ns/resume" })
             let state = try await s.call(BerthContracts.ContentStore.open, .with { $0.ref = "ns/resume" })
             try expectEqual(state.offset, 6, "offset of a reopened ingest")
             try expectEqual(state.digest, helloDigest, "digest so far of a reopened ingest")
-            _ = try await s.call(BerthContracts.ContentStore.write, .with { $0.ref = "ns/resume"; $0.offset = 6; $0.data = Data("world".utf8) })
-            let info = try await s.call(BerthContracts.ContentStore.commit, .with { $0.ref = "ns/resume"; $0.size = 11; $0.expected = helloWorldDigest })
+            _ = try await s.call(
+                BerthContracts.ContentStore.write,
+                .with {
+                    $0.ref = "ns/resume"
+                    $0.offset = 6
+                    $0.data = Data("world".utf8)
+                })
+            let info = try await s.call(
+                BerthContracts.ContentStore.commit,
+                .with {
+                    $0.ref = "ns/resume"
+                    $0.size = 11
+                    $0.expected = helloWorldDigest
+                })
             try expectEqual(info.digest, helloWorldDigest, "digest after resuming")
         },
         Case(name: "ingest_heldRef_isUnavailableToASecondWriter") { s in
@@ -62,24 +86,58 @@ public enum ContentStoreConformance {
         },
         Case(name: "write_atAnOffsetThatIsNotTheEnd_isRefused") { s in
             _ = try await s.call(BerthContracts.ContentStore.open, .with { $0.ref = "ns/gap" })
-            _ = try await s.call(BerthContracts.ContentStore.write, .with { $0.ref = "ns/gap"; $0.offset = 0; $0.data = Data("abc".utf8) })
+            _ = try await s.call(
+                BerthContracts.ContentStore.write,
+                .with {
+                    $0.ref = "ns/gap"
+                    $0.offset = 0
+                    $0.data = Data("abc".utf8)
+                })
             try await expectCode(11, "a write leaving a gap") {
-                _ = try await s.call(BerthContracts.ContentStore.write, .with { $0.ref = "ns/gap"; $0.offset = 7; $0.data = Data("x".utf8) })
+                _ = try await s.call(
+                    BerthContracts.ContentStore.write,
+                    .with {
+                        $0.ref = "ns/gap"
+                        $0.offset = 7
+                        $0.data = Data("x".utf8)
+                    })
             }
             let state = try await s.call(BerthContracts.ContentStore.status, .with { $0.ref = "ns/gap" })
             try expectEqual(state.offset, 3, "bytes written after a refused write")
         },
         Case(name: "commit_wrongSizeOrDigest_failsAndKeepsTheIngest") { s in
             _ = try await s.call(BerthContracts.ContentStore.open, .with { $0.ref = "ns/bad" })
-            _ = try await s.call(BerthContracts.ContentStore.write, .with { $0.ref = "ns/bad"; $0.offset = 0; $0.data = Data("hello ".utf8) })
+            _ = try await s.call(
+                BerthContracts.ContentStore.write,
+                .with {
+                    $0.ref = "ns/bad"
+                    $0.offset = 0
+                    $0.data = Data("hello ".utf8)
+                })
             try await expectCode(9, "commit with a wrong size") {
-                _ = try await s.call(BerthContracts.ContentStore.commit, .with { $0.ref = "ns/bad"; $0.size = 5 })
+                _ = try await s.call(
+                    BerthContracts.ContentStore.commit,
+                    .with {
+                        $0.ref = "ns/bad"
+                        $0.size = 5
+                    })
             }
             try await expectCode(9, "commit with a wrong digest") {
-                _ = try await s.call(BerthContracts.ContentStore.commit, .with { $0.ref = "ns/bad"; $0.expected = helloWorldDigest })
+                _ = try await s.call(
+                    BerthContracts.ContentStore.commit,
+                    .with {
+                        $0.ref = "ns/bad"
+                        $0.expected = helloWorldDigest
+                    })
             }
             try expectEqual(try await s.call(BerthContracts.ContentStore.status, .with { $0.ref = "ns/bad" }).offset, 6, "ingest after failed commits")
-            let info = try await s.call(BerthContracts.ContentStore.commit, .with { $0.ref = "ns/bad"; $0.size = 6; $0.expected = helloDigest })
+            let info = try await s.call(
+                BerthContracts.ContentStore.commit,
+                .with {
+                    $0.ref = "ns/bad"
+                    $0.size = 6
+                    $0.expected = helloDigest
+                })
             try expectEqual(info.digest, helloDigest, "a later commit with right expectations")
         },
         Case(name: "commit_ofABlobAlreadyStored_answersItsInfo") { s in
@@ -90,7 +148,13 @@ public enum ContentStoreConformance {
         },
         Case(name: "abort_dropsTheIngest") { s in
             _ = try await s.call(BerthContracts.ContentStore.open, .with { $0.ref = "ns/gone" })
-            _ = try await s.call(BerthContracts.ContentStore.write, .with { $0.ref = "ns/gone"; $0.offset = 0; $0.data = Data("x".utf8) })
+            _ = try await s.call(
+                BerthContracts.ContentStore.write,
+                .with {
+                    $0.ref = "ns/gone"
+                    $0.offset = 0
+                    $0.data = Data("x".utf8)
+                })
             _ = try await s.call(BerthContracts.ContentStore.abort, .with { $0.ref = "ns/gone" })
             try await expectCode(5, "status of an aborted ingest") {
                 _ = try await s.call(BerthContracts.ContentStore.status, .with { $0.ref = "ns/gone" })
@@ -116,7 +180,12 @@ public enum ContentStoreConformance {
                 if ref != "ns/held" { _ = try await s.call(BerthContracts.ContentStore.close, .with { $0.ref = ref }) }
             }
             let later = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(60))
-            let removed = try await s.call(BerthContracts.ContentStore.expire, .with { $0.updatedBefore = later; $0.keep = ["ns/kept"] })
+            let removed = try await s.call(
+                BerthContracts.ContentStore.expire,
+                .with {
+                    $0.updatedBefore = later
+                    $0.keep = ["ns/kept"]
+                })
             try expectEqual(removed.ingests.map(\.ref), ["ns/old"], "ingests expired")
             let left = try await s.call(BerthContracts.ContentStore.ingests, .with { $0.ref = "ns/" }).ingests.map(\.ref).sorted()
             try expectEqual(left, ["ns/held", "ns/kept"], "ingests left")
@@ -141,7 +210,19 @@ extension PluginUnderTest {
     /// Writes `data` under `ref` in one go and commits it.
     func put(_ data: Data, ref: String, expected: String) async throws -> Berth_Content_V1_BlobInfo {
         _ = try await call(BerthContracts.ContentStore.open, .with { $0.ref = ref })
-        _ = try await call(BerthContracts.ContentStore.write, .with { $0.ref = ref; $0.offset = 0; $0.data = data })
-        return try await call(BerthContracts.ContentStore.commit, .with { $0.ref = ref; $0.size = Int64(data.count); $0.expected = expected })
+        _ = try await call(
+            BerthContracts.ContentStore.write,
+            .with {
+                $0.ref = ref
+                $0.offset = 0
+                $0.data = data
+            })
+        return try await call(
+            BerthContracts.ContentStore.commit,
+            .with {
+                $0.ref = ref
+                $0.size = Int64(data.count)
+                $0.expected = expected
+            })
     }
 }

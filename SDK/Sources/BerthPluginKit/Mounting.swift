@@ -28,8 +28,10 @@ public enum MountTool {
     }
 
     /// Mounts `mounts` on a fresh folder under `directory`, runs `body` there, unmounts.
-    public static func withMounted<T>(_ mounts: [Containerd_Types_Mount], under directory: String,
-                                      _ body: (String) throws -> T) throws -> T {
+    public static func withMounted<T>(
+        _ mounts: [Containerd_Types_Mount], under directory: String,
+        _ body: (String) throws -> T
+    ) throws -> T {
         let target = directory + "/mnt-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: target) }

@@ -34,15 +34,18 @@ public final class PluginUnderTest: @unchecked Sendable {
 
     /// Loads `path`, finds registration `type`.`id`, creates it under `directory` (root and
     /// state folders are made there) with `configJSON`, and starts it.
-    public static func start(path: String, type: String, id: String, directory: String,
-                             configJSON: String = "{}") async throws -> PluginUnderTest {
+    public static func start(
+        path: String, type: String, id: String, directory: String,
+        configJSON: String = "{}"
+    ) async throws -> PluginUnderTest {
         // RTLD_DEEPBIND, as berthd does: the plugin binds to its own copies of the SDK and SwiftProtobuf,
         // not to the ones linked into the test.
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) else {
             throw PluginCallError(code: 9, message: "cannot load \(path): \(String(cString: dlerror()))")
         }
         guard let symbol = dlsym(handle, BERTH_PLUGIN_ENTRY_SYMBOL),
-              let module = unsafeBitCast(symbol, to: berth_plugin_entry_fn.self)() else {
+            let module = unsafeBitCast(symbol, to: berth_plugin_entry_fn.self)()
+        else {
             throw PluginCallError(code: 9, message: "\(path) has no \(BERTH_PLUGIN_ENTRY_SYMBOL)")
         }
         let m = module.pointee
@@ -51,10 +54,12 @@ public final class PluginUnderTest: @unchecked Sendable {
         }
         for index in 0..<m.registrations_count {
             var registration = berth_registration()
-            berth_read_struct(&registration, MemoryLayout<berth_registration>.size,
-                              UnsafeRawPointer(m.registrations!) + index * Int(m.registration_size))
+            berth_read_struct(
+                &registration, MemoryLayout<berth_registration>.size,
+                UnsafeRawPointer(m.registrations!) + index * Int(m.registration_size))
             guard registration.type.map({ String(cString: $0) }) == type, registration.id.map({ String(cString: $0) }) == id,
-                  registration.ops != nil else { continue }
+                registration.ops != nil
+            else { continue }
             var ops = berth_plugin_ops()
             berth_read_struct(&ops, MemoryLayout<berth_plugin_ops>.size, registration.ops)
             let plugin = try PluginUnderTest(ops: ops, data: registration.registration_data, directory: directory, configJSON: configJSON)
@@ -72,16 +77,19 @@ public final class PluginUnderTest: @unchecked Sendable {
         }
         // Host calls made during create find no host_data yet and are dropped.
         let host = UnsafeMutablePointer<berth_host_api>.allocate(capacity: 1)
-        host.initialize(to: berth_host_api(struct_size: UInt32(MemoryLayout<berth_host_api>.size),
-                                           abi_major: UInt16(BERTH_ABI_MAJOR), abi_minor: UInt16(BERTH_ABI_MINOR),
-                                           host_data: nil, log: kitLog, publish: kitPublish, call: kitCall))
+        host.initialize(
+            to: berth_host_api(
+                struct_size: UInt32(MemoryLayout<berth_host_api>.size),
+                abi_major: UInt16(BERTH_ABI_MAJOR), abi_minor: UInt16(BERTH_ABI_MINOR),
+                host_data: nil, log: kitLog, publish: kitPublish, call: kitCall))
         let config = Array(configJSON.utf8)
         let created: UnsafeMutableRawPointer? = rootDirectory.withCString { root in
             stateDirectory.withCString { state in
                 config.withUnsafeBufferPointer { json in
-                    var params = berth_init_params(struct_size: UInt32(MemoryLayout<berth_init_params>.size),
-                                                   root_dir: root, state_dir: state, config_json: json.baseAddress,
-                                                   config_json_len: json.count, host: UnsafePointer(host))
+                    var params = berth_init_params(
+                        struct_size: UInt32(MemoryLayout<berth_init_params>.size),
+                        root_dir: root, state_dir: state, config_json: json.baseAddress,
+                        config_json_len: json.count, host: UnsafePointer(host))
                     return ops.create(data, &params)
                 }
             }
@@ -104,14 +112,17 @@ public final class PluginUnderTest: @unchecked Sendable {
     }
 
     /// Calls one contract method as the kernel would, in `namespace`.
-    public func call<Request, Response>(_ method: ContractMethod<Request, Response>, _ request: Request,
-                                        namespace: String = "") async throws -> Response {
+    public func call<Request, Response>(
+        _ method: ContractMethod<Request, Response>, _ request: Request,
+        namespace: String = ""
+    ) async throws -> Response {
         let bytes: [UInt8] = try request.serializedBytes()
         let (code, reply) = await SDKReplies.await { context, function in
             namespace.withCString { ns in
                 "".withCString { lease in
-                    var callContext = berth_call_context(struct_size: UInt32(MemoryLayout<berth_call_context>.size),
-                                                         namespace_name: ns, lease: lease, deadline_ns: 0)
+                    var callContext = berth_call_context(
+                        struct_size: UInt32(MemoryLayout<berth_call_context>.size),
+                        namespace_name: ns, lease: lease, deadline_ns: 0)
                     bytes.withUnsafeBufferPointer {
                         ops.call(instance, &callContext, method.path, $0.baseAddress, $0.count, context, function)
                     }
@@ -124,8 +135,10 @@ public final class PluginUnderTest: @unchecked Sendable {
 
     /// Starts registration `type`.`id` of `path` in a fresh temporary folder, runs `body` with
     /// it, then stops it and removes the folder, also when `body` throws.
-    public static func with(path: String, type: String, id: String,
-                            _ body: (PluginUnderTest, _ directory: String) async throws -> Void) async throws {
+    public static func with(
+        path: String, type: String, id: String,
+        _ body: (PluginUnderTest, _ directory: String) async throws -> Void
+    ) async throws {
         let directory = NSTemporaryDirectory() + "pluginkit-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let instance = try await start(path: path, type: type, id: id, directory: directory)
@@ -162,14 +175,20 @@ private let kitLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePoint
     PluginUnderTest.from(data)?.record(line: line)
 }
 
-private let kitPublish: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
-                                        UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Void = { data, _, topic, _, _, _ in
-    PluginUnderTest.from(data)?.record(event: topic.map { String(cString: $0) } ?? "")
-}
+private let kitPublish:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
+        UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int
+    ) -> Void = { data, _, topic, _, _, _ in
+        PluginUnderTest.from(data)?.record(event: topic.map { String(cString: $0) } ?? "")
+    }
 
-private let kitCall: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<berth_call_context>?,
-                                     UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int,
-                                     UnsafeMutableRawPointer?, berth_reply_fn?) -> Void = { _, target, _, _, _, _, context, reply in
-    let message = Array("the test host has no plugin \(target.map { String(cString: $0) } ?? "")".utf8)
-    message.withUnsafeBufferPointer { reply?(context, 12, $0.baseAddress, $0.count) }
-}
+private let kitCall:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<berth_call_context>?,
+        UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int,
+        UnsafeMutableRawPointer?, berth_reply_fn?
+    ) -> Void = { _, target, _, _, _, _, context, reply in
+        let message = Array("the test host has no plugin \(target.map { String(cString: $0) } ?? "")".utf8)
+        message.withUnsafeBufferPointer { reply?(context, 12, $0.baseAddress, $0.count) }
+    }

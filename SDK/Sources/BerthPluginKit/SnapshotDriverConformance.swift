@@ -35,15 +35,24 @@ public enum SnapshotDriverConformance {
         let directory: String
 
         public func create(_ id: UInt64, parents: [UInt64] = [], readonly: Bool = false) async throws {
-            _ = try await plugin.call(BerthContracts.SnapshotDriver.create, .with {
-                $0.id = id; $0.parents = parents; $0.readonly = readonly
-            })
+            _ = try await plugin.call(
+                BerthContracts.SnapshotDriver.create,
+                .with {
+                    $0.id = id
+                    $0.parents = parents
+                    $0.readonly = readonly
+                })
         }
 
         public func mounts(_ id: UInt64, parents: [UInt64] = [], readonly: Bool = false) async throws -> [Containerd_Types_Mount] {
-            try await plugin.call(BerthContracts.SnapshotDriver.mounts, .with {
-                $0.id = id; $0.parents = parents; $0.readonly = readonly
-            }).mounts
+            try await plugin.call(
+                BerthContracts.SnapshotDriver.mounts,
+                .with {
+                    $0.id = id
+                    $0.parents = parents
+                    $0.readonly = readonly
+                }
+            ).mounts
         }
 
         public func commit(_ id: UInt64) async throws {
@@ -63,8 +72,10 @@ public enum SnapshotDriverConformance {
         }
 
         /// Mounts layer `id` (writable unless `readonly`), runs `body` in it, unmounts.
-        public func inLayer<T>(_ id: UInt64, parents: [UInt64] = [], readonly: Bool = false,
-                               _ body: (String) throws -> T) async throws -> T {
+        public func inLayer<T>(
+            _ id: UInt64, parents: [UInt64] = [], readonly: Bool = false,
+            _ body: (String) throws -> T
+        ) async throws -> T {
             let mounts = try await mounts(id, parents: parents, readonly: readonly)
             return try MountTool.withMounted(mounts, under: directory, body)
         }
@@ -129,8 +140,9 @@ extension SnapshotDriverConformance {
             }
             try await d.create(3, parents: [2, 1])
             try await d.inLayer(3, parents: [2, 1]) { root in
-                try expectEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/d").sorted(), ["new"],
-                                "entries of a directory deleted and recreated in a layer")
+                try expectEqual(
+                    try FileManager.default.contentsOfDirectory(atPath: root + "/d").sorted(), ["new"],
+                    "entries of a directory deleted and recreated in a layer")
             }
         },
         Case(name: "layers_renameChmodChownAndDirModes_preservedAcrossCommits") { d in
@@ -207,8 +219,9 @@ extension SnapshotDriverConformance {
             // copied trees do.)
             try expect(full.size >= 16384, "usage size of a layer with two 8 KiB files: \(full.size)")
             try expect(full.inodes >= 3, "usage inodes of a layer with two files: \(full.inodes)")
-            try expect(empty.size < full.size && empty.inodes < full.inodes,
-                       "an empty layer uses less than one with files: \(empty) vs \(full)")
+            try expect(
+                empty.size < full.size && empty.inodes < full.inodes,
+                "an empty layer uses less than one with files: \(empty) vs \(full)")
         },
         Case(name: "cleanup_removesLayersNotKept_reportsKeptIdsWithoutLayer") { d in
             try await d.create(1)

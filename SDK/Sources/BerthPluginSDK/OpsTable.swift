@@ -60,55 +60,56 @@ struct Reply: Sendable {
 /// thread and back.
 nonisolated(unsafe) let sharedOps: UnsafeMutablePointer<berth_plugin_ops> = {
     let ops = UnsafeMutablePointer<berth_plugin_ops>.allocate(capacity: 1)
-    ops.initialize(to: berth_plugin_ops(
-        struct_size: UInt32(MemoryLayout<berth_plugin_ops>.size),
-        create: { data, params in
-            let registration = Unmanaged<RegistrationBox>.fromOpaque(data!).takeUnretainedValue().registration
-            return Unmanaged.passRetained(InstanceBox(registration: registration, params: params!)).toOpaque()
-        },
-        start: { instance, context, function in
-            let box = InstanceBox.from(instance)
-            let reply = Reply(context, function)
-            Task.immediate {
-                do {
-                    try await box.made.get().start()
+    ops.initialize(
+        to: berth_plugin_ops(
+            struct_size: UInt32(MemoryLayout<berth_plugin_ops>.size),
+            create: { data, params in
+                let registration = Unmanaged<RegistrationBox>.fromOpaque(data!).takeUnretainedValue().registration
+                return Unmanaged.passRetained(InstanceBox(registration: registration, params: params!)).toOpaque()
+            },
+            start: { instance, context, function in
+                let box = InstanceBox.from(instance)
+                let reply = Reply(context, function)
+                Task.immediate {
+                    do {
+                        try await box.made.get().start()
+                        reply.ok()
+                    } catch {
+                        reply.fail(error)
+                    }
+                }
+            },
+            call: { instance, callContext, method, request, length, context, function in
+                let box = InstanceBox.from(instance)
+                let reply = Reply(context, function)
+                let path = method.map { String(cString: $0) } ?? ""
+                let bytes = request.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
+                let info = CallInfo(callContext)
+                RunningCalls.begin(reply.token)
+                let task = Task.immediate {
+                    defer { RunningCalls.end(reply.token) }
+                    do {
+                        reply.ok(try await box.made.get().methods.dispatch(path, bytes, info))
+                    } catch {
+                        reply.fail(error)
+                    }
+                }
+                RunningCalls.attach(task, to: reply.token)
+            },
+            stop: { instance, context, function in
+                let box = InstanceBox.from(instance)
+                let reply = Reply(context, function)
+                Task.immediate {
+                    if case .success(let plugin) = box.made { await plugin.stop() }
                     reply.ok()
-                } catch {
-                    reply.fail(error)
                 }
-            }
-        },
-        call: { instance, callContext, method, request, length, context, function in
-            let box = InstanceBox.from(instance)
-            let reply = Reply(context, function)
-            let path = method.map { String(cString: $0) } ?? ""
-            let bytes = request.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
-            let info = CallInfo(callContext)
-            RunningCalls.begin(reply.token)
-            let task = Task.immediate {
-                defer { RunningCalls.end(reply.token) }
-                do {
-                    reply.ok(try await box.made.get().methods.dispatch(path, bytes, info))
-                } catch {
-                    reply.fail(error)
-                }
-            }
-            RunningCalls.attach(task, to: reply.token)
-        },
-        stop: { instance, context, function in
-            let box = InstanceBox.from(instance)
-            let reply = Reply(context, function)
-            Task.immediate {
-                if case .success(let plugin) = box.made { await plugin.stop() }
-                reply.ok()
-            }
-        },
-        destroy: { instance in
-            Unmanaged<InstanceBox>.fromOpaque(instance!).release()
-        },
-        cancel: { _, context in
-            RunningCalls.cancel(UInt(bitPattern: context))
-        }))
+            },
+            destroy: { instance in
+                Unmanaged<InstanceBox>.fromOpaque(instance!).release()
+            },
+            cancel: { _, context in
+                RunningCalls.cancel(UInt(bitPattern: context))
+            }))
     return ops
 }()
 
@@ -121,9 +122,10 @@ extension CallInfo {
         }
         var copy = berth_call_context()
         berth_read_struct(&copy, MemoryLayout<berth_call_context>.size, context)
-        self.init(namespace: copy.namespace_name.map { String(cString: $0) } ?? "",
-                  lease: copy.lease.map { String(cString: $0) } ?? "",
-                  deadlineNanoseconds: copy.deadline_ns)
+        self.init(
+            namespace: copy.namespace_name.map { String(cString: $0) } ?? "",
+            lease: copy.lease.map { String(cString: $0) } ?? "",
+            deadlineNanoseconds: copy.deadline_ns)
     }
 }
 
@@ -146,8 +148,12 @@ enum RunningCalls {
     static func attach(_ task: Task<Void, Never>, to token: UInt) {
         let cancelNow = entries.withLock { entries -> Bool in
             switch entries[token] {
-            case .starting?: entries[token] = .running(task); return false
-            case .cancelledEarly?: entries[token] = nil; return true
+            case .starting?:
+                entries[token] = .running(task)
+                return false
+            case .cancelledEarly?:
+                entries[token] = nil
+                return true
             default: return false  // already ended
             }
         }
@@ -164,8 +170,12 @@ enum RunningCalls {
     static func cancel(_ token: UInt) {
         let task = entries.withLock { entries -> Task<Void, Never>? in
             switch entries[token] {
-            case .running(let task)?: entries[token] = nil; return task
-            case .starting?: entries[token] = .cancelledEarly; return nil
+            case .running(let task)?:
+                entries[token] = nil
+                return task
+            case .starting?:
+                entries[token] = .cancelledEarly
+                return nil
             default: return nil
             }
         }

@@ -2,7 +2,8 @@
 public struct PluginError: Error, Sendable, CustomStringConvertible {
     /// gRPC status codes, by number.
     public enum Code: Int32, Sendable {
-        case cancelled = 1, unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists
+        case cancelled = 1
+        case unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists
         case permissionDenied, resourceExhausted, failedPrecondition, aborted, outOfRange
         case unimplemented, `internal`, unavailable, dataLoss, unauthenticated
     }

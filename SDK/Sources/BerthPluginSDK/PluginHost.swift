@@ -9,7 +9,10 @@ import Synchronization
 // contract keeps valid from create to destroy and callable from any thread.
 public final class PluginHost: @unchecked Sendable {
     /// Log severities, as `berth_log_level`.
-    public enum LogLevel: Int32, Sendable { case debug = 0, info, warning, error }
+    public enum LogLevel: Int32, Sendable {
+        case debug = 0
+        case info, warning, error
+    }
 
     /// This plugin's persistent directory, already created.
     public let rootDirectory: String
@@ -61,12 +64,14 @@ public final class PluginHost: @unchecked Sendable {
         let (code, reply) = await SDKReplies.await { context, replyFunction in
             info.namespace.withCString { namespace in
                 info.lease.withCString { lease in
-                    var callContext = berth_call_context(struct_size: UInt32(MemoryLayout<berth_call_context>.size),
-                                                         namespace_name: namespace, lease: lease,
-                                                         deadline_ns: info.deadlineNanoseconds)
+                    var callContext = berth_call_context(
+                        struct_size: UInt32(MemoryLayout<berth_call_context>.size),
+                        namespace_name: namespace, lease: lease,
+                        deadline_ns: info.deadlineNanoseconds)
                     bytes.withUnsafeBufferPointer { buffer in
-                        api.pointee.call(api.pointee.host_data, target, &callContext, method,
-                                         buffer.baseAddress, buffer.count, context, replyFunction)
+                        api.pointee.call(
+                            api.pointee.host_data, target, &callContext, method,
+                            buffer.baseAddress, buffer.count, context, replyFunction)
                     }
                 }
             }

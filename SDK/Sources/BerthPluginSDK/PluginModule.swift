@@ -16,9 +16,11 @@ public struct PluginRegistration: Sendable {
     /// Declares a plugin: its versioned type URI, its id, the types it needs started first,
     /// the platforms it runs on ("linux", "linux/amd64"; none means all), the gRPC methods it
     /// offers to clients, and how to make it.
-    public init(type: String, id: String, requires: [String] = [], platforms: [String] = [],
-                capabilities: [String] = [], apiMethods: [String] = [],
-                make: @escaping @Sendable (PluginHost) throws -> any BerthPlugin) {
+    public init(
+        type: String, id: String, requires: [String] = [], platforms: [String] = [],
+        capabilities: [String] = [], apiMethods: [String] = [],
+        make: @escaping @Sendable (PluginHost) throws -> any BerthPlugin
+    ) {
         self.type = type
         self.id = id
         self.requires = requires
@@ -48,25 +50,26 @@ public final class PluginModule: @unchecked Sendable {
             array.advanced(by: index).initialize(to: Self.cRegistration(registration))
         }
         let module = UnsafeMutablePointer<berth_module>.allocate(capacity: 1)
-        module.initialize(to: berth_module(
-            signature: BERTH_MODULE_SIGNATURE,
-            abi_major: UInt16(BERTH_ABI_MAJOR), abi_minor: UInt16(BERTH_ABI_MINOR),
-            struct_size: UInt32(MemoryLayout<berth_module>.size),
-            registration_size: UInt32(MemoryLayout<berth_registration>.size),
-            ops_size: UInt32(MemoryLayout<berth_plugin_ops>.size),
-            build_info: strdup(Self.buildInfo),
-            registrations: UnsafePointer(array), registrations_count: registrations.count))
+        module.initialize(
+            to: berth_module(
+                signature: BERTH_MODULE_SIGNATURE,
+                abi_major: UInt16(BERTH_ABI_MAJOR), abi_minor: UInt16(BERTH_ABI_MINOR),
+                struct_size: UInt32(MemoryLayout<berth_module>.size),
+                registration_size: UInt32(MemoryLayout<berth_registration>.size),
+                ops_size: UInt32(MemoryLayout<berth_plugin_ops>.size),
+                build_info: strdup(Self.buildInfo),
+                registrations: UnsafePointer(array), registrations_count: registrations.count))
         descriptor = UnsafeRawPointer(module)
     }
 
     /// How this module was built, for the host's diagnostics.
     static var buildInfo: String {
         #if compiler(>=6.3)
-        let swift = "swift >= 6.3"
+            let swift = "swift >= 6.3"
         #elseif compiler(>=6.0)
-        let swift = "swift 6.0-6.2"
+            let swift = "swift 6.0-6.2"
         #else
-        let swift = "swift < 6"
+            let swift = "swift < 6"
         #endif
         return "BerthPluginSDK ABI \(BERTH_ABI_MAJOR).\(BERTH_ABI_MINOR); \(swift); \(String(cString: berth_c_compiler_info()))"
     }

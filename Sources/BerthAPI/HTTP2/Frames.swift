@@ -79,9 +79,10 @@ extension ByteBuffer {
     /// Reads a frame header if at least nine bytes are readable; the reader index moves only then.
     mutating func readFrameHeader() -> FrameHeader? {
         guard let length = peekFrameLength(),
-              let type = getInteger(at: readerIndex + 3, as: UInt8.self),
-              let flags = getInteger(at: readerIndex + 4, as: UInt8.self),
-              let stream = getInteger(at: readerIndex + 5, as: UInt32.self) else { return nil }
+            let type = getInteger(at: readerIndex + 3, as: UInt8.self),
+            let flags = getInteger(at: readerIndex + 4, as: UInt8.self),
+            let stream = getInteger(at: readerIndex + 5, as: UInt32.self)
+        else { return nil }
         moveReaderIndex(forwardBy: FrameHeader.size)
         return FrameHeader(length: length, rawType: type, flags: flags, streamID: stream & 0x7fff_ffff)
     }
@@ -89,8 +90,9 @@ extension ByteBuffer {
     /// Peeks at the payload length of the frame header at the reader index.
     func peekFrameLength() -> Int? {
         guard readableBytes >= FrameHeader.size,
-              let high = getInteger(at: readerIndex, as: UInt8.self),
-              let low = getInteger(at: readerIndex + 1, as: UInt16.self) else { return nil }
+            let high = getInteger(at: readerIndex, as: UInt8.self),
+            let low = getInteger(at: readerIndex + 1, as: UInt16.self)
+        else { return nil }
         return Int(high) << 16 | Int(low)
     }
 

@@ -15,8 +15,9 @@ extension HTTP2ServerConnection {
     func mustPauseBefore(frameAt buffer: ByteBuffer) -> Bool {
         if !context.channel.isWritable { return true }
         guard liveTasks >= limits.maxConcurrentStreams, streams.count < limits.maxConcurrentStreams,
-              buffer.getInteger(at: buffer.readerIndex + 3, as: UInt8.self) == FrameType.headers.rawValue,
-              let id = buffer.getInteger(at: buffer.readerIndex + 5, as: UInt32.self) else { return false }
+            buffer.getInteger(at: buffer.readerIndex + 3, as: UInt8.self) == FrameType.headers.rawValue,
+            let id = buffer.getInteger(at: buffer.readerIndex + 5, as: UInt32.self)
+        else { return false }
         return id & 0x7fff_ffff > highestStreamID
     }
 
@@ -67,8 +68,9 @@ extension HTTP2ServerConnection {
     func countControlFrame() throws {
         controlFramesInARow += 1
         guard controlFramesInARow <= limits.maxControlFramesInARow else {
-            throw ConnectionError(code: .enhanceYourCalm,
-                                  reason: "more than \(limits.maxControlFramesInARow) PING, SETTINGS, PRIORITY, empty or unknown frames in a row")
+            throw ConnectionError(
+                code: .enhanceYourCalm,
+                reason: "more than \(limits.maxControlFramesInARow) PING, SETTINGS, PRIORITY, empty or unknown frames in a row")
         }
     }
 

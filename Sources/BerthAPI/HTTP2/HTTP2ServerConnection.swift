@@ -91,8 +91,10 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         /// The request broke gRPC's rules: after the status, tell the client to stop sending.
         var resetAfterResponse = false
 
-        init(id: UInt32, requests: RequestQueue, gate: SendGate, sendWindow: Int, receiveWindow: Int,
-             buffered: BufferedRequestBytes) {
+        init(
+            id: UInt32, requests: RequestQueue, gate: SendGate, sendWindow: Int, receiveWindow: Int,
+            buffered: BufferedRequestBytes
+        ) {
             self.id = id
             self.buffered = buffered
             self.requests = requests
@@ -179,8 +181,9 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         resetsLeft = limits.maxResetsAhead
         sendBudget = ConnectionSendBudget(limit: limits.connectionQueueLimit)
         encoder = HPACKEncoder(allocator: ByteBufferAllocator())
-        decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: HPACKDecoder.maxDynamicTableSize,
-                               maxHeaderListSize: limits.maxHeaderListSize)
+        decoder = HPACKDecoder(
+            allocator: ByteBufferAllocator(), maxDynamicTableSize: HPACKDecoder.maxDynamicTableSize,
+            maxHeaderListSize: limits.maxHeaderListSize)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -344,7 +347,7 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         case .pushPromise:
             throw ConnectionError(code: .protocolError, reason: "a client must not send PUSH_PROMISE")
         case nil:
-            break   // unknown frame types are ignored (RFC 9113 §4.1)
+            break  // unknown frame types are ignored (RFC 9113 §4.1)
         }
     }
 
@@ -376,7 +379,8 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         }
         continuationFrames += 1
         guard continuationFrames <= limits.maxContinuationFrames else {
-            throw ConnectionError(code: .enhanceYourCalm, reason: "header block of stream \(pending.stream) in more than \(limits.maxContinuationFrames) CONTINUATION frames")
+            throw ConnectionError(
+                code: .enhanceYourCalm, reason: "header block of stream \(pending.stream) in more than \(limits.maxContinuationFrames) CONTINUATION frames")
         }
         var more = payload
         pending.block.writeBuffer(&more)
@@ -445,29 +449,34 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             return rejectHTTP(id, status: "415")
         }
         guard let path = headers.first(name: ":path"), let descriptor = Self.method(at: path) else {
-            return rejectRPC(id, Status(code: .unimplemented, message: "malformed method path \(echo(headers.first(name: ":path") ?? "(none)"))"),
-                             clientDone: endStream)
+            return rejectRPC(
+                id, Status(code: .unimplemented, message: "malformed method path \(echo(headers.first(name: ":path") ?? "(none)"))"),
+                clientDone: endStream)
         }
         if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
-            return rejectRPC(id, Status(code: .unimplemented, message: "message compression \(echo(encoding)) is not supported; send identity"),
-                             clientDone: endStream)
+            return rejectRPC(
+                id, Status(code: .unimplemented, message: "message compression \(echo(encoding)) is not supported; send identity"),
+                clientDone: endStream)
         }
         let bound = self.bound!
         let requests = RequestQueue(creditBatch: limits.streamWindow / 4) { amount in
             bound.eventLoop.execute { bound.value.creditStream(id, amount) }
         }
-        let stream = Stream(id: id, requests: requests, gate: SendGate(limit: limits.writerQueueLimit, budget: sendBudget),
-                            sendWindow: peerInitialWindow, receiveWindow: limits.streamWindow, buffered: bufferedRequests)
+        let stream = Stream(
+            id: id, requests: requests, gate: SendGate(limit: limits.writerQueueLimit, budget: sendBudget),
+            sendWindow: peerInitialWindow, receiveWindow: limits.streamWindow, buffered: bufferedRequests)
         requests.push(.metadata(Self.metadata(of: headers)))
         if endStream {
             stream.remoteClosed = true
             requests.finish()
         }
         streams[id] = stream
-        let rpc = RPCStream(descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: requests),
-                            outbound: RPCWriter.Closable(wrapping: ResponseWriter(stream: id, connection: bound, gate: stream.gate)))
-        let rpcContext = ServerContext(descriptor: descriptor, remotePeer: remotePeer, localPeer: localPeer,
-                                       cancellation: stream.cancellation)
+        let rpc = RPCStream(
+            descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: requests),
+            outbound: RPCWriter.Closable(wrapping: ResponseWriter(stream: id, connection: bound, gate: stream.gate)))
+        let rpcContext = ServerContext(
+            descriptor: descriptor, remotePeer: remotePeer, localPeer: localPeer,
+            cancellation: stream.cancellation)
         let accepted = ConnectionHub.AcceptedRPC(stream: rpc, context: rpcContext, executor: executor, requests: requests) {
             if bound.eventLoop.inEventLoop { bound.value.taskFinished() } else { bound.eventLoop.execute { bound.value.taskFinished() } }
         }
@@ -519,7 +528,7 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         guard payload.readableBytes == 4 else { throw ConnectionError(code: .frameSizeError, reason: "RST_STREAM payload is not 4 bytes") }
         guard header.streamID != 0 else { throw ConnectionError(code: .protocolError, reason: "RST_STREAM on stream 0") }
         guard header.streamID <= highestStreamID else {
-            throw ConnectionError(code: .protocolError, reason: "RST_STREAM on idle stream \(header.streamID)")   // RFC 9113 §6.4
+            throw ConnectionError(code: .protocolError, reason: "RST_STREAM on idle stream \(header.streamID)")  // RFC 9113 §6.4
         }
         finishedWhileReceiving.remove(header.streamID)
         guard let stream = streams.removeValue(forKey: header.streamID) else { return }
@@ -594,8 +603,13 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         cutMessages(from: stream)
         bufferedRequests.bytes += (stream.partialMessage?.readableBytes ?? 0) - before
         if bufferedRequests.bytes > limits.maxBufferedRequestBytes, let partial = stream.partialMessage?.readableBytes, partial > 0 {
-            failStream(stream, Status(code: .resourceExhausted, message:
-                "unfinished request messages on this connection hold more than \(limits.maxBufferedRequestBytes) bytes (\(partial) of them on this stream); send fewer large messages at once"))
+            failStream(
+                stream,
+                Status(
+                    code: .resourceExhausted,
+                    message:
+                        "unfinished request messages on this connection hold more than \(limits.maxBufferedRequestBytes) bytes (\(partial) of them on this stream); send fewer large messages at once"
+                ))
         }
     }
 
@@ -607,8 +621,11 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
                 return failStream(stream, Status(code: .internalError, message: "a compressed request message arrived, but no compression was agreed"))
             }
             guard length <= limits.maxMessageSize else {
-                return failStream(stream, Status(code: .resourceExhausted,
-                                                 message: "request message of \(length) bytes exceeds the limit of \(limits.maxMessageSize) bytes"))
+                return failStream(
+                    stream,
+                    Status(
+                        code: .resourceExhausted,
+                        message: "request message of \(length) bytes exceeds the limit of \(limits.maxMessageSize) bytes"))
             }
             guard buffer.readableBytes >= ResponseWriter.prefixLength + length else {
                 let missing = ResponseWriter.prefixLength + length - buffer.readableBytes
@@ -657,7 +674,7 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         guard header.streamID <= highestStreamID else {
-            throw ConnectionError(code: .protocolError, reason: "WINDOW_UPDATE on idle stream \(header.streamID)")   // RFC 9113 §5.1
+            throw ConnectionError(code: .protocolError, reason: "WINDOW_UPDATE on idle stream \(header.streamID)")  // RFC 9113 §5.1
         }
         guard let stream = streams[header.streamID] else { return }
         guard increment > 0, stream.sendWindow + increment <= FrameHeader.maxWindow else {
@@ -700,14 +717,16 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             }
             peerInitialWindow = value
         case .maxFrameSize:
-            guard (16_384...16_777_215).contains(value) else { throw ConnectionError(code: .protocolError, reason: "SETTINGS_MAX_FRAME_SIZE \(value) out of range") }
+            guard (16_384...16_777_215).contains(value) else {
+                throw ConnectionError(code: .protocolError, reason: "SETTINGS_MAX_FRAME_SIZE \(value) out of range")
+            }
             peerMaxFrameSize = value
         case .headerTableSize:
             try? encoder.setDynamicTableSize(min(value, HPACKEncoder.defaultDynamicTableSize))
         case .enablePush:
             guard value <= 1 else { throw ConnectionError(code: .protocolError, reason: "SETTINGS_ENABLE_PUSH \(value)") }
         case .maxConcurrentStreams, .maxHeaderListSize, nil:
-            break   // the server opens no streams; header lists it sends are small
+            break  // the server opens no streams; header lists it sends are small
         }
     }
 
@@ -742,9 +761,11 @@ final class HTTP2ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     func fail(_ error: ConnectionError) {
         guard !closing, let context else { return }
         closing = true
-        hub.noteBrokenConnection("closing a gRPC connection that broke HTTP/2", metadata: [
-            "peer": "\(remotePeer)", "code": "\(error.code)", "reason": "\(echo(error.reason))",
-        ])
+        hub.noteBrokenConnection(
+            "closing a gRPC connection that broke HTTP/2",
+            metadata: [
+                "peer": "\(remotePeer)", "code": "\(error.code)", "reason": "\(echo(error.reason))",
+            ])
         let lost = RPCError(code: .unavailable, message: "the connection broke HTTP/2: \(echo(error.reason))")
         for stream in streams.values { abandon(stream, error: lost) }
         streams.removeAll()

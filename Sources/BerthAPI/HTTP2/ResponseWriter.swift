@@ -76,7 +76,10 @@ final class SendGate: Sendable {
         let (waiter, queued): (CheckedContinuation<Void, any Error>?, Int) = state.withLock { state in
             guard !state.closed else { return (nil, 0) }
             state.closed = true
-            defer { state.waiter = nil; state.queued = 0 }
+            defer {
+                state.waiter = nil
+                state.queued = 0
+            }
             return (state.waiter, state.queued)
         }
         waiter?.resume(throwing: Self.closedError)

@@ -41,7 +41,7 @@ final class RequestQueue: AsyncSequence, Sendable {
     private struct State {
         var parts: [(part: Part, size: Int)] = []
         var head = 0
-        var end: (any Error)?? = nil       // .some(nil): finished; .some(error): failed
+        var end: (any Error)?? = nil  // .some(nil): finished; .some(error): failed
         var waiter: CheckedContinuation<Part?, any Error>?
         var uncredited = 0
         /// The RPC's task, waiting for the first message before its handler starts.
@@ -107,7 +107,10 @@ final class RequestQueue: AsyncSequence, Sendable {
         let (waiter, first): (CheckedContinuation<Part?, any Error>?, (CheckedContinuation<Int, Never>, Int)?) = state.withLock {
             guard $0.end == nil else { return (nil, nil) }
             $0.end = .some(error)
-            if error != nil { $0.parts.removeAll(); $0.head = 0 }
+            if error != nil {
+                $0.parts.removeAll()
+                $0.head = 0
+            }
             let waiter = $0.waiter
             $0.waiter = nil
             return (waiter, Self.takeFirstWaiter(&$0))
@@ -135,7 +138,10 @@ final class RequestQueue: AsyncSequence, Sendable {
             let (part, size) = state.parts[state.head]
             state.head += 1
             state.uncredited += size
-            if state.head == state.parts.count { state.parts.removeAll(keepingCapacity: true); state.head = 0 }
+            if state.head == state.parts.count {
+                state.parts.removeAll(keepingCapacity: true)
+                state.head = 0
+            }
             return .success(part)
         }
         guard let end = state.end else { return nil }

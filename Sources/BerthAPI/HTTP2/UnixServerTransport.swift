@@ -155,10 +155,17 @@ final class ConnectionHub: Sendable {
         let now = NIODeadline.now().uptimeNanoseconds
         let (log, skipped): (Bool, Int) = state.withLock { state in
             if now - state.logWindow >= 60_000_000_000 {
-                defer { state.logWindow = now; state.logged = 1; state.unlogged = 0 }
+                defer {
+                    state.logWindow = now
+                    state.logged = 1
+                    state.unlogged = 0
+                }
                 return (true, state.unlogged)
             }
-            guard state.logged < Self.noticesPerMinute else { state.unlogged += 1; return (false, 0) }
+            guard state.logged < Self.noticesPerMinute else {
+                state.unlogged += 1
+                return (false, 0)
+            }
             state.logged += 1
             return (true, 0)
         }

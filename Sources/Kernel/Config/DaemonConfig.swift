@@ -17,8 +17,10 @@ public struct DaemonConfig: Sendable, Equatable {
         /// The `config` sub-table, as JSON, handed to the plugin untouched.
         public var configJSON: String
 
-        public init(name: PluginName, path: String, enabled: Bool = true, required: Bool = false,
-                    configJSON: String = "{}") {
+        public init(
+            name: PluginName, path: String, enabled: Bool = true, required: Bool = false,
+            configJSON: String = "{}"
+        ) {
             self.name = name
             self.path = path
             self.enabled = enabled

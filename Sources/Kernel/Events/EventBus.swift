@@ -72,8 +72,10 @@ public actor EventBus: Service {
 
     /// Starts a subscription that receives the events `matches` accepts from now on. The
     /// predicate runs on the bus for every event published: keep it cheap and non-blocking.
-    public func subscribe(bufferSize: Int = EventBus.defaultBufferSize,
-                          matching matches: @escaping @Sendable (EventEnvelope) -> Bool)
+    public func subscribe(
+        bufferSize: Int = EventBus.defaultBufferSize,
+        matching matches: @escaping @Sendable (EventEnvelope) -> Bool
+    )
         -> AsyncThrowingStream<EventEnvelope, any Error>
     {
         let (stream, continuation) = AsyncThrowingStream.makeStream(
@@ -120,8 +122,11 @@ public actor EventBus: Service {
             case .enqueued: continue
             case .terminated: subscribers[id] = nil
             case .dropped:
-                subscriber.continuation.finish(throwing: BerthError(.resourceExhausted,
-                    "event subscriber fell \(subscriber.bufferSize) events behind at topic \(envelope.topic); subscription ended, later events were not delivered"))
+                subscriber.continuation.finish(
+                    throwing: BerthError(
+                        .resourceExhausted,
+                        "event subscriber fell \(subscriber.bufferSize) events behind at topic \(envelope.topic); subscription ended, later events were not delivered"
+                    ))
                 subscribers[id] = nil
             @unknown default: continue
             }

@@ -14,8 +14,10 @@ public struct MetadataSchema: Sendable {
     /// Columns added after a table first shipped: added on open to databases that lack them.
     public var addedColumns: [(table: String, column: String, definition: String)]
 
-    public init(statements: [String], namespacedTables: [(table: String, noun: String)] = [],
-                addedColumns: [(table: String, column: String, definition: String)] = []) {
+    public init(
+        statements: [String], namespacedTables: [(table: String, noun: String)] = [],
+        addedColumns: [(table: String, column: String, definition: String)] = []
+    ) {
         self.statements = statements
         self.namespacedTables = namespacedTables
         self.addedColumns = addedColumns
@@ -79,7 +81,8 @@ public actor MetadataStore {
         if let uuid = cachedUUID { return uuid }
         let uuid = try database.transaction { () throws(BerthError) in
             if let row = try database.query("SELECT value FROM settings WHERE key='uuid'").first,
-               let uuid = row[0].text {
+                let uuid = row[0].text
+            {
                 return uuid
             }
             let uuid = UUID().uuidString.lowercased()
@@ -97,8 +100,9 @@ public actor MetadataStore {
         let now = Self.now()
         return try database.transaction { () throws(BerthError) in
             if try exists(record.name) { throw .alreadyExists("namespace \"\(record.name)\": already exists") }
-            try database.query("INSERT INTO namespaces (name, labels, created, updated) VALUES (?, ?, ?, ?)",
-                               [.text(record.name), .text(try encode(record.labels)), .integer(now), .integer(now)])
+            try database.query(
+                "INSERT INTO namespaces (name, labels, created, updated) VALUES (?, ?, ?, ?)",
+                [.text(record.name), .text(try encode(record.labels)), .integer(now), .integer(now)])
             return record
         }
     }
@@ -127,8 +131,9 @@ public actor MetadataStore {
             current.labels = try LabelUpdate.apply(update.labels, to: current.labels, paths: paths, object: "namespace \"\(update.name)\"")
             try Validation.labels(current.labels)
             let now = Self.now()
-            try database.query("UPDATE namespaces SET labels=?, updated=? WHERE name=?",
-                               [.text(try encode(current.labels)), .integer(now), .text(update.name)])
+            try database.query(
+                "UPDATE namespaces SET labels=?, updated=? WHERE name=?",
+                [.text(try encode(current.labels)), .integer(now), .text(update.name)])
             return current
         }
     }
@@ -159,8 +164,9 @@ public actor MetadataStore {
     public func ensureNamespace(_ name: String, _ db: SQLiteDatabase) throws(BerthError) {
         try Validation.namespaceName(name)
         let now = Self.now()
-        try db.query("INSERT OR IGNORE INTO namespaces (name, labels, created, updated) VALUES (?, '{}', ?, ?)",
-                     [.text(name), .integer(now), .integer(now)])
+        try db.query(
+            "INSERT OR IGNORE INTO namespaces (name, labels, created, updated) VALUES (?, '{}', ?, ?)",
+            [.text(name), .integer(now), .integer(now)])
     }
 
     /// Nanoseconds since 1970, the unit of every time column.

@@ -90,7 +90,8 @@ public final class SQLiteDatabase {
         if let statement = statements[sql] { return statement }
         var statement: OpaquePointer?
         guard sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil) == SQLITE_OK,
-              let statement else {
+            let statement
+        else {
             throw .internal("metadata database \(path): \(lastError) (in: \(sql.prefix(80)))")
         }
         statements[sql] = statement

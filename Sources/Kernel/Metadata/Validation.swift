@@ -41,8 +41,10 @@ public enum LabelUpdate {
     /// `paths` empty or containing "labels" replaces the map; "labels.KEY" sets one key, or
     /// removes it when the new value is absent or empty (containerd's `SetLabel` rule, which
     /// `ctr namespaces label NAME key=` relies on). Any other path is `.invalidArgument`.
-    public static func apply(_ new: [String: String], to current: [String: String], paths: [String],
-                             object: String) throws(BerthError) -> [String: String] {
+    public static func apply(
+        _ new: [String: String], to current: [String: String], paths: [String],
+        object: String
+    ) throws(BerthError) -> [String: String] {
         if paths.isEmpty || paths.contains("labels") { return new.filter { !$0.value.isEmpty } }
         var result = current
         for path in paths {

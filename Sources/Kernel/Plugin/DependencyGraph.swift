@@ -29,8 +29,10 @@ public enum DependencyGraph {
     }
 
     /// Removes registrations that require an absent type, until none is left to remove.
-    private static func dropUnprovided(_ registrations: [Registration],
-                                       into rejected: inout [(registration: Registration, error: BerthError)]) -> [Registration] {
+    private static func dropUnprovided(
+        _ registrations: [Registration],
+        into rejected: inout [(registration: Registration, error: BerthError)]
+    ) -> [Registration] {
         var kept = registrations
         while true {
             let provided = Set(kept.map(\.name.type))
@@ -38,8 +40,12 @@ public enum DependencyGraph {
             guard !missing.isEmpty else { return kept }
             for registration in missing {
                 let absent = registration.requires.filter { !provided.contains($0) }.map(\.rawValue)
-                rejected.append((registration, .failedPrecondition(
-                    "plugin \(registration.name) requires type \(absent.joined(separator: ", ")), which no registered plugin provides")))
+                rejected.append(
+                    (
+                        registration,
+                        .failedPrecondition(
+                            "plugin \(registration.name) requires type \(absent.joined(separator: ", ")), which no registered plugin provides")
+                    ))
             }
             let names = Set(missing.map(\.name))
             kept.removeAll { names.contains($0.name) }
@@ -48,8 +54,10 @@ public enum DependencyGraph {
 
     /// Depth-first topological sort; a node met again while on the stack closes a cycle, and
     /// every member of the cycle is rejected, as is whatever depends on it.
-    private static func order(_ registrations: [Registration],
-                              into rejected: inout [(registration: Registration, error: BerthError)]) -> [Registration] {
+    private static func order(
+        _ registrations: [Registration],
+        into rejected: inout [(registration: Registration, error: BerthError)]
+    ) -> [Registration] {
         let sortedIndices = registrations.indices.sorted { registrations[$0].name < registrations[$1].name }
         let providers = Dictionary(grouping: sortedIndices, by: { registrations[$0].name.type })
         enum Mark { case visiting, done, failed }

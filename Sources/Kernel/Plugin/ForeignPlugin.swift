@@ -27,9 +27,10 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
         case .ok:
             var exports = ["root": context.rootDirectory, "state": context.stateDirectory]
             if !entry.apiMethods.isEmpty { exports["api_methods"] = entry.apiMethods.joined(separator: ",") }
-            return ForeignPlugin(name: entry.name, ops: ops, instance: instance, host: host, exports: exports,
-                                 apiMethods: entry.apiMethods,
-                                 defaultTimeout: Int64(context.daemon.pluginCallTimeoutSeconds) * 1_000_000_000)
+            return ForeignPlugin(
+                name: entry.name, ops: ops, instance: instance, host: host, exports: exports,
+                apiMethods: entry.apiMethods,
+                defaultTimeout: Int64(context.daemon.pluginCallTimeoutSeconds) * 1_000_000_000)
         case .skip(let reason):
             ops.destroy(instance)
             throw PluginStartOutcome.skipped(reason)
@@ -39,8 +40,10 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
         }
     }
 
-    private static func create(_ entry: LoadedModule.Entry, context: PluginContext,
-                               host: HostBridge) throws(BerthError) -> UnsafeMutableRawPointer {
+    private static func create(
+        _ entry: LoadedModule.Entry, context: PluginContext,
+        host: HostBridge
+    ) throws(BerthError) -> UnsafeMutableRawPointer {
         let config = Array(context.configJSON.utf8)
         let created = context.rootDirectory.withCString { root in
             context.stateDirectory.withCString { state in
@@ -58,8 +61,10 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
         return created
     }
 
-    private init(name: PluginName, ops: berth_plugin_ops, instance: UnsafeMutableRawPointer,
-                 host: HostBridge, exports: [String: String], apiMethods: [String], defaultTimeout: Int64) {
+    private init(
+        name: PluginName, ops: berth_plugin_ops, instance: UnsafeMutableRawPointer,
+        host: HostBridge, exports: [String: String], apiMethods: [String], defaultTimeout: Int64
+    ) {
         self.name = name
         self.ops = ops
         self.instance = instance
@@ -70,13 +75,16 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
     }
 
     func call(_ method: String, request: [UInt8], context: CallContext) async throws -> [UInt8] {
-        let deadline: Int64 = switch context.deadline {
-        case .kernelDefault: MonotonicClock.now + defaultTimeout
-        case .at(let nanoseconds): nanoseconds
-        case .none: 0
-        }
-        let reply = await ReplyTable.await(label: "plugin \(name) method \(method)", deadline: deadline,
-                                           onAbandon: abandonHandler) { replyContext, replyFunction in
+        let deadline: Int64 =
+            switch context.deadline {
+            case .kernelDefault: MonotonicClock.now + defaultTimeout
+            case .at(let nanoseconds): nanoseconds
+            case .none: 0
+            }
+        let reply = await ReplyTable.await(
+            label: "plugin \(name) method \(method)", deadline: deadline,
+            onAbandon: abandonHandler
+        ) { replyContext, replyFunction in
             context.namespace.withCString { namespace in
                 context.lease.withCString { lease in
                     var callContext = berth_call_context(

@@ -15,10 +15,11 @@ final class HostBridge: @unchecked Sendable {
     init(context: PluginContext) {
         self.context = context
         table = .allocate(capacity: 1)
-        table.initialize(to: berth_host_api(
-            struct_size: UInt32(MemoryLayout<berth_host_api>.size),
-            abi_major: UInt16(BERTH_ABI_MAJOR), abi_minor: UInt16(BERTH_ABI_MINOR),
-            host_data: nil, log: hostLog, publish: hostPublish, call: hostCall))
+        table.initialize(
+            to: berth_host_api(
+                struct_size: UInt32(MemoryLayout<berth_host_api>.size),
+                abi_major: UInt16(BERTH_ABI_MAJOR), abi_minor: UInt16(BERTH_ABI_MINOR),
+                host_data: nil, log: hostLog, publish: hostPublish, call: hostCall))
         table.pointee.host_data = Unmanaged.passUnretained(self).toOpaque()
     }
 
@@ -42,37 +43,45 @@ private let hostLog: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePoin
     bridge.context.logger.log(level: logLevel, "\(line)", metadata: ["plugin": "\(bridge.context.name)"])
 }
 
-private let hostPublish: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
-                                         UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int) -> Void = {
-    data, namespace, topic, typeURL, payload, length in
-    let bridge = HostBridge.from(data)
-    var event = Google_Protobuf_Any()
-    event.typeURL = text(typeURL)
-    event.value = payload.map { Data(bytes: $0, count: length) } ?? Data()
-    bridge.context.events.publish(EventEnvelope(namespace: text(namespace), topic: text(topic), event: event))
-}
+private let hostPublish:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?,
+        UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int
+    ) -> Void = {
+        data, namespace, topic, typeURL, payload, length in
+        let bridge = HostBridge.from(data)
+        var event = Google_Protobuf_Any()
+        event.typeURL = text(typeURL)
+        event.value = payload.map { Data(bytes: $0, count: length) } ?? Data()
+        bridge.context.events.publish(EventEnvelope(namespace: text(namespace), topic: text(topic), event: event))
+    }
 
-private let hostCall: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<berth_call_context>?,
-                                      UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int,
-                                      UnsafeMutableRawPointer?, berth_reply_fn?) -> Void = {
-    data, target, callContext, method, request, length, replyContext, reply in
-    let bridge = HostBridge.from(data)
-    let context = CallContext(callContext)
-    // The reply context is the plugin's opaque token; carried as an integer so it is Sendable.
-    let token = UInt(bitPattern: replyContext)
-    bridge.context.hostCalls.submit(HostCall(
-        target: text(target), method: text(method),
-        request: request.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? [],
-        context: context,
-        reply: { outcome in
-            let (code, bytes): (Int32, [UInt8]) = switch outcome {
-            case .ok(let bytes): (Int32(BERTH_CODE_OK.rawValue), bytes)
-            case .skip(let reason): (Int32(BERTH_CODE_INTERNAL.rawValue), Array(reason.utf8))
-            case .failure(let error): (error.code.rawValue, Array(error.message.utf8))
-            }
-            bytes.withUnsafeBufferPointer { reply?(UnsafeMutableRawPointer(bitPattern: token), code, $0.baseAddress, $0.count) }
-        }))
-}
+private let hostCall:
+    @convention(c) (
+        UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<berth_call_context>?,
+        UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int,
+        UnsafeMutableRawPointer?, berth_reply_fn?
+    ) -> Void = {
+        data, target, callContext, method, request, length, replyContext, reply in
+        let bridge = HostBridge.from(data)
+        let context = CallContext(callContext)
+        // The reply context is the plugin's opaque token; carried as an integer so it is Sendable.
+        let token = UInt(bitPattern: replyContext)
+        bridge.context.hostCalls.submit(
+            HostCall(
+                target: text(target), method: text(method),
+                request: request.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? [],
+                context: context,
+                reply: { outcome in
+                    let (code, bytes): (Int32, [UInt8]) =
+                        switch outcome {
+                        case .ok(let bytes): (Int32(BERTH_CODE_OK.rawValue), bytes)
+                        case .skip(let reason): (Int32(BERTH_CODE_INTERNAL.rawValue), Array(reason.utf8))
+                        case .failure(let error): (error.code.rawValue, Array(error.message.utf8))
+                        }
+                    bytes.withUnsafeBufferPointer { reply?(UnsafeMutableRawPointer(bitPattern: token), code, $0.baseAddress, $0.count) }
+                }))
+    }
 
 extension CallContext {
     /// Reads a plugin's call context, using only the fields its size covers: a 1.0 plugin's
@@ -84,7 +93,8 @@ extension CallContext {
         }
         var copy = berth_call_context()
         berth_read_struct(&copy, MemoryLayout<berth_call_context>.size, context)
-        self.init(namespace: text(copy.namespace_name), lease: text(copy.lease),
-                  deadline: copy.deadline_ns > 0 ? .at(nanoseconds: copy.deadline_ns) : .kernelDefault)
+        self.init(
+            namespace: text(copy.namespace_name), lease: text(copy.lease),
+            deadline: copy.deadline_ns > 0 ? .at(nanoseconds: copy.deadline_ns) : .kernelDefault)
     }
 }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A plugin's type: a versioned URI such as `io.containerd.snapshotter.v1`. containerd's URIs
@@ -61,18 +61,18 @@ public struct Platform: Hashable, Sendable, CustomStringConvertible {
     /// The platform this daemon runs on, in OCI names.
     public static let host: Platform = {
         #if arch(x86_64)
-        let arch = "amd64"
+            let arch = "amd64"
         #elseif arch(arm64)
-        let arch = "arm64"
+            let arch = "arm64"
         #else
-        let arch = "unknown"
+            let arch = "unknown"
         #endif
         #if os(Linux)
-        return Platform("linux/\(arch)")
+            return Platform("linux/\(arch)")
         #elseif os(Windows)
-        return Platform("windows/\(arch)")
+            return Platform("windows/\(arch)")
         #else
-        return Platform("unknown/\(arch)")
+            return Platform("unknown/\(arch)")
         #endif
     }()
 
@@ -107,9 +107,11 @@ public struct Registration: Sendable {
     public var configJSON: String
     public var origin: Origin
 
-    public init(name: PluginName, requires: [PluginType] = [], platforms: [Platform] = [],
-                capabilities: [String] = [], required: Bool = false, configJSON: String = "{}",
-                origin: Origin) {
+    public init(
+        name: PluginName, requires: [PluginType] = [], platforms: [Platform] = [],
+        capabilities: [String] = [], required: Bool = false, configJSON: String = "{}",
+        origin: Origin
+    ) {
         self.name = name
         self.requires = requires
         self.platforms = platforms

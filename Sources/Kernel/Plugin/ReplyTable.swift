@@ -51,8 +51,10 @@ enum ReplyTable {
     /// Runs `start` with a fresh reply context and reply function, then waits for the answer,
     /// for cancellation, or for `deadline` (CLOCK_MONOTONIC ns, 0 = none). `onAbandon` gets the
     /// token of a call given up after `start` ran.
-    static func await(label: String = "", deadline: Int64 = 0, onAbandon: (@Sendable (UInt) -> Void)? = nil,
-                      _ start: (UnsafeMutableRawPointer, berth_reply_fn) -> Void) async -> PluginReply {
+    static func await(
+        label: String = "", deadline: Int64 = 0, onAbandon: (@Sendable (UInt) -> Void)? = nil,
+        _ start: (UnsafeMutableRawPointer, berth_reply_fn) -> Void
+    ) async -> PluginReply {
         let token = state.withLock { state in
             let token = state.next
             state.next += 1

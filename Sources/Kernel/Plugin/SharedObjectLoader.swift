@@ -76,13 +76,17 @@ public enum SharedObjectLoader {
     private static func readHeader(_ raw: UnsafeRawPointer, path: String) throws(BerthError) -> berth_module {
         let signature = raw.loadUnaligned(as: UInt64.self)
         guard signature == BERTH_MODULE_SIGNATURE else {
-            throw .failedPrecondition(String(format: "plugin file %@ is not a Berth plugin module: expected signature 0x%016llx, found 0x%016llx",
-                                             path, BERTH_MODULE_SIGNATURE, signature))
+            throw .failedPrecondition(
+                String(
+                    format: "plugin file %@ is not a Berth plugin module: expected signature 0x%016llx, found 0x%016llx",
+                    path, BERTH_MODULE_SIGNATURE, signature))
         }
         let major = raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self)
         let minor = raw.loadUnaligned(fromByteOffset: 10, as: UInt16.self)
         guard major == BERTH_ABI_MAJOR else {
-            throw .failedPrecondition("plugin file \(path) was built for plugin ABI \(major).\(minor); this berthd speaks ABI \(BERTH_ABI_MAJOR).x (\(BERTH_ABI_MAJOR).\(BERTH_ABI_MINOR))")
+            throw .failedPrecondition(
+                "plugin file \(path) was built for plugin ABI \(major).\(minor); this berthd speaks ABI \(BERTH_ABI_MAJOR).x (\(BERTH_ABI_MAJOR).\(BERTH_ABI_MINOR))"
+            )
         }
         let size = raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
         try requireSize("module descriptor", size, BERTH_MODULE_SIZE_1_0, path: path)
@@ -124,7 +128,8 @@ public enum SharedObjectLoader {
 
     private static func readEntry(_ r: berth_registration, opsSize: UInt32, path: String, index: Int) throws(BerthError) -> LoadedModule.Entry {
         guard let type = r.type.map({ String(cString: $0) }), !type.isEmpty,
-              let id = r.id.map({ String(cString: $0) }), !id.isEmpty else {
+            let id = r.id.map({ String(cString: $0) }), !id.isEmpty
+        else {
             throw .failedPrecondition("plugin file \(path): registration \(index) has no type or id")
         }
         let name = PluginName(type: PluginType(type), id: id)
@@ -134,7 +139,8 @@ public enum SharedObjectLoader {
         // The table's own size first: nothing past it is read.
         let tableSize = UnsafeRawPointer(table).loadUnaligned(as: UInt32.self)
         guard tableSize >= BERTH_OPS_SIZE_1_0 else {
-            throw .failedPrecondition("plugin file \(path): plugin \(name) ops table is \(tableSize) bytes, expected at least \(BERTH_OPS_SIZE_1_0) for ABI \(BERTH_ABI_MAJOR).0")
+            throw .failedPrecondition(
+                "plugin file \(path): plugin \(name) ops table is \(tableSize) bytes, expected at least \(BERTH_OPS_SIZE_1_0) for ABI \(BERTH_ABI_MAJOR).0")
         }
         let ops = readPrefix(UnsafeRawPointer(table), size: min(tableSize, opsSize), as: berth_plugin_ops.self)
         guard ops.create != nil, ops.start != nil, ops.call != nil, ops.stop != nil, ops.destroy != nil else {

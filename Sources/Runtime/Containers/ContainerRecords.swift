@@ -20,7 +20,7 @@ extension MetadataSchema {
                 snapshot_key TEXT NOT NULL,
                 labels TEXT NOT NULL,
                 PRIMARY KEY (namespace, id))
-            """,
+            """
         ],
         namespacedTables: [("containers", "containers")])
 
@@ -44,11 +44,15 @@ extension MetadataStore {
             var stored = container
             stored.clearCreatedAt()
             stored.clearUpdatedAt()
-            try db.query("""
+            try db.query(
+                """
                 INSERT INTO containers (namespace, id, message, created, updated, snapshotter, snapshot_key, labels)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, [.text(namespace), .text(container.id), .blob(try Self.encode(stored)), .integer(now), .integer(now),
-                      .text(stored.snapshotter), .text(stored.snapshotKey), .text(try encodeLabels(stored.labels))])
+                """,
+                [
+                    .text(namespace), .text(container.id), .blob(try Self.encode(stored)), .integer(now), .integer(now),
+                    .text(stored.snapshotter), .text(stored.snapshotKey), .text(try encodeLabels(stored.labels)),
+                ])
             return try Self.stamped(stored, created: now, updated: now)
         }
     }
@@ -72,8 +76,10 @@ extension MetadataStore {
     }
 
     /// Replaces container `id` with what `change` makes of it, in one transaction.
-    public func updateContainer(namespace: String, id: String,
-                                _ change: (Container) throws(BerthError) -> Container) throws(BerthError) -> Container {
+    public func updateContainer(
+        namespace: String, id: String,
+        _ change: (Container) throws(BerthError) -> Container
+    ) throws(BerthError) -> Container {
         try withDatabase { (db) throws(BerthError) in
             guard let current = try findContainer(namespace, id, db) else {
                 throw .notFound("container \"\(id)\" in namespace \"\(namespace)\": not found")
@@ -82,11 +88,15 @@ extension MetadataStore {
             let now = Self.now()
             changed.clearCreatedAt()
             changed.clearUpdatedAt()
-            try db.query("UPDATE containers SET message=?, updated=?, snapshot_key=?, labels=? WHERE namespace=? AND id=?",
-                         [.blob(try Self.encode(changed)), .integer(now), .text(changed.snapshotKey),
-                          .text(try encodeLabels(changed.labels)), .text(namespace), .text(id)])
-            return try Self.stamped(changed, created: Int64(current.createdAt.seconds) * 1_000_000_000 + Int64(current.createdAt.nanos),
-                                    updated: now)
+            try db.query(
+                "UPDATE containers SET message=?, updated=?, snapshot_key=?, labels=? WHERE namespace=? AND id=?",
+                [
+                    .blob(try Self.encode(changed)), .integer(now), .text(changed.snapshotKey),
+                    .text(try encodeLabels(changed.labels)), .text(namespace), .text(id),
+                ])
+            return try Self.stamped(
+                changed, created: Int64(current.createdAt.seconds) * 1_000_000_000 + Int64(current.createdAt.nanos),
+                updated: now)
         }
     }
 
@@ -111,7 +121,8 @@ extension MetadataStore {
 
     private static func decode(_ row: [SQLiteValue]) throws(BerthError) -> Container {
         guard case .blob(let bytes) = row[0], let created = row[1].integer, let updated = row[2].integer,
-              let container = try? Container(serializedBytes: bytes) else {
+            let container = try? Container(serializedBytes: bytes)
+        else {
             throw .dataLoss("metadata database: unreadable container row")
         }
         return try stamped(container, created: created, updated: updated)

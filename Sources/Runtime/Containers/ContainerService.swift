@@ -44,11 +44,16 @@ public struct ContainerService: Sendable {
     public func create(namespace: String, _ container: Container) async throws -> Container {
         try Self.validate(container)
         let created = try await metadata.insertContainer(namespace: namespace, container)
-        events.publish(topic: "/containers/create", namespace: namespace, Containerd_Events_ContainerCreate.with {
-            $0.id = created.id
-            $0.image = created.image
-            $0.runtime = .with { $0.name = created.runtime.name; $0.options = created.runtime.options }
-        })
+        events.publish(
+            topic: "/containers/create", namespace: namespace,
+            Containerd_Events_ContainerCreate.with {
+                $0.id = created.id
+                $0.image = created.image
+                $0.runtime = .with {
+                    $0.name = created.runtime.name
+                    $0.options = created.runtime.options
+                }
+            })
         return created
     }
 
@@ -71,9 +76,14 @@ public struct ContainerService: Sendable {
             try Self.validate(next)
             return next
         }
-        events.publish(topic: "/containers/update", namespace: namespace, Containerd_Events_ContainerUpdate.with {
-            $0.id = updated.id; $0.image = updated.image; $0.labels = updated.labels; $0.snapshotKey = updated.snapshotKey
-        })
+        events.publish(
+            topic: "/containers/update", namespace: namespace,
+            Containerd_Events_ContainerUpdate.with {
+                $0.id = updated.id
+                $0.image = updated.image
+                $0.labels = updated.labels
+                $0.snapshotKey = updated.snapshotKey
+            })
         return updated
     }
 

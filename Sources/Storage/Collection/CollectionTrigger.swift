@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 import Synchronization
 
 /// How services ask the garbage collector for a run. Removing an object, deleting a lease or
@@ -76,7 +76,10 @@ public actor AsyncGate {
     }
 
     private func acquire() async {
-        guard held else { held = true; return }
+        guard held else {
+            held = true
+            return
+        }
         await withCheckedContinuation { waiters.append($0) }
     }
 

@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 import Logging
 import ServiceLifecycle
 
@@ -28,8 +28,10 @@ public actor GarbageCollector: Service, PluginInstance {
     /// How many times a run's length the collector pauses after it.
     let pauseFactor: Double
 
-    public init(metadata: MetadataStore, plugins: PluginDirectory, trigger: CollectionTrigger, snapshots: SnapshotService,
-                content: ContentService, logger: Logger, ingestExpiry: TimeInterval = 24 * 3600, pauseThreshold: Double = 0.05) {
+    public init(
+        metadata: MetadataStore, plugins: PluginDirectory, trigger: CollectionTrigger, snapshots: SnapshotService,
+        content: ContentService, logger: Logger, ingestExpiry: TimeInterval = 24 * 3600, pauseThreshold: Double = 0.05
+    ) {
         self.ingestExpiry = ingestExpiry
         pauseFactor = (1 - pauseThreshold) / pauseThreshold
         self.metadata = metadata
@@ -80,10 +82,12 @@ public actor GarbageCollector: Service, PluginInstance {
                 }
             }
             guard !result.removedNothing else { return }
-            logger.info("garbage collected", metadata: [
-                "leases": "\(result.expiredLeases.count)", "snapshots": "\(result.snapshots.count)",
-                "content": "\(result.contents.count)", "blobs": "\(result.unrecordedDigests.count)",
-            ])
+            logger.info(
+                "garbage collected",
+                metadata: [
+                    "leases": "\(result.expiredLeases.count)", "snapshots": "\(result.snapshots.count)",
+                    "content": "\(result.contents.count)", "blobs": "\(result.unrecordedDigests.count)",
+                ])
         } catch {
             logger.error("garbage collection failed", metadata: ["error": "\(error)"])
         }
@@ -118,10 +122,12 @@ public actor GarbageCollector: Service, PluginInstance {
             do {
                 let report = try await snapshots.cleanup(snapshotter: snapshotter)
                 if !report.isEmpty {
-                    logger.notice("repaired snapshots after an unclean stop", metadata: [
-                        "snapshotter": "\(snapshotter)", "orphan_layers": "\(report.removedLayers.count)",
-                        "dropped_records": "\(report.droppedKeys)",
-                    ])
+                    logger.notice(
+                        "repaired snapshots after an unclean stop",
+                        metadata: [
+                            "snapshotter": "\(snapshotter)", "orphan_layers": "\(report.removedLayers.count)",
+                            "dropped_records": "\(report.droppedKeys)",
+                        ])
                 }
                 for key in report.brokenKeys {
                     logger.error("committed snapshot has no layer on disk", metadata: ["snapshotter": "\(snapshotter)", "key": "\(key)"])

@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 
 /// What one garbage collection removed from the metadata store; the caller then removes the
 /// layers and blobs behind it.
@@ -119,12 +119,14 @@ struct CollectionGraph {
     init(store: MetadataStore, db: SQLiteDatabase, now: Date, rootQueries: [String] = []) throws(BerthError) {
         for row in try db.query("SELECT id, namespace, snapshotter, key, parent_id, kind, leased, labels FROM snapshots") {
             guard let id = row[0].integer, let namespace = row[1].text, let snapshotter = row[2].text, let key = row[3].text,
-                  let kind = row[5].integer, let labels = store.decodeLabels(row[7].text) else {
+                let kind = row[5].integer, let labels = store.decodeLabels(row[7].text)
+            else {
                 throw .dataLoss("metadata database: unreadable snapshot row")
             }
             let inUse = kind != Int64(SnapshotRecord.Kind.committed.rawValue) && row[6].integer == 0
-            snapshots[id] = Snapshot(id: id, namespace: namespace, snapshotter: snapshotter, parentID: row[4].integer,
-                                     labels: labels, inUse: inUse)
+            snapshots[id] = Snapshot(
+                id: id, namespace: namespace, snapshotter: snapshotter, parentID: row[4].integer,
+                labels: labels, inUse: inUse)
             snapshotIDs["\(namespace)/\(snapshotter)/\(key)"] = id
         }
         for row in try db.query("SELECT namespace, digest, labels FROM content") {
@@ -145,7 +147,8 @@ struct CollectionGraph {
         for query in rootQueries {
             for row in try db.query(query) {
                 guard let namespace = row[0].text, let snapshotter = row[1].text, let key = row[2].text,
-                      let labels = store.decodeLabels(row[3].text) else {
+                    let labels = store.decodeLabels(row[3].text)
+                else {
                     throw .dataLoss("metadata database: unreadable row of collection roots")
                 }
                 if let id = snapshotIDs["\(namespace)/\(snapshotter)/\(key)"] { imageRoots.append((.snapshot(id), true)) }
@@ -158,7 +161,10 @@ struct CollectionGraph {
                 throw .dataLoss("metadata database: unreadable lease row")
             }
             if let expiry = labels[CollectionLabel.expire].flatMap(CollectionLabel.expiry) {
-                if expiry <= now { expiredLeases.append((namespace, id)); continue }
+                if expiry <= now {
+                    expiredLeases.append((namespace, id))
+                    continue
+                }
                 nextExpiry = min(nextExpiry ?? expiry, expiry)
             }
             if labels[CollectionLabel.flat] != nil { flat.insert("\(namespace)/\(id)") }
@@ -166,7 +172,8 @@ struct CollectionGraph {
         let expired = Set(expiredLeases.map { "\($0.namespace)/\($0.id)" })
         for row in try db.query("SELECT namespace, lease, type, resource FROM lease_resources") {
             guard let namespace = row[0].text, let lease = row[1].text, let type = row[2].text, let resource = row[3].text,
-                  !expired.contains("\(namespace)/\(lease)") else { continue }
+                !expired.contains("\(namespace)/\(lease)")
+            else { continue }
             let follow = !flat.contains("\(namespace)/\(lease)")
             if type == "ingests" {
                 leasedIngests.insert("\(namespace)/\(resource)")
@@ -211,7 +218,8 @@ struct CollectionGraph {
             if key == CollectionLabel.contentReference || key.hasPrefix(CollectionLabel.contentReference + ".") {
                 nodes.append((.content("\(namespace)/\(value)"), true))
             } else if key.hasPrefix(CollectionLabel.snapshotReference),
-                      let id = snapshotIDs["\(namespace)/\(key.dropFirst(CollectionLabel.snapshotReference.count))/\(value)"] {
+                let id = snapshotIDs["\(namespace)/\(key.dropFirst(CollectionLabel.snapshotReference.count))/\(value)"]
+            {
                 nodes.append((.snapshot(id), true))
             }
         }

@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 
 /// A blob as one namespace sees it: what content Info and List return.
 public struct ContentRecord: Sendable, Equatable {
@@ -22,19 +22,20 @@ public struct ContentRecord: Sendable, Equatable {
 
 extension MetadataSchema {
     /// Which namespace sees which blob; the bytes live once in the content plugin.
-    public static let content = MetadataSchema(statements: [
-        """
-        CREATE TABLE IF NOT EXISTS content (
-            namespace TEXT NOT NULL,
-            digest TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            labels TEXT NOT NULL,
-            created INTEGER NOT NULL,
-            updated INTEGER NOT NULL,
-            PRIMARY KEY (namespace, digest))
-        """,
-        "CREATE INDEX IF NOT EXISTS content_digest ON content(digest)",
-    ], namespacedTables: [("content", "content")])
+    public static let content = MetadataSchema(
+        statements: [
+            """
+            CREATE TABLE IF NOT EXISTS content (
+                namespace TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                labels TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                updated INTEGER NOT NULL,
+                PRIMARY KEY (namespace, digest))
+            """,
+            "CREATE INDEX IF NOT EXISTS content_digest ON content(digest)",
+        ], namespacedTables: [("content", "content")])
 }
 
 /// `sha256:` and 64 lowercase hex digits: the only digest form Berth accepts.
@@ -42,7 +43,8 @@ public enum ContentDigest {
     public static func validate(_ digest: String) throws(BerthError) {
         let hex = digest.utf8.dropFirst(7)
         guard digest.hasPrefix("sha256:"), hex.count == 64,
-              hex.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            hex.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else {
             throw .invalidArgument("digest \"\(digest.prefix(80))\" is not a valid sha256 digest (\"sha256:\" and 64 lowercase hex digits)")
         }
     }
@@ -53,16 +55,19 @@ extension MetadataStore {
 
     /// Records `digest` in `namespace` (creating the namespace); `.alreadyExists` if recorded.
     /// A non-empty `lease` must exist and then holds the content.
-    public func insertContent(namespace: String, digest: String, size: Int64,
-                              labels: [String: String], lease: String = "") throws(BerthError) -> ContentRecord {
+    public func insertContent(
+        namespace: String, digest: String, size: Int64,
+        labels: [String: String], lease: String = ""
+    ) throws(BerthError) -> ContentRecord {
         try Validation.labels(labels)
         return try withDatabase { (db) throws(BerthError) in
             try ensureNamespace(namespace, db)
             if !lease.isEmpty { try attach(.content(digest), lease: lease, namespace: namespace, db) }
             let now = Self.now()
             if try findContent(namespace, digest, db) != nil { throw .alreadyExists("content \(digest): already exists") }
-            try db.query("INSERT INTO content (namespace, digest, size, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                         [.text(namespace), .text(digest), .integer(size), .text(try encodeLabels(labels)), .integer(now), .integer(now)])
+            try db.query(
+                "INSERT INTO content (namespace, digest, size, labels, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                [.text(namespace), .text(digest), .integer(size), .text(try encodeLabels(labels)), .integer(now), .integer(now)])
             return try findContent(namespace, digest, db)!
         }
     }
@@ -85,16 +90,19 @@ extension MetadataStore {
         }
     }
 
-    public func updateContentLabels(namespace: String, digest: String, labels: [String: String],
-                                    paths: [String]) throws(BerthError) -> ContentRecord {
+    public func updateContentLabels(
+        namespace: String, digest: String, labels: [String: String],
+        paths: [String]
+    ) throws(BerthError) -> ContentRecord {
         try withDatabase { (db) throws(BerthError) in
             guard var record = try findContent(namespace, digest, db) else { throw .notFound("content \(digest): not found") }
             let fixed = paths.filter { ["digest", "size", "created_at", "updated_at"].contains($0) }
             guard fixed.isEmpty else { throw .invalidArgument("cannot update field \"\(fixed[0])\" of content \(digest): only labels change") }
             record.labels = try LabelUpdate.apply(labels, to: record.labels, paths: paths, object: "content \(digest)")
             try Validation.labels(record.labels)
-            try db.query("UPDATE content SET labels=?, updated=? WHERE namespace=? AND digest=?",
-                         [.text(try encodeLabels(record.labels)), .integer(Self.now()), .text(namespace), .text(digest)])
+            try db.query(
+                "UPDATE content SET labels=?, updated=? WHERE namespace=? AND digest=?",
+                [.text(try encodeLabels(record.labels)), .integer(Self.now()), .text(namespace), .text(digest)])
             return try findContent(namespace, digest, db)!
         }
     }
@@ -122,7 +130,8 @@ extension MetadataStore {
 
     private func contentRecord(_ row: [SQLiteValue]) throws(BerthError) -> ContentRecord {
         guard let digest = row[0].text, let size = row[1].integer, let labels = decodeLabels(row[2].text),
-              let created = row[3].integer, let updated = row[4].integer else {
+            let created = row[3].integer, let updated = row[4].integer
+        else {
             throw .dataLoss("metadata database: unreadable content row")
         }
         return ContentRecord(digest: digest, size: size, labels: labels, created: Self.date(created), updated: Self.date(updated))

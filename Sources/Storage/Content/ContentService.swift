@@ -1,7 +1,7 @@
-import Filters
-import Kernel
 import BerthProto
+import Filters
 import Foundation
+import Kernel
 import SwiftProtobuf
 import Synchronization
 
@@ -74,9 +74,13 @@ public struct ContentService: Sendable {
     /// Removes ingests no writer holds, last written before `cutoff`, other than `keep`
     /// ("namespace/ref"); returns the removed ones as "namespace/ref".
     func expireIngests(before cutoff: Date, keep: [String]) async throws -> [String] {
-        try await call(BerthContracts.ContentStore.expire, Berth_Content_V1_ExpireIngestsRequest.with {
-            $0.updatedBefore = Google_Protobuf_Timestamp(date: cutoff); $0.keep = keep
-        }).ingests.map(\.ref)
+        try await call(
+            BerthContracts.ContentStore.expire,
+            Berth_Content_V1_ExpireIngestsRequest.with {
+                $0.updatedBefore = Google_Protobuf_Timestamp(date: cutoff)
+                $0.keep = keep
+            }
+        ).ingests.map(\.ref)
     }
 
     /// Deletes blobs that no namespace records (a crash between a store commit and its record
@@ -116,17 +120,27 @@ public struct ContentService: Sendable {
         try await metadata.holdIngest(namespace: namespace, ref: ref, lease: lease)
         // containerd's shared policy: bytes stored for any namespace count as written, when the
         // declared size (if any) agrees; a write or truncation first makes a real ingest.
-        if !expected.isEmpty, let blob = try? await store.call(BerthContracts.ContentStore.info, Berth_Content_V1_BlobRequest.with {
-            $0.digest = expected
-        }), total <= 0 || total == blob.size {
-            return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, lease: lease,
-                                 shared: .init(blob: blob, total: total, expected: expected))
+        if !expected.isEmpty,
+            let blob = try? await store.call(
+                BerthContracts.ContentStore.info,
+                Berth_Content_V1_BlobRequest.with {
+                    $0.digest = expected
+                }), total <= 0 || total == blob.size
+        {
+            return ContentWriter(
+                service: self, store: store, namespace: namespace, ref: ref, lease: lease,
+                shared: .init(blob: blob, total: total, expected: expected))
         }
-        let state = try await store.call(BerthContracts.ContentStore.open, Berth_Content_V1_OpenIngestRequest.with {
-            $0.ref = Self.storeRef(namespace, ref); $0.total = total; $0.expected = expected
-        })
-        return ContentWriter(service: self, store: store, namespace: namespace, ref: ref, lease: lease,
-                             state: Self.unprefixed(state, namespace))
+        let state = try await store.call(
+            BerthContracts.ContentStore.open,
+            Berth_Content_V1_OpenIngestRequest.with {
+                $0.ref = Self.storeRef(namespace, ref)
+                $0.total = total
+                $0.expected = expected
+            })
+        return ContentWriter(
+            service: self, store: store, namespace: namespace, ref: ref, lease: lease,
+            state: Self.unprefixed(state, namespace))
     }
 
     public func status(namespace: String, ref: String) async throws -> Berth_Content_V1_IngestState {
@@ -193,9 +207,12 @@ public struct ContentBlob: Sendable {
     /// when the store does not offer one (`OpenRead` is optional in the store contract).
     public func descriptor() async throws -> Int32? {
         do {
-            return try await store.call(BerthContracts.ContentStore.openRead, Berth_Content_V1_BlobRequest.with {
-                $0.digest = record.digest
-            }).descriptor
+            return try await store.call(
+                BerthContracts.ContentStore.openRead,
+                Berth_Content_V1_BlobRequest.with {
+                    $0.digest = record.digest
+                }
+            ).descriptor
         } catch let error as BerthError where error.code == .unimplemented {
             return nil
         }
@@ -203,9 +220,14 @@ public struct ContentBlob: Sendable {
 
     /// Up to `size` bytes from `offset` (fewer at the end of the blob).
     public func read(offset: Int64, size: Int64) async throws -> Data {
-        try await store.call(BerthContracts.ContentStore.readAt, Berth_Content_V1_ReadAtRequest.with {
-            $0.digest = record.digest; $0.offset = offset; $0.size = size
-        }).data
+        try await store.call(
+            BerthContracts.ContentStore.readAt,
+            Berth_Content_V1_ReadAtRequest.with {
+                $0.digest = record.digest
+                $0.offset = offset
+                $0.size = size
+            }
+        ).data
     }
 }
 
@@ -231,8 +253,10 @@ public final class ContentWriter: Sendable {
     /// Set while the writer stands for stored bytes and holds no ingest: until its first write.
     private let shared: Mutex<SharedBlob?>
 
-    init(service: ContentService, store: any PluginInstance, namespace: String, ref: String, lease: String,
-         state: Berth_Content_V1_IngestState) {
+    init(
+        service: ContentService, store: any PluginInstance, namespace: String, ref: String, lease: String,
+        state: Berth_Content_V1_IngestState
+    ) {
         self.service = service
         self.store = store
         self.namespace = namespace
@@ -251,9 +275,13 @@ public final class ContentWriter: Sendable {
         self.lease = lease
         let now = Google_Protobuf_Timestamp(date: Date())
         opened = .with {
-            $0.ref = ref; $0.offset = shared.blob.size; $0.total = shared.blob.size
-            $0.expected = shared.blob.digest; $0.digest = shared.blob.digest
-            $0.startedAt = now; $0.updatedAt = now
+            $0.ref = ref
+            $0.offset = shared.blob.size
+            $0.total = shared.blob.size
+            $0.expected = shared.blob.digest
+            $0.digest = shared.blob.digest
+            $0.startedAt = now
+            $0.updatedAt = now
         }
         self.shared = Mutex(shared)
     }
@@ -267,16 +295,22 @@ public final class ContentWriter: Sendable {
     public func write(offset: Int64, data: Data, total: Int64, expected: String) async throws -> Berth_Content_V1_IngestState {
         if let shared = shared.withLock({ $0 }) {
             guard offset == 0 || offset == shared.blob.size else {
-                throw BerthError(.outOfRange, "write to ref \"\(ref)\" at offset \(offset), but \(shared.blob.size) bytes are written; write at \(shared.blob.size) or 0")
+                throw BerthError(
+                    .outOfRange, "write to ref \"\(ref)\" at offset \(offset), but \(shared.blob.size) bytes are written; write at \(shared.blob.size) or 0")
             }
             // Writing nothing at the end changes nothing (containerd's writer does not unshare).
             if data.isEmpty, offset != 0 { return opened }
             try await unshare(shared, copying: offset != 0)
         }
-        let state = try await store.call(BerthContracts.ContentStore.write, Berth_Content_V1_IngestWriteRequest.with {
-            $0.ref = ContentService.storeRef(namespace, ref); $0.offset = offset; $0.data = data
-            $0.total = total; $0.expected = expected
-        })
+        let state = try await store.call(
+            BerthContracts.ContentStore.write,
+            Berth_Content_V1_IngestWriteRequest.with {
+                $0.ref = ContentService.storeRef(namespace, ref)
+                $0.offset = offset
+                $0.data = data
+                $0.total = total
+                $0.expected = expected
+            })
         return ContentService.unprefixed(state, namespace)
     }
 
@@ -294,24 +328,31 @@ public final class ContentWriter: Sendable {
         }
         let (blob, record) = try await service.gate.withLock {
             // Shared bytes must still be stored: deletions in the other namespaces take the gate.
-            let blob = if let shared { try await self.storedBlob(shared.blob.digest) }
-                else { try await self.storeCommit(size: size, expected: expected) }
-            let record = try await self.service.metadata.insertContent(namespace: self.namespace, digest: blob.digest, size: blob.size,
-                                                                       labels: labels, lease: self.lease)
+            let blob = if let shared { try await self.storedBlob(shared.blob.digest) } else { try await self.storeCommit(size: size, expected: expected) }
+            let record = try await self.service.metadata.insertContent(
+                namespace: self.namespace, digest: blob.digest, size: blob.size,
+                labels: labels, lease: self.lease)
             return (blob, record)
         }
-        service.events.publish(topic: "/content/create", namespace: namespace, Containerd_Events_ContentCreate.with {
-            $0.digest = blob.digest; $0.size = blob.size
-        })
+        service.events.publish(
+            topic: "/content/create", namespace: namespace,
+            Containerd_Events_ContentCreate.with {
+                $0.digest = blob.digest
+                $0.size = blob.size
+            })
         return record
     }
 
     /// Verifies and moves the ingest into the store (a blob stored already, for this or another
     /// namespace, counts as stored: the namespace's record decides `.alreadyExists`).
     private func storeCommit(size: Int64, expected: String) async throws -> Berth_Content_V1_BlobInfo {
-        try await store.call(BerthContracts.ContentStore.commit, Berth_Content_V1_IngestCommitRequest.with {
-            $0.ref = ContentService.storeRef(namespace, ref); $0.size = size; $0.expected = expected
-        })
+        try await store.call(
+            BerthContracts.ContentStore.commit,
+            Berth_Content_V1_IngestCommitRequest.with {
+                $0.ref = ContentService.storeRef(namespace, ref)
+                $0.size = size
+                $0.expected = expected
+            })
     }
 
     /// The stored blob `digest`; `.notFound` when it is gone.
@@ -323,20 +364,33 @@ public final class ContentWriter: Sendable {
     /// the client starts over at offset 0 (containerd's `createAndCopy`).
     private func unshare(_ shared: SharedBlob, copying: Bool) async throws {
         let storeRef = ContentService.storeRef(namespace, ref)
-        _ = try await store.call(BerthContracts.ContentStore.open, Berth_Content_V1_OpenIngestRequest.with {
-            $0.ref = storeRef; $0.total = shared.total; $0.expected = shared.expected
-        })
+        _ = try await store.call(
+            BerthContracts.ContentStore.open,
+            Berth_Content_V1_OpenIngestRequest.with {
+                $0.ref = storeRef
+                $0.total = shared.total
+                $0.expected = shared.expected
+            })
         self.shared.withLock { $0 = nil }
         var offset: Int64 = 0
         while copying, offset < shared.blob.size {
-            let data = try await store.call(BerthContracts.ContentStore.readAt, Berth_Content_V1_ReadAtRequest.with {
-                $0.digest = shared.blob.digest; $0.offset = offset; $0.size = min(1 << 20, shared.blob.size - offset)
-            }).data
+            let data = try await store.call(
+                BerthContracts.ContentStore.readAt,
+                Berth_Content_V1_ReadAtRequest.with {
+                    $0.digest = shared.blob.digest
+                    $0.offset = offset
+                    $0.size = min(1 << 20, shared.blob.size - offset)
+                }
+            ).data
             guard !data.isEmpty else { throw BerthError(.dataLoss, "content \(shared.blob.digest) ended at \(offset) of \(shared.blob.size) bytes") }
             // The first piece, at offset 0, also drops whatever an earlier session left.
-            _ = try await store.call(BerthContracts.ContentStore.write, Berth_Content_V1_IngestWriteRequest.with {
-                $0.ref = storeRef; $0.offset = offset; $0.data = data
-            })
+            _ = try await store.call(
+                BerthContracts.ContentStore.write,
+                Berth_Content_V1_IngestWriteRequest.with {
+                    $0.ref = storeRef
+                    $0.offset = offset
+                    $0.data = data
+                })
             offset += Int64(data.count)
         }
     }
@@ -345,8 +399,10 @@ public final class ContentWriter: Sendable {
     public func close() async {
         // A writer that stood for stored bytes opened no ingest: the ref may be another's.
         if shared.withLock({ $0 }) != nil { return }
-        _ = try? await store.call(BerthContracts.ContentStore.close, Berth_Content_V1_IngestRef.with {
-            $0.ref = ContentService.storeRef(namespace, ref)
-        })
+        _ = try? await store.call(
+            BerthContracts.ContentStore.close,
+            Berth_Content_V1_IngestRef.with {
+                $0.ref = ContentService.storeRef(namespace, ref)
+            })
     }
 }

@@ -1,6 +1,6 @@
-import Kernel
 import BerthProto
 import Foundation
+import Kernel
 import SwiftProtobuf
 
 /// The diff contract, kept by the kernel over a differ plugin.
@@ -51,21 +51,32 @@ public struct DiffService: Sendable {
     public typealias Mount = Containerd_Types_Mount
 
     /// Writes the changes from `lower` to `upper` into the content store; returns the blob.
-    public func compare(namespace: String, lower: [Mount], upper: [Mount], mediaType: String, ref: String,
-                        labels: [String: String], lease: String) async throws -> Containerd_Types_Descriptor {
+    public func compare(
+        namespace: String, lower: [Mount], upper: [Mount], mediaType: String, ref: String,
+        labels: [String: String], lease: String
+    ) async throws -> Containerd_Types_Descriptor {
         let mediaType = mediaType.isEmpty ? Self.defaultMediaType : mediaType
         let differ = try runningDiffer()
         try Validation.labels(labels)
-        let layer = try await differ.call(BerthContracts.Differ.compare, Berth_Diff_V1_CompareRequest.with {
-            $0.lower = lower; $0.upper = upper; $0.mediaType = mediaType
-        })
+        let layer = try await differ.call(
+            BerthContracts.Differ.compare,
+            Berth_Diff_V1_CompareRequest.with {
+                $0.lower = lower
+                $0.upper = upper
+                $0.mediaType = mediaType
+            })
         defer { unlink(layer.path) }
         var labels = labels
         labels[Self.uncompressedLabel] = layer.uncompressedDigest
-        let (digest, size) = try await store(layer.path, namespace: namespace,
-                                             ref: ref.isEmpty ? "diff-\(UUID().uuidString.lowercased())" : ref,
-                                             labels: labels, lease: lease)
-        return .with { $0.mediaType = mediaType; $0.digest = digest; $0.size = size }
+        let (digest, size) = try await store(
+            layer.path, namespace: namespace,
+            ref: ref.isEmpty ? "diff-\(UUID().uuidString.lowercased())" : ref,
+            labels: labels, lease: lease)
+        return .with {
+            $0.mediaType = mediaType
+            $0.digest = digest
+            $0.size = size
+        }
     }
 
     /// Unpacks layer `diff` onto `mounts`; answers the uncompressed layer's descriptor.
@@ -87,12 +98,18 @@ public struct DiffService: Sendable {
         return try await apply(path: path, diff: diff, mounts: mounts, differ: differ)
     }
 
-    private func apply(path: String, diff: Containerd_Types_Descriptor, mounts: [Mount],
-                       differ: any PluginInstance) async throws -> Containerd_Types_Descriptor {
+    private func apply(
+        path: String, diff: Containerd_Types_Descriptor, mounts: [Mount],
+        differ: any PluginInstance
+    ) async throws -> Containerd_Types_Descriptor {
         let mediaType = diff.mediaType.isEmpty ? Self.defaultMediaType : diff.mediaType
-        let reply = try await differ.call(BerthContracts.Differ.apply, Berth_Diff_V1_ApplyLayerRequest.with {
-            $0.mounts = mounts; $0.path = path; $0.mediaType = mediaType
-        })
+        let reply = try await differ.call(
+            BerthContracts.Differ.apply,
+            Berth_Diff_V1_ApplyLayerRequest.with {
+                $0.mounts = mounts
+                $0.path = path
+                $0.mediaType = mediaType
+            })
         return .with {
             $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
             $0.digest = reply.uncompressedDigest
@@ -102,7 +119,8 @@ public struct DiffService: Sendable {
 
     private func copy(_ blob: ContentBlob, to path: String) async throws {
         guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
-              let file = FileHandle(forWritingAtPath: path) else {
+            let file = FileHandle(forWritingAtPath: path)
+        else {
             throw BerthError.internal("cannot create \(path) to unpack content \(blob.record.digest)")
         }
         defer { try? file.close() }
@@ -122,8 +140,10 @@ public struct DiffService: Sendable {
 
     /// Ingests the file at `path` under `ref` and commits it; content the namespace already has
     /// counts as stored.
-    private func store(_ path: String, namespace: String, ref: String, labels: [String: String],
-                       lease: String) async throws -> (String, Int64) {
+    private func store(
+        _ path: String, namespace: String, ref: String, labels: [String: String],
+        lease: String
+    ) async throws -> (String, Int64) {
         guard let file = FileHandle(forReadingAtPath: path) else {
             throw BerthError.internal("the differ's layer \(path) cannot be read")
         }

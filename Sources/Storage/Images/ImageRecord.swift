@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 
 /// One image as a namespace sees it: a name, the root descriptor it points at, labels, times.
 public struct ImageRecord: Sendable, Equatable {
@@ -56,21 +56,22 @@ public struct ImageRecord: Sendable, Equatable {
 
 extension MetadataSchema {
     /// Images per namespace: name → root descriptor.
-    public static let images = MetadataSchema(statements: [
-        """
-        CREATE TABLE IF NOT EXISTS images (
-            namespace TEXT NOT NULL,
-            name TEXT NOT NULL,
-            media_type TEXT NOT NULL,
-            digest TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            annotations TEXT NOT NULL,
-            labels TEXT NOT NULL,
-            created INTEGER NOT NULL,
-            updated INTEGER NOT NULL,
-            PRIMARY KEY (namespace, name))
-        """,
-    ], namespacedTables: [("images", "images")])
+    public static let images = MetadataSchema(
+        statements: [
+            """
+            CREATE TABLE IF NOT EXISTS images (
+                namespace TEXT NOT NULL,
+                name TEXT NOT NULL,
+                media_type TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                annotations TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                updated INTEGER NOT NULL,
+                PRIMARY KEY (namespace, name))
+            """
+        ], namespacedTables: [("images", "images")])
 }
 
 /// Image records in the metadata store; each method is one transaction.
@@ -84,10 +85,13 @@ extension MetadataStore {
             try ensureNamespace(namespace, db)
             if try findImage(namespace, image.name, db) != nil { throw .alreadyExists("image \"\(image.name)\": already exists") }
             let now = Self.now()
-            try db.query("INSERT INTO images (namespace, \(Self.imageColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         [.text(namespace), .text(image.name), .text(image.target.mediaType), .text(image.target.digest),
-                          .integer(image.target.size), .text(try encodeLabels(image.target.annotations)),
-                          .text(try encodeLabels(image.labels)), .integer(now), .integer(now)])
+            try db.query(
+                "INSERT INTO images (namespace, \(Self.imageColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    .text(namespace), .text(image.name), .text(image.target.mediaType), .text(image.target.digest),
+                    .integer(image.target.size), .text(try encodeLabels(image.target.annotations)),
+                    .text(try encodeLabels(image.labels)), .integer(now), .integer(now),
+                ])
             return try findImage(namespace, image.name, db)!
         }
     }
@@ -124,18 +128,23 @@ extension MetadataStore {
                     image.target = update.target
                 } else if path == "annotations" || path.hasPrefix("annotations.") {
                     let relabelled = path == "annotations" ? "labels" : "labels." + path.dropFirst("annotations.".count)
-                    image.target.annotations = try LabelUpdate.apply(update.target.annotations, to: image.target.annotations,
-                                                                     paths: [relabelled], object: object)
+                    image.target.annotations = try LabelUpdate.apply(
+                        update.target.annotations, to: image.target.annotations,
+                        paths: [relabelled], object: object)
                 } else {
                     throw .invalidArgument("cannot update field \"\(path)\" of \(object)")
                 }
             }
             try image.validate()
-            try db.query("""
+            try db.query(
+                """
                 UPDATE images SET media_type=?, digest=?, size=?, annotations=?, labels=?, updated=? WHERE namespace=? AND name=?
-                """, [.text(image.target.mediaType), .text(image.target.digest), .integer(image.target.size),
-                      .text(try encodeLabels(image.target.annotations)), .text(try encodeLabels(image.labels)),
-                      .integer(Self.now()), .text(namespace), .text(image.name)])
+                """,
+                [
+                    .text(image.target.mediaType), .text(image.target.digest), .integer(image.target.size),
+                    .text(try encodeLabels(image.target.annotations)), .text(try encodeLabels(image.labels)),
+                    .integer(Self.now()), .text(namespace), .text(image.name),
+                ])
             return try findImage(namespace, image.name, db)!
         }
     }
@@ -154,12 +163,14 @@ extension MetadataStore {
 
     private func imageRecord(_ row: [SQLiteValue]) throws(BerthError) -> ImageRecord {
         guard let name = row[0].text, let mediaType = row[1].text, let digest = row[2].text, let size = row[3].integer,
-              let annotations = decodeLabels(row[4].text), let labels = decodeLabels(row[5].text),
-              let created = row[6].integer, let updated = row[7].integer else {
+            let annotations = decodeLabels(row[4].text), let labels = decodeLabels(row[5].text),
+            let created = row[6].integer, let updated = row[7].integer
+        else {
             throw .dataLoss("metadata database: unreadable image row")
         }
-        return ImageRecord(name: name, labels: labels,
-                           target: .init(mediaType: mediaType, digest: digest, size: size, annotations: annotations),
-                           created: Self.date(created), updated: Self.date(updated))
+        return ImageRecord(
+            name: name, labels: labels,
+            target: .init(mediaType: mediaType, digest: digest, size: size, annotations: annotations),
+            created: Self.date(created), updated: Self.date(updated))
     }
 }

@@ -1,7 +1,7 @@
-import Filters
-import Kernel
 import BerthProto
+import Filters
 import Foundation
+import Kernel
 
 /// The image contract, kept by the kernel: names mapped to root descriptors, per namespace.
 ///
@@ -37,17 +37,23 @@ public struct ImageService: Sendable {
 
     public func create(namespace: String, _ image: ImageRecord) async throws -> ImageRecord {
         let created = try await metadata.createImage(namespace: namespace, image)
-        events.publish(topic: "/images/create", namespace: namespace, Containerd_Events_ImageCreate.with {
-            $0.name = created.name; $0.labels = created.labels
-        })
+        events.publish(
+            topic: "/images/create", namespace: namespace,
+            Containerd_Events_ImageCreate.with {
+                $0.name = created.name
+                $0.labels = created.labels
+            })
         return created
     }
 
     public func update(namespace: String, _ image: ImageRecord, paths: [String]) async throws -> ImageRecord {
         let updated = try await metadata.updateImage(namespace: namespace, image, paths: paths)
-        events.publish(topic: "/images/update", namespace: namespace, Containerd_Events_ImageUpdate.with {
-            $0.name = updated.name; $0.labels = updated.labels
-        })
+        events.publish(
+            topic: "/images/update", namespace: namespace,
+            Containerd_Events_ImageUpdate.with {
+                $0.name = updated.name
+                $0.labels = updated.labels
+            })
         // A new target or fewer reference labels can leave content unreachable.
         if paths.contains("target") || LabelUpdate.mayAffectCollection(paths: paths) {
             collection?.schedule()

@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 
 /// A lease as one namespace sees it: what the Leases service lists.
 public struct LeaseRecord: Sendable, Equatable {
@@ -79,30 +79,31 @@ public enum CollectionLabel {
 
 extension MetadataSchema {
     /// Leases per namespace and the objects each one holds (by name; the objects need not exist).
-    public static let leases = MetadataSchema(statements: [
-        """
-        CREATE TABLE IF NOT EXISTS leases (
-            namespace TEXT NOT NULL,
-            id TEXT NOT NULL,
-            labels TEXT NOT NULL,
-            created INTEGER NOT NULL,
-            PRIMARY KEY (namespace, id))
-        """,
-        """
-        CREATE TABLE IF NOT EXISTS lease_resources (
-            namespace TEXT NOT NULL,
-            lease TEXT NOT NULL,
-            type TEXT NOT NULL,
-            resource TEXT NOT NULL,
-            PRIMARY KEY (namespace, lease, type, resource))
-        """,
-        // Ingests opened under a lease: containerd collects such an ingest once no lease holds
-        // it, where one opened without a lease only expires with age.
-        """
-        CREATE TABLE IF NOT EXISTS leased_ingests (
-            namespace TEXT NOT NULL,
-            ref TEXT NOT NULL,
-            PRIMARY KEY (namespace, ref))
-        """,
-    ], namespacedTables: [("leases", "leases")])
+    public static let leases = MetadataSchema(
+        statements: [
+            """
+            CREATE TABLE IF NOT EXISTS leases (
+                namespace TEXT NOT NULL,
+                id TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                PRIMARY KEY (namespace, id))
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS lease_resources (
+                namespace TEXT NOT NULL,
+                lease TEXT NOT NULL,
+                type TEXT NOT NULL,
+                resource TEXT NOT NULL,
+                PRIMARY KEY (namespace, lease, type, resource))
+            """,
+            // Ingests opened under a lease: containerd collects such an ingest once no lease holds
+            // it, where one opened without a lease only expires with age.
+            """
+            CREATE TABLE IF NOT EXISTS leased_ingests (
+                namespace TEXT NOT NULL,
+                ref TEXT NOT NULL,
+                PRIMARY KEY (namespace, ref))
+            """,
+        ], namespacedTables: [("leases", "leases")])
 }

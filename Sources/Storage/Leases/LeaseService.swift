@@ -1,6 +1,6 @@
 import Filters
-import Kernel
 import Foundation
+import Kernel
 
 /// The lease contract, kept by the kernel.
 ///

@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 
 /// Lease records in the metadata store; each method is one transaction.
 extension MetadataStore {
@@ -11,8 +11,9 @@ extension MetadataStore {
         return try withDatabase { (db) throws(BerthError) in
             try ensureNamespace(namespace, db)
             if try findLease(namespace, id, db) != nil { throw .alreadyExists("lease \"\(id)\": already exists") }
-            try db.query("INSERT INTO leases (namespace, id, labels, created) VALUES (?, ?, ?, ?)",
-                         [.text(namespace), .text(id), .text(try encodeLabels(labels)), .integer(Self.now())])
+            try db.query(
+                "INSERT INTO leases (namespace, id, labels, created) VALUES (?, ?, ?, ?)",
+                [.text(namespace), .text(id), .text(try encodeLabels(labels)), .integer(Self.now())])
             return try findLease(namespace, id, db)!
         }
     }
@@ -67,8 +68,10 @@ extension MetadataStore {
     public func leaseResources(namespace: String, lease id: String) throws(BerthError) -> [LeaseResource] {
         try withDatabase { (db) throws(BerthError) in
             guard try findLease(namespace, id, db) != nil else { throw .notFound("lease \"\(id)\": not found") }
-            return try db.query("SELECT type, resource FROM lease_resources WHERE namespace=? AND lease=? ORDER BY type, resource",
-                                [.text(namespace), .text(id)]).compactMap { row in
+            return try db.query(
+                "SELECT type, resource FROM lease_resources WHERE namespace=? AND lease=? ORDER BY type, resource",
+                [.text(namespace), .text(id)]
+            ).compactMap { row in
                 guard let type = row[0].text, let resource = row[1].text else { return nil }
                 return LeaseResource(type: type, id: resource)
             }
@@ -81,13 +84,15 @@ extension MetadataStore {
     /// that an object made under a mistyped lease is refused rather than left unprotected.
     func attach(_ resource: LeaseResource, lease id: String, namespace: String, _ db: SQLiteDatabase) throws(BerthError) {
         guard try findLease(namespace, id, db) != nil else { throw .notFound("lease \"\(id)\": not found") }
-        try db.query("INSERT OR IGNORE INTO lease_resources (namespace, lease, type, resource) VALUES (?, ?, ?, ?)",
-                     [.text(namespace), .text(id), .text(resource.type), .text(resource.id)])
+        try db.query(
+            "INSERT OR IGNORE INTO lease_resources (namespace, lease, type, resource) VALUES (?, ?, ?, ?)",
+            [.text(namespace), .text(id), .text(resource.type), .text(resource.id)])
     }
 
     func detach(_ resource: LeaseResource, lease id: String, namespace: String, _ db: SQLiteDatabase) throws(BerthError) {
-        try db.query("DELETE FROM lease_resources WHERE namespace=? AND lease=? AND type=? AND resource=?",
-                     [.text(namespace), .text(id), .text(resource.type), .text(resource.id)])
+        try db.query(
+            "DELETE FROM lease_resources WHERE namespace=? AND lease=? AND type=? AND resource=?",
+            [.text(namespace), .text(id), .text(resource.type), .text(resource.id)])
     }
 
     private func findLease(_ namespace: String, _ id: String, _ db: SQLiteDatabase) throws(BerthError) -> LeaseRecord? {

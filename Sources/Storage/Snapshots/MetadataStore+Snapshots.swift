@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 
 /// Snapshot records in the metadata store. Each method is one transaction, which is what makes
 /// the keyspace a lock: of several concurrent Prepares of one key, exactly one inserts.
@@ -9,8 +9,10 @@ extension MetadataStore {
     /// Inserts a new active snapshot or view on top of committed `parent` (or none), creating the
     /// namespace if needed, and returns it with the parent chain's ids, nearest first. A
     /// non-empty `lease` must exist and then holds the new snapshot.
-    public func insertSnapshot(namespace: String, snapshotter: String, key: String, parent: String,
-                               kind: SnapshotRecord.Kind, labels: [String: String], lease: String = "") throws(BerthError)
+    public func insertSnapshot(
+        namespace: String, snapshotter: String, key: String, parent: String,
+        kind: SnapshotRecord.Kind, labels: [String: String], lease: String = ""
+    ) throws(BerthError)
         -> (record: SnapshotRecord, parents: [Int64])
     {
         try withDatabase { (db) throws(BerthError) in
@@ -32,12 +34,16 @@ extension MetadataStore {
                 chain = try self.chain(from: parentRecord.id, db)
             }
             let now = Self.now()
-            try db.query("""
+            try db.query(
+                """
                 INSERT INTO snapshots (namespace, snapshotter, key, parent, parent_id, kind, labels, created, updated, leased)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, [.text(namespace), .text(snapshotter), .text(key), .text(parent), parentID,
-                      .integer(Int64(kind.rawValue)), .text(try encodeLabels(labels)), .integer(now), .integer(now),
-                      .integer(lease.isEmpty ? 0 : 1)])
+                """,
+                [
+                    .text(namespace), .text(snapshotter), .text(key), .text(parent), parentID,
+                    .integer(Int64(kind.rawValue)), .text(try encodeLabels(labels)), .integer(now), .integer(now),
+                    .integer(lease.isEmpty ? 0 : 1),
+                ])
             guard let record = try findSnapshot(namespace, snapshotter, key, db) else {
                 throw .internal("snapshot \"\(key)\" vanished right after insert")
             }
@@ -60,8 +66,10 @@ extension MetadataStore {
 
     /// Turns active `key` into committed `name` with `labels`; the key disappears. Under a
     /// `lease`, the lease holds `name` instead of `key` afterwards, as in containerd.
-    public func commitSnapshot(namespace: String, snapshotter: String, key: String, name: String,
-                               labels: [String: String], lease: String = "") throws(BerthError) -> SnapshotRecord {
+    public func commitSnapshot(
+        namespace: String, snapshotter: String, key: String, name: String,
+        labels: [String: String], lease: String = ""
+    ) throws(BerthError) -> SnapshotRecord {
         try withDatabase { (db) throws(BerthError) in
             if !lease.isEmpty {
                 try attach(.snapshot(snapshotter, name), lease: lease, namespace: namespace, db)
@@ -79,9 +87,12 @@ extension MetadataStore {
             // A commit makes a new snapshot: created and updated are both now, as in containerd
             // (its TestSnapshotter/Update checks created == updated right after a commit).
             let now = Self.now()
-            try db.query("UPDATE snapshots SET key=?, kind=?, labels=?, created=?, updated=? WHERE id=?",
-                         [.text(name), .integer(Int64(SnapshotRecord.Kind.committed.rawValue)),
-                          .text(try encodeLabels(labels)), .integer(now), .integer(now), .integer(active.id)])
+            try db.query(
+                "UPDATE snapshots SET key=?, kind=?, labels=?, created=?, updated=? WHERE id=?",
+                [
+                    .text(name), .integer(Int64(SnapshotRecord.Kind.committed.rawValue)),
+                    .text(try encodeLabels(labels)), .integer(now), .integer(now), .integer(active.id),
+                ])
             return try findSnapshot(namespace, snapshotter, name, db)!
         }
     }
@@ -102,8 +113,10 @@ extension MetadataStore {
     }
 
     /// Applies a label update (field paths as in `LabelUpdate`) to `key`.
-    public func updateSnapshotLabels(namespace: String, snapshotter: String, key: String,
-                                     labels: [String: String], paths: [String]) throws(BerthError) -> SnapshotRecord {
+    public func updateSnapshotLabels(
+        namespace: String, snapshotter: String, key: String,
+        labels: [String: String], paths: [String]
+    ) throws(BerthError) -> SnapshotRecord {
         try withDatabase { (db) throws(BerthError) in
             guard var record = try findSnapshot(namespace, snapshotter, key, db) else {
                 throw .notFound("snapshot \"\(key)\" does not exist")
@@ -114,8 +127,9 @@ extension MetadataStore {
             }
             record.labels = try LabelUpdate.apply(labels, to: record.labels, paths: paths, object: "snapshot \"\(key)\"")
             try Validation.labels(record.labels)
-            try db.query("UPDATE snapshots SET labels=?, updated=? WHERE id=?",
-                         [.text(try encodeLabels(record.labels)), .integer(Self.now()), .integer(record.id)])
+            try db.query(
+                "UPDATE snapshots SET labels=?, updated=? WHERE id=?",
+                [.text(try encodeLabels(record.labels)), .integer(Self.now()), .integer(record.id)])
             return try findSnapshot(namespace, snapshotter, key, db)!
         }
     }
@@ -124,8 +138,10 @@ extension MetadataStore {
     public func snapshots(namespace: String, snapshotter: String) throws(BerthError) -> [SnapshotRecord] {
         try withDatabase { (db) throws(BerthError) in
             var records = [SnapshotRecord]()
-            for row in try db.query("SELECT \(Self.columns) FROM snapshots WHERE namespace=? AND snapshotter=? ORDER BY key",
-                                    [.text(namespace), .text(snapshotter)]) {
+            for row in try db.query(
+                "SELECT \(Self.columns) FROM snapshots WHERE namespace=? AND snapshotter=? ORDER BY key",
+                [.text(namespace), .text(snapshotter)])
+            {
                 records.append(try snapshotRecord(row))
             }
             return records
@@ -147,10 +163,17 @@ extension MetadataStore {
         try withDatabase { (db) throws(BerthError) in
             var dropped = [String](), broken = [String]()
             for id in ids {
-                guard let row = try db.query("SELECT \(Self.columns) FROM snapshots WHERE id=? AND snapshotter=?",
-                                             [.integer(id), .text(snapshotter)]).first else { continue }
+                guard
+                    let row = try db.query(
+                        "SELECT \(Self.columns) FROM snapshots WHERE id=? AND snapshotter=?",
+                        [.integer(id), .text(snapshotter)]
+                    ).first
+                else { continue }
                 let record = try snapshotRecord(row)
-                guard record.kind != .committed else { broken.append("\(record.namespace)/\(record.key)"); continue }
+                guard record.kind != .committed else {
+                    broken.append("\(record.namespace)/\(record.key)")
+                    continue
+                }
                 try db.query("DELETE FROM snapshots WHERE id=?", [.integer(id)])
                 dropped.append("\(record.namespace)/\(record.key)")
             }
@@ -160,10 +183,13 @@ extension MetadataStore {
 
     // MARK: - Helpers inside a transaction
 
-    private func findSnapshot(_ namespace: String, _ snapshotter: String, _ key: String,
-                              _ db: SQLiteDatabase) throws(BerthError) -> SnapshotRecord? {
-        let rows = try db.query("SELECT \(Self.columns) FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?",
-                                [.text(namespace), .text(snapshotter), .text(key)])
+    private func findSnapshot(
+        _ namespace: String, _ snapshotter: String, _ key: String,
+        _ db: SQLiteDatabase
+    ) throws(BerthError) -> SnapshotRecord? {
+        let rows = try db.query(
+            "SELECT \(Self.columns) FROM snapshots WHERE namespace=? AND snapshotter=? AND key=?",
+            [.text(namespace), .text(snapshotter), .text(key)])
         return try rows.first.map { (row) throws(BerthError) in try snapshotRecord(row) }
     }
 
@@ -176,22 +202,26 @@ extension MetadataStore {
 
     /// `id` and its ancestors, nearest first.
     private func chain(from id: Int64, _ db: SQLiteDatabase) throws(BerthError) -> [Int64] {
-        try db.query("""
+        try db.query(
+            """
             WITH RECURSIVE chain(id, parent_id, depth) AS (
                 SELECT id, parent_id, 0 FROM snapshots WHERE id=?
                 UNION ALL SELECT s.id, s.parent_id, c.depth + 1 FROM snapshots s JOIN chain c ON s.id = c.parent_id)
             SELECT id FROM chain ORDER BY depth
-            """, [.integer(id)]).compactMap { $0[0].integer }
+            """, [.integer(id)]
+        ).compactMap { $0[0].integer }
     }
 
     private func snapshotRecord(_ row: [SQLiteValue]) throws(BerthError) -> SnapshotRecord {
         guard let id = row[0].integer, let namespace = row[1].text, let snapshotter = row[2].text,
-              let key = row[3].text, let parent = row[4].text, let kindValue = row[5].integer,
-              let kind = SnapshotRecord.Kind(rawValue: Int(kindValue)), let labels = decodeLabels(row[6].text),
-              let created = row[7].integer, let updated = row[8].integer else {
+            let key = row[3].text, let parent = row[4].text, let kindValue = row[5].integer,
+            let kind = SnapshotRecord.Kind(rawValue: Int(kindValue)), let labels = decodeLabels(row[6].text),
+            let created = row[7].integer, let updated = row[8].integer
+        else {
             throw .dataLoss("metadata database: unreadable snapshot row")
         }
-        return SnapshotRecord(id: id, namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
-                              kind: kind, labels: labels, created: Self.date(created), updated: Self.date(updated))
+        return SnapshotRecord(
+            id: id, namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
+            kind: kind, labels: labels, created: Self.date(created), updated: Self.date(updated))
     }
 }

@@ -1,5 +1,5 @@
-import Kernel
 import Foundation
+import Kernel
 
 /// One snapshot as the kernel's metadata knows it; what `Stat` and `Walk` return.
 public struct SnapshotRecord: Sendable, Equatable {
@@ -47,24 +47,25 @@ public struct SnapshotRecord: Sendable, Equatable {
 extension MetadataSchema {
     /// The snapshots table: one keyspace per (namespace, snapshotter); `parent_id` links a
     /// snapshot to the committed snapshot below it.
-    public static let snapshots = MetadataSchema(statements: [
-        """
-        CREATE TABLE IF NOT EXISTS snapshots (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            namespace TEXT NOT NULL,
-            snapshotter TEXT NOT NULL,
-            key TEXT NOT NULL,
-            parent TEXT NOT NULL,
-            parent_id INTEGER REFERENCES snapshots(id),
-            kind INTEGER NOT NULL,
-            labels TEXT NOT NULL,
-            created INTEGER NOT NULL,
-            updated INTEGER NOT NULL,
-            UNIQUE (namespace, snapshotter, key))
-        """,
-        "CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent_id)",
-    ], namespacedTables: [("snapshots", "snapshots")],
-    // 1 when the active snapshot or view was made under a lease: then the lease, not its kind,
-    // keeps it from the garbage collector.
-    addedColumns: [("snapshots", "leased", "INTEGER NOT NULL DEFAULT 0")])
+    public static let snapshots = MetadataSchema(
+        statements: [
+            """
+            CREATE TABLE IF NOT EXISTS snapshots (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                namespace TEXT NOT NULL,
+                snapshotter TEXT NOT NULL,
+                key TEXT NOT NULL,
+                parent TEXT NOT NULL,
+                parent_id INTEGER REFERENCES snapshots(id),
+                kind INTEGER NOT NULL,
+                labels TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                updated INTEGER NOT NULL,
+                UNIQUE (namespace, snapshotter, key))
+            """,
+            "CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent_id)",
+        ], namespacedTables: [("snapshots", "snapshots")],
+        // 1 when the active snapshot or view was made under a lease: then the lease, not its kind,
+        // keeps it from the garbage collector.
+        addedColumns: [("snapshots", "leased", "INTEGER NOT NULL DEFAULT 0")])
 }

@@ -1,7 +1,7 @@
-import Filters
-import Kernel
 import BerthProto
+import Filters
 import Foundation
+import Kernel
 import SwiftProtobuf
 import Synchronization
 
@@ -43,17 +43,23 @@ public struct SnapshotService: Sendable {
 
     /// Creates active snapshot `key` on committed `parent` and returns its mounts; a non-empty
     /// `lease` (which must exist) holds it.
-    public func prepare(namespace: String, snapshotter: String, key: String, parent: String,
-                        labels: [String: String], lease: String = "") async throws -> [Mount] {
-        try await create(namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
-                         labels: labels, kind: .active, lease: lease)
+    public func prepare(
+        namespace: String, snapshotter: String, key: String, parent: String,
+        labels: [String: String], lease: String = ""
+    ) async throws -> [Mount] {
+        try await create(
+            namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
+            labels: labels, kind: .active, lease: lease)
     }
 
     /// Creates read-only view `key` of committed `parent` and returns its mounts.
-    public func view(namespace: String, snapshotter: String, key: String, parent: String,
-                     labels: [String: String], lease: String = "") async throws -> [Mount] {
-        try await create(namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
-                         labels: labels, kind: .view, lease: lease)
+    public func view(
+        namespace: String, snapshotter: String, key: String, parent: String,
+        labels: [String: String], lease: String = ""
+    ) async throws -> [Mount] {
+        try await create(
+            namespace: namespace, snapshotter: snapshotter, key: key, parent: parent,
+            labels: labels, kind: .view, lease: lease)
     }
 
     /// The mounts of an active snapshot or view, as prepare or view returned them; a committed
@@ -69,17 +75,24 @@ public struct SnapshotService: Sendable {
     }
 
     /// Commits active `key` as `name`; the active key disappears.
-    public func commit(namespace: String, snapshotter: String, name: String, key: String,
-                       labels: [String: String], lease: String = "") async throws {
+    public func commit(
+        namespace: String, snapshotter: String, name: String, key: String,
+        labels: [String: String], lease: String = ""
+    ) async throws {
         let (snapshotterName, driver) = try resolve(snapshotter)
         try Self.validate(key: name, labels: labels)
         try pending.requireAbsent(namespace, snapshotterName, key)
-        let record = try await metadata.commitSnapshot(namespace: namespace, snapshotter: snapshotterName,
-                                                       key: key, name: name, labels: labels, lease: lease)
+        let record = try await metadata.commitSnapshot(
+            namespace: namespace, snapshotter: snapshotterName,
+            key: key, name: name, labels: labels, lease: lease)
         _ = try await driver.call(BerthContracts.SnapshotDriver.commit, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
-        events.publish(topic: "/snapshot/commit", namespace: namespace, Containerd_Events_SnapshotCommit.with {
-            $0.key = key; $0.name = name; $0.snapshotter = snapshotterName
-        })
+        events.publish(
+            topic: "/snapshot/commit", namespace: namespace,
+            Containerd_Events_SnapshotCommit.with {
+                $0.key = key
+                $0.name = name
+                $0.snapshotter = snapshotterName
+            })
     }
 
     /// Removes `key` of either kind; a committed snapshot with children is refused.
@@ -89,9 +102,12 @@ public struct SnapshotService: Sendable {
         let record = try await metadata.deleteSnapshot(namespace: namespace, snapshotter: name, key: key)
         // The record is gone first: if the driver fails now, Cleanup removes the orphan layer.
         _ = try await driver.call(BerthContracts.SnapshotDriver.remove, Berth_Snapshots_V1_LayerRequest.with { $0.id = UInt64(record.id) })
-        events.publish(topic: "/snapshot/remove", namespace: namespace, Containerd_Events_SnapshotRemove.with {
-            $0.key = key; $0.snapshotter = name
-        })
+        events.publish(
+            topic: "/snapshot/remove", namespace: namespace,
+            Containerd_Events_SnapshotRemove.with {
+                $0.key = key
+                $0.snapshotter = name
+            })
         collection?.schedule()
     }
 
@@ -103,12 +119,15 @@ public struct SnapshotService: Sendable {
     }
 
     /// Changes labels of `key` (field paths "labels" or "labels.KEY"; none replaces all).
-    public func update(namespace: String, snapshotter: String, key: String, labels: [String: String],
-                       paths: [String]) async throws -> SnapshotRecord {
+    public func update(
+        namespace: String, snapshotter: String, key: String, labels: [String: String],
+        paths: [String]
+    ) async throws -> SnapshotRecord {
         let (name, _) = try resolve(snapshotter)
         try pending.requireAbsent(namespace, name, key)
-        let record = try await metadata.updateSnapshotLabels(namespace: namespace, snapshotter: name, key: key,
-                                                             labels: labels, paths: paths)
+        let record = try await metadata.updateSnapshotLabels(
+            namespace: namespace, snapshotter: name, key: key,
+            labels: labels, paths: paths)
         if LabelUpdate.mayAffectCollection(paths: paths) { collection?.schedule() }
         return record
     }
@@ -161,25 +180,34 @@ public struct SnapshotService: Sendable {
 
     // MARK: -
 
-    private func create(namespace: String, snapshotter: String, key: String, parent: String,
-                        labels: [String: String], kind: SnapshotRecord.Kind, lease: String) async throws -> [Mount] {
+    private func create(
+        namespace: String, snapshotter: String, key: String, parent: String,
+        labels: [String: String], kind: SnapshotRecord.Kind, lease: String
+    ) async throws -> [Mount] {
         let (name, driver) = try resolve(snapshotter)
         try Self.validate(key: key, labels: labels)
         // Hidden from other clients from before its record exists until its layer does.
         pending.add(namespace, name, key)
         defer { pending.remove(namespace, name, key) }
-        let (record, parents) = try await metadata.insertSnapshot(namespace: namespace, snapshotter: name, key: key,
-                                                                  parent: parent, kind: kind, labels: labels, lease: lease)
+        let (record, parents) = try await metadata.insertSnapshot(
+            namespace: namespace, snapshotter: name, key: key,
+            parent: parent, kind: kind, labels: labels, lease: lease)
         do {
-            _ = try await driver.call(BerthContracts.SnapshotDriver.create, Berth_Snapshots_V1_CreateLayerRequest.with {
-                $0.id = UInt64(record.id)
-                $0.parents = parents.map { UInt64($0) }
-                $0.readonly = kind == .view
-            })
+            _ = try await driver.call(
+                BerthContracts.SnapshotDriver.create,
+                Berth_Snapshots_V1_CreateLayerRequest.with {
+                    $0.id = UInt64(record.id)
+                    $0.parents = parents.map { UInt64($0) }
+                    $0.readonly = kind == .view
+                })
             let mounts = try await mounts(driver, record: record, parents: parents)
-            events.publish(topic: "/snapshot/prepare", namespace: namespace, Containerd_Events_SnapshotPrepare.with {
-                $0.key = key; $0.parent = parent; $0.snapshotter = name
-            })
+            events.publish(
+                topic: "/snapshot/prepare", namespace: namespace,
+                Containerd_Events_SnapshotPrepare.with {
+                    $0.key = key
+                    $0.parent = parent
+                    $0.snapshotter = name
+                })
             return mounts
         } catch {
             // Nothing half-made stays: drop the record and whatever the driver made. This runs
@@ -196,11 +224,14 @@ public struct SnapshotService: Sendable {
     }
 
     private func mounts(_ driver: any PluginInstance, record: SnapshotRecord, parents: [Int64]) async throws -> [Mount] {
-        try await driver.call(BerthContracts.SnapshotDriver.mounts, Berth_Snapshots_V1_LayerMountsRequest.with {
-            $0.id = UInt64(record.id)
-            $0.parents = parents.map { UInt64($0) }
-            $0.readonly = record.kind != .active
-        }).mounts
+        try await driver.call(
+            BerthContracts.SnapshotDriver.mounts,
+            Berth_Snapshots_V1_LayerMountsRequest.with {
+                $0.id = UInt64(record.id)
+                $0.parents = parents.map { UInt64($0) }
+                $0.readonly = record.kind != .active
+            }
+        ).mounts
     }
 
     /// The snapshotter's name ("" means the default) and its running driver plugin.

@@ -32,8 +32,9 @@ final class CopySnapshotter: BerthPlugin {
             if let parent = request.parents.first, !request.readonly {
                 try Self.copy(try existing(parent), to: staging)
             } else {
-                try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false,
-                                                        attributes: [.posixPermissions: 0o755])
+                try FileManager.default.createDirectory(
+                    atPath: staging, withIntermediateDirectories: false,
+                    attributes: [.posixPermissions: 0o755])
             }
             try FileManager.default.moveItem(atPath: staging, toPath: path(request.id))
             return Google_Protobuf_Empty()
@@ -43,7 +44,13 @@ final class CopySnapshotter: BerthPlugin {
             // A read-only layer changes nothing: it shows its nearest parent as it is.
             let source = request.readonly ? try request.parents.first.map(existing) ?? own : own
             return Containerd_Services_Snapshots_V1_MountsResponse.with {
-                $0.mounts = [.with { $0.type = "bind"; $0.source = source; $0.options = [request.readonly ? "ro" : "rw", "rbind"] }]
+                $0.mounts = [
+                    .with {
+                        $0.type = "bind"
+                        $0.source = source
+                        $0.options = [request.readonly ? "ro" : "rw", "rbind"]
+                    }
+                ]
             }
         }
         methods.serve(BerthContracts.SnapshotDriver.commit) { request, _ in
@@ -56,7 +63,10 @@ final class CopySnapshotter: BerthPlugin {
         }
         methods.serve(BerthContracts.SnapshotDriver.usage, blocking: true) { request, _ in
             let (size, inodes) = Self.usage(of: try existing(request.id))
-            return Containerd_Services_Snapshots_V1_UsageResponse.with { $0.size = size; $0.inodes = inodes }
+            return Containerd_Services_Snapshots_V1_UsageResponse.with {
+                $0.size = size
+                $0.inodes = inodes
+            }
         }
         methods.serve(BerthContracts.SnapshotDriver.cleanup, blocking: true) { request, _ in
             let keep = Set(request.keep)
@@ -67,7 +77,9 @@ final class CopySnapshotter: BerthPlugin {
                     try? FileManager.default.removeItem(atPath: "\(layers)/\(name)")  // a half-made copy
                     continue
                 }
-                if keep.contains(id) { present.insert(id) } else if (try? FileManager.default.removeItem(atPath: path(id))) != nil {
+                if keep.contains(id) {
+                    present.insert(id)
+                } else if (try? FileManager.default.removeItem(atPath: path(id))) != nil {
                     removed.append(id)
                 }
             }
@@ -80,8 +92,9 @@ final class CopySnapshotter: BerthPlugin {
     }
 
     func start() async throws {
-        try FileManager.default.createDirectory(atPath: layers, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: layers, withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700])
     }
 
     /// cp -a keeps owners, modes, times, links and xattrs.

@@ -3,8 +3,10 @@ import BerthPluginSDK
 
 private let module = PluginModule([
     // Greet is also offered to clients: berthd serves it on its socket beside containerd's API.
-    PluginRegistration(type: "io.berth.example.v1", id: "hello", requires: ["io.containerd.event.v1"],
-                       apiMethods: [HelloPlugin.greet]) {
+    PluginRegistration(
+        type: "io.berth.example.v1", id: "hello", requires: ["io.containerd.event.v1"],
+        apiMethods: [HelloPlugin.greet]
+    ) {
         HelloPlugin(host: $0)
     },
     PluginRegistration(type: "io.containerd.snapshotter.v1", id: "hello-copy", platforms: ["linux"]) {
