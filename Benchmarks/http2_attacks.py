@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(FIXTURE))
 from http2_attacks import rss_kib  # noqa: E402
 
 ATTACKS = ["ping_flood", "settings_flood", "rst_provoking_data", "rejected_requests", "rapid_reset",
-           "empty_continuation", "unfinished_messages", "slow_reader", "cancelled_subscriptions", "handshake_timeout"]
+           "empty_continuation", "unfinished_messages", "slow_reader", "cancelled_subscriptions", "handshake_timeout",
+           "connection_limit"]
 
 
 def run_one(start, attack, seconds):

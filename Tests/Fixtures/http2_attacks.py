@@ -375,6 +375,30 @@ def attack_cancelled_subscriptions(path, seconds, count=100_000):
     return f"{verdict}:{done} publish_before_ms:{before:.1f} publish_after_ms:{after:.1f}"
 
 
+def attack_connection_limit(path, seconds, limit=1000):
+    """As many connections as the server takes, and one more; the extra one is closed at once."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, limit + 200)), hard))
+    held, extra = [], 0
+    try:
+        for _ in range(limit + 20):
+            for _ in range(500):
+                try:
+                    held.append(Conn(path, timeout=2))
+                    break
+                except BlockingIOError:   # the listen backlog is full: the server accepts more slowly
+                    time.sleep(0.01)
+        # some of those (the last ones, and any the victim took) were closed on arrival
+        for conn in held:
+            if not conn.frames(lambda f: f[0] == SETTINGS, timeout=0.2):
+                extra += 1
+    finally:
+        for conn in held:
+            conn.close()
+    return f"closed_on_arrival:{extra}"
+
+
 def attack_handshake_timeout(path, seconds):
     """Connections that never send the preface; how long until the server closes them."""
     socks = []
