@@ -16,6 +16,10 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
     let apiMethods: [String]
     /// How long a call may take when its context says `.kernelDefault`.
     private let defaultTimeout: Int64
+    /// "plugin P method ", made once: a call's label is joined only when the call is cut short.
+    private let labelPrefix: String
+    /// Tells the plugin (ABI 1.1 and later) that the caller gave up on a call; made once.
+    private let abandonHandler: (@Sendable (UInt) -> Void)?
 
     /// Creates the instance (synchronous create) and starts it (asynchronous start).
     /// A skip or failure destroys the instance and throws `PluginStartOutcome`.
@@ -72,6 +76,13 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
         self.exports = exports
         self.apiMethods = apiMethods
         self.defaultTimeout = defaultTimeout
+        labelPrefix = "plugin \(name) method "
+        if let cancel = ops.cancel {
+            let instance = UInt(bitPattern: instance)
+            abandonHandler = { token in cancel(UnsafeMutableRawPointer(bitPattern: instance), UnsafeMutableRawPointer(bitPattern: token)) }
+        } else {
+            abandonHandler = nil
+        }
     }
 
     func call(_ method: String, request: [UInt8], context: CallContext) async throws -> [UInt8] {
@@ -82,7 +93,7 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
             case .none: 0
             }
         let reply = await ReplyTable.await(
-            label: "plugin \(name) method \(method)", deadline: deadline,
+            label: CallLabel(labelPrefix, method: method), deadline: deadline,
             onAbandon: abandonHandler
         ) { replyContext, replyFunction in
             context.namespace.withCString { namespace in
@@ -107,17 +118,10 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
         }
     }
 
-    /// Tells the plugin (ABI 1.1 and later) that the caller gave up on a call.
-    private var abandonHandler: (@Sendable (UInt) -> Void)? {
-        guard let cancel = ops.cancel else { return nil }
-        let instance = UInt(bitPattern: instance)
-        return { token in cancel(UnsafeMutableRawPointer(bitPattern: instance), UnsafeMutableRawPointer(bitPattern: token)) }
-    }
-
     /// Stops the plugin and frees it. A plugin that does not answer stop before the task is
     /// cancelled (the kernel bounds shutdown) is not destroyed: its work may still be running.
     func stop() async {
-        let reply = await ReplyTable.await(label: "plugin \(name) stop", onAbandon: nil) { ops.stop(instance, $0, $1) }
+        let reply = await ReplyTable.await(label: CallLabel("plugin \(name) stop"), onAbandon: nil) { ops.stop(instance, $0, $1) }
         if case .failure(let error) = reply, error.code == .cancelled { return }
         ops.destroy(instance)
     }

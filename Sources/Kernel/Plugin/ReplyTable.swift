@@ -1,6 +1,20 @@
 import CBerthPlugin
 import Synchronization
 
+/// Names a call in errors and logs ("plugin P method M"). Kept in two parts and joined only
+/// when a call is cut short, so that a call that is answered builds no string.
+struct CallLabel: Sendable {
+    let prefix: String
+    let method: String
+
+    init(_ prefix: String, method: String = "") {
+        self.prefix = prefix
+        self.method = method
+    }
+
+    var text: String { prefix + method }
+}
+
 /// What a plugin answered to one asynchronous operation.
 enum PluginReply: Sendable {
     case ok([UInt8])
@@ -37,7 +51,7 @@ enum ReplyTable {
         /// CLOCK_MONOTONIC nanoseconds, or 0 for none.
         var deadline: Int64
         /// "plugin P method M", for the log line when the call is cut short.
-        var label: String
+        var label: CallLabel
         var onAbandon: (@Sendable (UInt) -> Void)?
     }
 
@@ -52,7 +66,7 @@ enum ReplyTable {
     /// for cancellation, or for `deadline` (CLOCK_MONOTONIC ns, 0 = none). `onAbandon` gets the
     /// token of a call given up after `start` ran.
     static func await(
-        label: String = "", deadline: Int64 = 0, onAbandon: (@Sendable (UInt) -> Void)? = nil,
+        label: CallLabel = CallLabel(""), deadline: Int64 = 0, onAbandon: (@Sendable (UInt) -> Void)? = nil,
         _ start: (UnsafeMutableRawPointer, berth_reply_fn) -> Void
     ) async -> PluginReply {
         let token = state.withLock { state in
@@ -64,7 +78,7 @@ enum ReplyTable {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let abandoned: PluginReply? = state.withLock { state in
-                    guard let pending = state.waiting[token] else { return .failure(BerthError(.cancelled, "\(label): cancelled")) }
+                    guard let pending = state.waiting[token] else { return .failure(BerthError(.cancelled, "\(label.text): cancelled")) }
                     if let reply = pending.abandonedWith {
                         state.waiting[token] = nil
                         return reply
@@ -112,7 +126,7 @@ enum ReplyTable {
             guard var pending = state.waiting[token], pending.abandonedWith == nil else { return nil }
             guard pending.continuation != nil else {
                 // Not started yet: the waiter finds the answer when it stores its continuation.
-                pending.abandonedWith = .failure(error.wrapped(pending.label))
+                pending.abandonedWith = .failure(error.wrapped(pending.label.text))
                 state.waiting[token] = pending
                 return (pending, false)
             }
@@ -121,10 +135,10 @@ enum ReplyTable {
         }
         guard let (pending, started) = found else { return nil }
         if started {
-            pending.continuation?.resume(returning: .failure(error.wrapped(pending.label)))
+            pending.continuation?.resume(returning: .failure(error.wrapped(pending.label.text)))
             pending.onAbandon?(token)
         }
-        return pending.label
+        return pending.label.text
     }
 
     fileprivate static func resolve(_ context: UnsafeMutableRawPointer?, _ reply: PluginReply) {
