@@ -15,7 +15,12 @@ PROTOS = ROOT / "Protos" / "berth"
 SWIFT_OUT = ROOT / "SDK/Sources/BerthProto/Contracts/BerthContracts.swift"
 C_OUT = ROOT / "SDK/Sources/CBerthPlugin/include/berth_contracts.h"
 # Swift/C names of the contracts, where the proto service name alone would be vague.
-NAMES = {("berth.snapshots.v1", "Driver"): "SnapshotDriver", ("berth.content.v1", "Store"): "ContentStore"}
+NAMES = {
+    ("berth.snapshots.v1", "Driver"): "SnapshotDriver",
+    ("berth.content.v1", "Store"): "ContentStore",
+    ("berth.runtime.v1", "Runtime"): "RuntimeContract",
+    ("berth.runtime.v1", "Supervisor"): "SupervisorContract",
+}
 
 
 def swift_type(name, package):

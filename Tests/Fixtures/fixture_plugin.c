@@ -17,8 +17,8 @@
  *   FIXTURE_REQUIRES=type  registration requires that type
  *   FIXTURE_API            offers /berth.fixture.v1.Fixture/Echo and .../Hang to clients
  *
- * Methods: ".../Echo" answers the request bytes; ".../Hang" never answers (cancels are counted
- * in fixture_cancelled_calls); any other method answers the call's namespace, then (a contract
+ * Methods: ".../Echo" answers the request bytes; ".../Hang" writes "fixture: Hang arrived" to
+ * stderr and never answers (cancels are counted in fixture_cancelled_calls); any other method answers the call's namespace, then (a contract
  * breach the host must survive) answers the same call a second time.
  */
 #include <stdlib.h>
@@ -67,7 +67,13 @@ static int ends_with(const char *text, const char *suffix) {
 static void fixture_call(void *instance, const berth_call_context *ctx, const char *method,
                          const uint8_t *request, size_t len, void *reply_ctx, berth_reply_fn reply) {
     (void)instance;
-    if (ends_with(method, "/Hang")) return;
+    if (ends_with(method, "/Hang")) {
+        /* Announced on stderr, so a test knows the call is in flight before it acts on it. */
+        static const char arrived[] = "fixture: Hang arrived\n";
+        ssize_t written = write(2, arrived, sizeof arrived - 1);
+        (void)written;
+        return;
+    }
     if (ends_with(method, "/Echo")) {
         reply(reply_ctx, BERTH_CODE_OK, request, len);
         return;

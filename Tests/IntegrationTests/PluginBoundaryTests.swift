@@ -125,7 +125,12 @@ import Testing
             // One answered call first, so the hanging one goes out on an open connection.
             #expect(try await rawCall(client, "berth.fixture.v1.Fixture/Echo", [7]) == [7])
             async let hung = rpcFailure { _ = try await rawCall(client, "berth.fixture.v1.Fixture/Hang", [1]) }
-            try await Task.sleep(for: .milliseconds(500))
+            // The test pool may be busy: wait until the plugin holds the call, not for a fixed time.
+            let sent = clock.now
+            while !daemon.log.contains("fixture: Hang arrived"), clock.now - sent < .seconds(30) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try #require(daemon.log.contains("fixture: Hang arrived"))
             let stopping = clock.now
             kill(daemon.process.processIdentifier, SIGTERM)
             _ = await hung

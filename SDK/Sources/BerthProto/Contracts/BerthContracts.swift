@@ -37,6 +37,30 @@ public enum BerthContracts {
         public static let apply = ContractMethod<Berth_Diff_V1_ApplyLayerRequest, Berth_Diff_V1_ApplyLayerReply>(path: "/berth.diff.v1.Differ/Apply")
     }
 
+    /// `berth.runtime.v1.Runtime` (Protos/berth/runtime/v1/runtime.proto).
+    public enum RuntimeContract {
+        public static let create = ContractMethod<Berth_Runtime_V1_CreateRequest, Berth_Runtime_V1_CreateResponse>(path: "/berth.runtime.v1.Runtime/Create")
+        public static let start = ContractMethod<Berth_Runtime_V1_ProcessRequest, Berth_Runtime_V1_StartResponse>(path: "/berth.runtime.v1.Runtime/Start")
+        public static let kill = ContractMethod<Berth_Runtime_V1_KillRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/Kill")
+        public static let exec = ContractMethod<Berth_Runtime_V1_ExecRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/Exec")
+        public static let resizePty = ContractMethod<Berth_Runtime_V1_ResizePtyRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/ResizePty")
+        public static let closeIO = ContractMethod<Berth_Runtime_V1_ProcessRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/CloseIO")
+        public static let pause = ContractMethod<Berth_Runtime_V1_ProcessRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/Pause")
+        public static let resume = ContractMethod<Berth_Runtime_V1_ProcessRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/Resume")
+        public static let pids = ContractMethod<Berth_Runtime_V1_ProcessRequest, Berth_Runtime_V1_PidsResponse>(path: "/berth.runtime.v1.Runtime/Pids")
+        public static let update = ContractMethod<Berth_Runtime_V1_UpdateRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/Update")
+        public static let metrics = ContractMethod<Berth_Runtime_V1_ProcessRequest, Berth_Runtime_V1_MetricsResponse>(path: "/berth.runtime.v1.Runtime/Metrics")
+        public static let deleteProcess = ContractMethod<Berth_Runtime_V1_ProcessRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/DeleteProcess")
+        public static let delete = ContractMethod<Berth_Runtime_V1_ProcessRequest, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Runtime/Delete")
+        public static let restore = ContractMethod<Google_Protobuf_Empty, Berth_Runtime_V1_RestoreResponse>(path: "/berth.runtime.v1.Runtime/Restore")
+    }
+
+    /// `berth.runtime.v1.Supervisor` (Protos/berth/runtime/v1/runtime.proto).
+    public enum SupervisorContract {
+        public static let exited = ContractMethod<Berth_Runtime_V1_Exit, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Supervisor/Exited")
+        public static let outOfMemoryKilled = ContractMethod<Berth_Runtime_V1_OutOfMemory, Google_Protobuf_Empty>(path: "/berth.runtime.v1.Supervisor/OutOfMemoryKilled")
+    }
+
     /// `berth.snapshots.v1.Driver` (Protos/berth/snapshots/v1/driver.proto).
     public enum SnapshotDriver {
         public static let create = ContractMethod<Berth_Snapshots_V1_CreateLayerRequest, Google_Protobuf_Empty>(path: "/berth.snapshots.v1.Driver/Create")

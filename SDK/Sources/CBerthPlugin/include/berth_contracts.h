@@ -21,6 +21,26 @@
 #define BERTH_DIFFER_COMPARE "/berth.diff.v1.Differ/Compare"
 #define BERTH_DIFFER_APPLY "/berth.diff.v1.Differ/Apply"
 
+/* berth.runtime.v1.Runtime (Protos/berth/runtime/v1/runtime.proto) */
+#define BERTH_RUNTIME_CONTRACT_CREATE "/berth.runtime.v1.Runtime/Create"
+#define BERTH_RUNTIME_CONTRACT_START "/berth.runtime.v1.Runtime/Start"
+#define BERTH_RUNTIME_CONTRACT_KILL "/berth.runtime.v1.Runtime/Kill"
+#define BERTH_RUNTIME_CONTRACT_EXEC "/berth.runtime.v1.Runtime/Exec"
+#define BERTH_RUNTIME_CONTRACT_RESIZE_PTY "/berth.runtime.v1.Runtime/ResizePty"
+#define BERTH_RUNTIME_CONTRACT_CLOSE_I_O "/berth.runtime.v1.Runtime/CloseIO"
+#define BERTH_RUNTIME_CONTRACT_PAUSE "/berth.runtime.v1.Runtime/Pause"
+#define BERTH_RUNTIME_CONTRACT_RESUME "/berth.runtime.v1.Runtime/Resume"
+#define BERTH_RUNTIME_CONTRACT_PIDS "/berth.runtime.v1.Runtime/Pids"
+#define BERTH_RUNTIME_CONTRACT_UPDATE "/berth.runtime.v1.Runtime/Update"
+#define BERTH_RUNTIME_CONTRACT_METRICS "/berth.runtime.v1.Runtime/Metrics"
+#define BERTH_RUNTIME_CONTRACT_DELETE_PROCESS "/berth.runtime.v1.Runtime/DeleteProcess"
+#define BERTH_RUNTIME_CONTRACT_DELETE "/berth.runtime.v1.Runtime/Delete"
+#define BERTH_RUNTIME_CONTRACT_RESTORE "/berth.runtime.v1.Runtime/Restore"
+
+/* berth.runtime.v1.Supervisor (Protos/berth/runtime/v1/runtime.proto) */
+#define BERTH_SUPERVISOR_CONTRACT_EXITED "/berth.runtime.v1.Supervisor/Exited"
+#define BERTH_SUPERVISOR_CONTRACT_OUT_OF_MEMORY_KILLED "/berth.runtime.v1.Supervisor/OutOfMemoryKilled"
+
 /* berth.snapshots.v1.Driver (Protos/berth/snapshots/v1/driver.proto) */
 #define BERTH_SNAPSHOT_DRIVER_CREATE "/berth.snapshots.v1.Driver/Create"
 #define BERTH_SNAPSHOT_DRIVER_MOUNTS "/berth.snapshots.v1.Driver/Mounts"
