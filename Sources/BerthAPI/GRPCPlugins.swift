@@ -46,6 +46,12 @@ public enum GRPCPlugins {
             grpc("containers", requires: [.service]) { context in
                 ContainersService(containers: try context.plugins.service(RuntimePlugins.containers, as: ContainerService.self))
             },
+            grpc("tasks", requires: [.service]) { context in
+                TasksService(
+                    tasks: TaskService(
+                        containers: try context.plugins.service(RuntimePlugins.containers, as: ContainerService.self),
+                        supervisor: try context.plugins.service(TaskSupervisor.name, as: TaskSupervisor.self)))
+            },
         ]
     }
 

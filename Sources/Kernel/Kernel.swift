@@ -42,8 +42,11 @@ public actor Kernel: Service {
         self.logger = logger
     }
 
+    /// The tables the kernel's own parts keep in the metadata store (the supervisor's).
+    public static let schemas: [MetadataSchema] = [.processes]
+
     /// The kernel's own parts as registrations, so introspection lists them with containerd's
-    /// names: the event exchange and the metadata store.
+    /// names: the event exchange, the metadata store and the task supervisor.
     public static func coreRegistrations(metadataPath: String) -> [Registration] {
         struct Part: PluginInstance {
             var exports: [String: String] = [:]
@@ -55,6 +58,7 @@ public actor Kernel: Service {
                 origin: .builtin { _ in
                     Part(exports: ["path": metadataPath])
                 }),
+            TaskSupervisor.registration(),
         ]
     }
 

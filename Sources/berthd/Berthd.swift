@@ -98,7 +98,7 @@ struct Berthd: AsyncParsableCommand {
             atPath: metadataDirectory, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
         let metadataPath = metadataDirectory + "/meta.db"
-        let metadata = try MetadataStore(path: metadataPath, schemas: StoragePlugins.schemas + RuntimePlugins.schemas)
+        let metadata = try MetadataStore(path: metadataPath, schemas: Kernel.schemas + StoragePlugins.schemas + RuntimePlugins.schemas)
         let events = EventBus()
         let builtins =
             Kernel.coreRegistrations(metadataPath: metadataPath) + StoragePlugins.registrations()

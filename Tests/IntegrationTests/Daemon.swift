@@ -126,6 +126,8 @@ final class Daemon: @unchecked Sendable {
             \(settings)
             [grpc]
             address = "\(socket)"
+            [runtime_aliases]
+            "io.containerd.runc.v2" = "io.containerd.runtime.v2.linux"
 
             """ + plugins
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)

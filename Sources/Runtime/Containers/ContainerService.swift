@@ -87,7 +87,13 @@ public struct ContainerService: Sendable {
         return updated
     }
 
+    /// Deletes a container that has no task; `.failedPrecondition` while it has one (running or
+    /// not: the task holds its rootfs and the supervisor's records).
     public func delete(namespace: String, id: String) async throws {
+        if let task = try await metadata.process(namespace: namespace, containerID: id, execID: "") {
+            throw BerthError.failedPrecondition(
+                "container \"\(id)\" in namespace \"\(namespace)\" has a task (\(task.phase.name)); delete the task first")
+        }
         try await metadata.deleteContainer(namespace: namespace, id: id)
         events.publish(topic: "/containers/delete", namespace: namespace, Containerd_Events_ContainerDelete.with { $0.id = id })
     }

@@ -1,0 +1,69 @@
+import BerthProto
+import Filters
+import Foundation
+import Kernel
+import SwiftProtobuf
+
+/// Tasks as clients ask for them: a container's record joined with the supervisor.
+///
+/// The supervisor (kernel) knows processes and runtimes; this service knows containers. Creating
+/// a task reads the container (its spec, runtime name and options) and hands the supervisor
+/// everything the runtime needs, so no runtime ever reads the metadata store. Listing and
+/// metrics take containerd's filters here, above the kernel.
+public struct TaskService: Sendable {
+    public let containers: ContainerService
+    public let supervisor: TaskSupervisor
+
+    public init(containers: ContainerService, supervisor: TaskSupervisor) {
+        self.containers = containers
+        self.supervisor = supervisor
+    }
+
+    /// Creates the task of container `containerID`. Runtime options given here win over the
+    /// container's own, as in containerd.
+    public func create(
+        namespace: String, containerID: String, rootfs: [Containerd_Types_Mount], stdio: ProcessStdio,
+        options: Google_Protobuf_Any?
+    ) async throws -> ProcessRecord {
+        let container = try await containers.get(namespace: namespace, id: containerID)
+        let runtimeOptions = options ?? (container.runtime.hasOptions ? container.runtime.options : nil)
+        return try await supervisor.create(
+            TaskCreation(
+                namespace: namespace, containerID: containerID, runtimeName: container.runtime.name,
+                spec: Array(container.spec.value), rootfs: rootfs, stdio: stdio, options: runtimeOptions))
+    }
+
+    /// Tasks of `namespace` matching `filter` (fields id, pid, status), by container id.
+    public func list(namespace: String, filter: String) async throws -> [ProcessRecord] {
+        let filters = try FilterSet(filter.isEmpty ? [] : [filter])
+        return try await supervisor.list(namespace: namespace).filter { record in
+            filters.matches { Self.field(record, $0) }
+        }
+    }
+
+    /// One metric per task matching any of `filters`.
+    public func metrics(namespace: String, filters: [String]) async throws -> [Containerd_Types_Metric] {
+        let filterSet = try FilterSet(filters)
+        var metrics = [Containerd_Types_Metric]()
+        for record in try await supervisor.list(namespace: namespace) where filterSet.matches({ Self.field(record, $0) }) {
+            if case .stopped = record.phase { continue }
+            let data = try await supervisor.metrics(namespace: namespace, containerID: record.containerID)
+            metrics.append(.with {
+                $0.timestamp = Google_Protobuf_Timestamp(date: Date())
+                $0.id = record.containerID
+                $0.data = data
+            })
+        }
+        return metrics
+    }
+
+    private static func field(_ record: ProcessRecord, _ path: [String]) -> String? {
+        switch path.first {
+        case "id", "container_id": record.containerID
+        case "pid": String(record.phase.pid)
+        case "status": record.phase.name
+        case "runtime": record.runtime
+        default: nil
+        }
+    }
+}
