@@ -28,10 +28,11 @@ struct TasksService: Containerd_Services_Tasks_V1_Tasks.ServiceProtocol {
         let record = try await tasks.create(
             namespace: try RequestContext.namespace(request.metadata), containerID: message.containerID,
             rootfs: message.rootfs, stdio: stdio, options: message.hasOptions ? message.options : nil)
-        return Response(message: .with {
-            $0.containerID = record.containerID
-            $0.pid = record.phase.pid
-        })
+        return Response(
+            message: .with {
+                $0.containerID = record.containerID
+                $0.pid = record.phase.pid
+            })
     }
 
     func start(request: Request<Containerd_Services_Tasks_V1_StartRequest>, context: ServerContext) async throws
@@ -158,10 +159,11 @@ struct TasksService: Containerd_Services_Tasks_V1_Tasks.ServiceProtocol {
         let exit = try await supervisor.wait(
             namespace: try RequestContext.namespace(request.metadata), containerID: request.message.containerID,
             execID: request.message.execID)
-        return Response(message: .with {
-            $0.exitStatus = exit.status
-            $0.exitedAt = Self.timestamp(exit.at)
-        })
+        return Response(
+            message: .with {
+                $0.exitStatus = exit.status
+                $0.exitedAt = Self.timestamp(exit.at)
+            })
     }
 
     // MARK: - Conversions

@@ -119,13 +119,15 @@ extension TaskSupervisor {
             return
         }
         guard changed else { return }
-        events.publish(topic: "/tasks/exit", namespace: record.namespace, Containerd_Events_TaskExit.with {
-            $0.containerID = record.containerID
-            $0.id = record.isInit ? record.containerID : record.execID
-            $0.pid = record.phase.pid
-            $0.exitStatus = fact.status
-            $0.exitedAt = Self.timestamp(fact.at)
-        })
+        events.publish(
+            topic: "/tasks/exit", namespace: record.namespace,
+            Containerd_Events_TaskExit.with {
+                $0.containerID = record.containerID
+                $0.id = record.isInit ? record.containerID : record.execID
+                $0.pid = record.phase.pid
+                $0.exitStatus = fact.status
+                $0.exitedAt = Self.timestamp(fact.at)
+            })
         resumeWaiters(of: record, with: fact)
     }
 

@@ -66,7 +66,8 @@ extension TaskSupervisor {
                 try await metadata.deleteProcesses(
                     namespace: record.namespace, containerID: record.containerID, execID: record.isInit ? nil : record.execID)
             case (_, nil):
-                logger.warning("the runtime lost a process; recording it as exited", metadata: ["container": "\(record.containerID)", "exec": "\(record.execID)"])
+                logger.warning(
+                    "the runtime lost a process; recording it as exited", metadata: ["container": "\(record.containerID)", "exec": "\(record.execID)"])
                 try await recordExit(Self.exit(record, status: Self.lostExitStatus, at: MetadataStore.now()))
             case (_, let survivor?):
                 try await adopt(record, survivor)

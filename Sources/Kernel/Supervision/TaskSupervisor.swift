@@ -147,16 +147,20 @@ public actor TaskSupervisor: PluginInstance {
         }
         let pid = started.phase.pid
         if record.isInit {
-            events.publish(topic: "/tasks/start", namespace: namespace, Containerd_Events_TaskStart.with {
-                $0.containerID = containerID
-                $0.pid = pid
-            })
+            events.publish(
+                topic: "/tasks/start", namespace: namespace,
+                Containerd_Events_TaskStart.with {
+                    $0.containerID = containerID
+                    $0.pid = pid
+                })
         } else {
-            events.publish(topic: "/tasks/exec-started", namespace: namespace, Containerd_Events_TaskExecStarted.with {
-                $0.containerID = containerID
-                $0.execID = execID
-                $0.pid = pid
-            })
+            events.publish(
+                topic: "/tasks/exec-started", namespace: namespace,
+                Containerd_Events_TaskExecStarted.with {
+                    $0.containerID = containerID
+                    $0.execID = execID
+                    $0.pid = pid
+                })
         }
         return pid
     }
@@ -203,10 +207,12 @@ public actor TaskSupervisor: PluginInstance {
             }
             return try await self.advance(record) { if case .creating = $0 { .created(pid: 0) } else { nil } }
         }
-        events.publish(topic: "/tasks/exec-added", namespace: namespace, Containerd_Events_TaskExecAdded.with {
-            $0.containerID = containerID
-            $0.execID = execID
-        })
+        events.publish(
+            topic: "/tasks/exec-added", namespace: namespace,
+            Containerd_Events_TaskExecAdded.with {
+                $0.containerID = containerID
+                $0.execID = execID
+            })
     }
 
     /// Deletes a task that is stopped (or created, which the runtime kills) with every process
@@ -224,13 +230,15 @@ public actor TaskSupervisor: PluginInstance {
         }
         failWaiters(of: record, "task \"\(containerID)\" was deleted")
         let exit: ExitFact? = if case .stopped(_, let exit) = record.phase { exit } else { nil }
-        events.publish(topic: "/tasks/delete", namespace: namespace, Containerd_Events_TaskDelete.with {
-            $0.containerID = containerID
-            $0.id = containerID
-            $0.pid = record.phase.pid
-            $0.exitStatus = exit?.status ?? 0
-            if let exit { $0.exitedAt = Self.timestamp(exit.at) }
-        })
+        events.publish(
+            topic: "/tasks/delete", namespace: namespace,
+            Containerd_Events_TaskDelete.with {
+                $0.containerID = containerID
+                $0.id = containerID
+                $0.pid = record.phase.pid
+                $0.exitStatus = exit?.status ?? 0
+                if let exit { $0.exitedAt = Self.timestamp(exit.at) }
+            })
         return record
     }
 
@@ -249,13 +257,15 @@ public actor TaskSupervisor: PluginInstance {
         }
         failWaiters(of: record, "\(record.noun) was deleted")
         let exit: ExitFact? = if case .stopped(_, let exit) = record.phase { exit } else { nil }
-        events.publish(topic: "/tasks/delete", namespace: namespace, Containerd_Events_TaskDelete.with {
-            $0.containerID = containerID
-            $0.id = execID
-            $0.pid = record.phase.pid
-            $0.exitStatus = exit?.status ?? 0
-            if let exit { $0.exitedAt = Self.timestamp(exit.at) }
-        })
+        events.publish(
+            topic: "/tasks/delete", namespace: namespace,
+            Containerd_Events_TaskDelete.with {
+                $0.containerID = containerID
+                $0.id = execID
+                $0.pid = record.phase.pid
+                $0.exitStatus = exit?.status ?? 0
+                if let exit { $0.exitedAt = Self.timestamp(exit.at) }
+            })
         return record
     }
 
@@ -423,7 +433,9 @@ public actor TaskSupervisor: PluginInstance {
     /// Exec ids follow the keeper's rule, which is containerd's identifier rule.
     static func validateExecID(_ execID: String, containerID: String) throws(BerthError) {
         guard !execID.isEmpty, execID.utf8.count <= 76,
-            execID.utf8.allSatisfy({ $0 == 0x2D || $0 == 0x2E || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) })
+            execID.utf8.allSatisfy({
+                $0 == 0x2D || $0 == 0x2E || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+            })
         else {
             throw .invalidArgument("task \"\(containerID)\": exec id \"\(execID.prefix(80))\" must be 1-76 letters, digits, '.', '_' or '-'")
         }

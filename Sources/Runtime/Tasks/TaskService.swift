@@ -48,11 +48,12 @@ public struct TaskService: Sendable {
         for record in try await supervisor.list(namespace: namespace) where filterSet.matches({ Self.field(record, $0) }) {
             if case .stopped = record.phase { continue }
             let data = try await supervisor.metrics(namespace: namespace, containerID: record.containerID)
-            metrics.append(.with {
-                $0.timestamp = Google_Protobuf_Timestamp(date: Date())
-                $0.id = record.containerID
-                $0.data = data
-            })
+            metrics.append(
+                .with {
+                    $0.timestamp = Google_Protobuf_Timestamp(date: Date())
+                    $0.id = record.containerID
+                    $0.data = data
+                })
         }
         return metrics
     }
