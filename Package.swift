@@ -166,6 +166,10 @@ let package = Package(
             dependencies: ["Kernel", "Storage", "Filters", .product(name: "BerthProto", package: "SDK")]
         ),
         .testTarget(
+            name: "RuntimeTests",
+            dependencies: ["Kernel", "Runtime", .product(name: "BerthProto", package: "SDK")]
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "Kernel", "Storage", "BerthAPI",

@@ -79,7 +79,7 @@ struct TasksService: Containerd_Services_Tasks_V1_Tasks.ServiceProtocol {
 
     func kill(request: Request<Containerd_Services_Tasks_V1_KillRequest>, context: ServerContext) async throws -> Response<Empty> {
         let message = request.message
-        try await supervisor.kill(
+        try await tasks.kill(
             namespace: try RequestContext.namespace(request.metadata), containerID: message.containerID,
             execID: message.execID, signal: message.signal, all: message.all)
         return Response(message: Empty())

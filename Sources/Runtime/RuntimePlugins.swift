@@ -1,8 +1,8 @@
 import Kernel
 import Storage
 
-/// The services that describe and run containers, as kernel registrations (the supervisor and
-/// the Tasks service join them in the runtime stage).
+/// The services that describe and run containers, as kernel registrations: the containers
+/// service and the restart monitor (the supervisor itself is the kernel's).
 public enum RuntimePlugins {
     /// The tables the runtime services keep in the kernel's metadata store.
     public static let schemas: [MetadataSchema] = [.containers]
@@ -15,7 +15,17 @@ public enum RuntimePlugins {
                 name: containers, requires: [.metadata, .event],
                 origin: .builtin { context in
                     ContainerService(metadata: context.metadata, events: context.events)
-                })
+                }),
+            Registration(
+                name: RestartMonitor.name, requires: [.service, .event],
+                origin: .builtin { context in
+                    let tasks = TaskService(
+                        containers: try context.plugins.service(containers, as: ContainerService.self),
+                        supervisor: try context.plugins.service(TaskSupervisor.name, as: TaskSupervisor.self))
+                    return RestartMonitor(
+                        tasks: tasks, snapshots: try context.plugins.service(StoragePlugins.snapshots, as: SnapshotService.self),
+                        events: context.events, logger: context.logger)
+                }),
         ]
     }
 }

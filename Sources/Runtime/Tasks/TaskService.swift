@@ -25,12 +25,34 @@ public struct TaskService: Sendable {
         namespace: String, containerID: String, rootfs: [Containerd_Types_Mount], stdio: ProcessStdio,
         options: Google_Protobuf_Any?
     ) async throws -> ProcessRecord {
-        let container = try await containers.get(namespace: namespace, id: containerID)
+        var container = try await containers.get(namespace: namespace, id: containerID)
+        if container.labels[RestartLabels.explicitlyStopped] != nil {
+            // A client starts it again: the restart policy applies again.
+            container.labels[RestartLabels.explicitlyStopped] = nil
+            container = try await containers.update(
+                namespace: namespace, container, paths: ["labels.\(RestartLabels.explicitlyStopped)"])
+        }
         let runtimeOptions = options ?? (container.runtime.hasOptions ? container.runtime.options : nil)
         return try await supervisor.create(
             TaskCreation(
                 namespace: namespace, containerID: containerID, runtimeName: container.runtime.name,
                 spec: Array(container.spec.value), rootfs: rootfs, stdio: stdio, options: runtimeOptions))
+    }
+
+    /// Signals that stop a process unless it handles them: sent by a client, they mean "stop".
+    static let stopSignals: Set<UInt32> = [2, 3, 9, 15]
+
+    /// Signals a task's process (or all of them); a client stopping a container that its restart
+    /// labels keep running marks it explicitly stopped first, so the restart monitor leaves it.
+    public func kill(namespace: String, containerID: String, execID: String, signal: UInt32, all: Bool) async throws {
+        if execID.isEmpty, Self.stopSignals.contains(signal),
+            var container = try? await containers.get(namespace: namespace, id: containerID),
+            container.labels[RestartLabels.status] == "running", container.labels[RestartLabels.explicitlyStopped] != "true"
+        {
+            container.labels[RestartLabels.explicitlyStopped] = "true"
+            _ = try await containers.update(namespace: namespace, container, paths: ["labels.\(RestartLabels.explicitlyStopped)"])
+        }
+        try await supervisor.kill(namespace: namespace, containerID: containerID, execID: execID, signal: signal, all: all)
     }
 
     /// Tasks of `namespace` matching `filter` (fields id, pid, status), by container id.
