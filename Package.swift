@@ -16,6 +16,8 @@ let pluginExtras: [String: [Target.Dependency]] = [
     "Content": [.product(name: "Crypto", package: "swift-crypto")],
     // zlib writes gzip layers; the layer's diff id is a SHA-256 like a blob's.
     "Differ": ["CZlib", .product(name: "Crypto", package: "swift-crypto")],
+    // dladdr and statfs, which Swift's Glibc module does not import.
+    "RuntimeLinux": ["CRuntimeLinux"],
 ]
 
 let pluginTargets: [Target] = pluginNames.map {
@@ -55,6 +57,8 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
+        // libc calls of the Linux runtime plugin that need _GNU_SOURCE (Plugins/CRuntimeLinux).
+        .target(name: "CRuntimeLinux", path: "Plugins/CRuntimeLinux"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "Kernel",
@@ -155,6 +159,14 @@ let package = Package(
                 .product(name: "BerthProto", package: "SDK"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The runtime conformance kit (BerthPluginKit) against the Linux runtime, native and oci.
+        .testTarget(
+            name: "RuntimeTests",
+            dependencies: [
+                .product(name: "BerthPluginKit", package: "SDK"),
+                .product(name: "BerthProto", package: "SDK"),
             ]
         ),
         .testTarget(

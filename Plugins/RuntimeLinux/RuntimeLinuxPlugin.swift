@@ -1,30 +1,108 @@
 import BerthPluginSDK
+import BerthProto
 import Foundation
+import SwiftProtobuf
+import Synchronization
 
-/// The Linux runtime at its first stage: it checks the kernel features it will need and keeps
-/// its bundle directory; task operations are not built yet and say so.
+/// The Linux runtime plugin: serves `BerthContracts.RuntimeContract`
+/// (Protos/berth/runtime/v1/runtime.proto) with one berth-keeper per container
+/// (Helpers/keeper/README.md), in native mode or driving an OCI runtime (mode oci).
+///
+/// Lifecycle: `start()` reads the config, takes back the containers a previous instance left
+/// (LinuxRuntime+Restore) and starts the exit reporter; `stop()` closes the keeper
+/// connections and ends the reporter. Containers and keepers outlive both.
 final class RuntimeLinuxPlugin: BerthPlugin {
     private let host: PluginHost
+    private let runtime: Result<LinuxRuntime, PluginError>
+    private let reporting = Mutex<Task<Void, Never>?>(nil)
     let methods: MethodTable
 
     init(host: PluginHost) {
         self.host = host
-        var methods = MethodTable()
-        for name in ["Create", "Start", "Delete", "Kill", "Wait", "Get", "List", "Exec", "Pids", "State"] {
-            methods.unimplemented(
-                "/containerd.services.tasks.v1.Tasks/\(name)",
-                because: "the Linux runtime does not run containers yet in Berth")
+        let runtime: Result<LinuxRuntime, PluginError>
+        do {
+            runtime = .success(LinuxRuntime(host: host, settings: try RuntimeSettings(host: host)))
+        } catch let error as PluginError {
+            runtime = .failure(error)
+        } catch {
+            runtime = .failure(PluginError(.invalidArgument, "plugin config: \(error)"))
         }
-        self.methods = methods
+        self.runtime = runtime
+        methods = Self.table(runtime)
     }
 
     func start() async throws {
         guard FileManager.default.fileExists(atPath: "/proc/self/ns/pid") else {
             throw PluginSkip("skip plugin: this kernel has no PID namespaces (/proc/self/ns/pid is missing)")
         }
+        let runtime = try runtime.get()
         try FileManager.default.createDirectory(
-            atPath: host.stateDirectory + "/bundles",
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700])
+            atPath: runtime.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let reporter = runtime.reporter
+        reporting.withLock { $0 = Task { await reporter.run() } }
+        await runtime.restoreDirectories()
+    }
+
+    func stop() async {
+        guard case .success(let runtime) = runtime else { return }
+        runtime.disconnectAll()
+        runtime.reporter.finish()
+        let task = reporting.withLock { task in
+            defer { task = nil }
+            return task
+        }
+        task?.cancel()
+        await task?.value
+    }
+
+    /// The contract's methods. Create, Delete and Restore spawn or wait for processes and
+    /// read directories: they run on the blocking pool. The others wait for a keeper's reply
+    /// without holding a thread.
+    private static func table(_ result: Result<LinuxRuntime, PluginError>) -> MethodTable {
+        var methods = MethodTable()
+        let contract = BerthContracts.RuntimeContract.self
+        @Sendable func runtime() throws -> LinuxRuntime { try result.get() }
+        methods.serve(contract.create, blocking: true) { request, _ in try await runtime().create(request) }
+        methods.serve(contract.start) { request, _ in try await runtime().start(request) }
+        methods.serve(contract.kill) { request, _ in
+            try await runtime().signal(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.exec, blocking: true) { request, _ in
+            try await runtime().exec(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.resizePty) { request, _ in
+            try await runtime().resizePty(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.closeIO) { request, _ in
+            try await runtime().closeIO(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.pause) { request, _ in
+            try await runtime().pause(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.resume) { request, _ in
+            try await runtime().resume(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.pids) { request, _ in try await runtime().pids(request) }
+        // Reads a handful of small cgroup files.
+        methods.serve(contract.metrics, blocking: true) { request, _ in try runtime().metrics(request) }
+        methods.serve(contract.deleteProcess) { request, _ in
+            try await runtime().deleteProcess(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.delete, blocking: true) { request, _ in
+            try await runtime().delete(request)
+            return Google_Protobuf_Empty()
+        }
+        methods.serve(contract.restore) { _, _ in try await runtime().restore() }
+        methods.unimplemented(
+            contract.update.path,
+            because: "the Linux runtime cannot change a running container's resources yet (berth-keeper has no UPDATE request)")
+        return methods
     }
 }

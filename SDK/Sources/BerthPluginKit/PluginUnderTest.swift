@@ -12,11 +12,17 @@ public struct PluginCallError: Error, Equatable, CustomStringConvertible {
     public var description: String { "code \(code): \(message)" }
 }
 
+/// Answers a plugin's calls to other plugins in a test (`berth_host_api.call`): given the
+/// target ("type.id"), the method path and the request bytes, returns a gRPC code and the
+/// reply bytes (the message on a non-zero code). It runs on the plugin's calling thread.
+public typealias HostCallHandler = @Sendable (_ target: String, _ method: String, _ request: [UInt8]) -> (code: Int32, reply: [UInt8])
+
 /// One registration of a plugin shared object, created and started the way berthd does it,
 /// on private directories, and called through its C ops table: a test drives a plugin through
 /// its contract alone, with no daemon. Host services are minimal: log lines are kept
-/// (`logLines`), published events are kept (`events`), calls to other plugins answer
-/// UNIMPLEMENTED.
+/// (`logLines`), published events are kept (`events`), calls to other plugins go to the
+/// test's `HostCallHandler` if it gave one (a runtime's kit acts as the supervisor) and
+/// answer UNIMPLEMENTED otherwise.
 // @unchecked: the pointers are the plugin's and this host's, valid until `stop`; the recorded
 // lines and events are behind a Mutex.
 public final class PluginUnderTest: @unchecked Sendable {
@@ -26,6 +32,7 @@ public final class PluginUnderTest: @unchecked Sendable {
     private let instance: UnsafeMutableRawPointer
     private let host: UnsafeMutablePointer<berth_host_api>
     private let records = Mutex<(lines: [String], events: [String])>(([], []))
+    private let hostCalls: HostCallHandler?
 
     /// Topics of the events the plugin published, in order.
     public var events: [String] { records.withLock { $0.events } }
@@ -36,7 +43,7 @@ public final class PluginUnderTest: @unchecked Sendable {
     /// state folders are made there) with `configJSON`, and starts it.
     public static func start(
         path: String, type: String, id: String, directory: String,
-        configJSON: String = "{}"
+        configJSON: String = "{}", hostCalls: HostCallHandler? = nil
     ) async throws -> PluginUnderTest {
         // RTLD_DEEPBIND, as berthd does: the plugin binds to its own copies of the SDK and SwiftProtobuf,
         // not to the ones linked into the test.
@@ -62,14 +69,17 @@ public final class PluginUnderTest: @unchecked Sendable {
             else { continue }
             var ops = berth_plugin_ops()
             berth_read_struct(&ops, MemoryLayout<berth_plugin_ops>.size, registration.ops)
-            let plugin = try PluginUnderTest(ops: ops, data: registration.registration_data, directory: directory, configJSON: configJSON)
+            let plugin = try PluginUnderTest(
+                ops: ops, data: registration.registration_data, directory: directory, configJSON: configJSON, hostCalls: hostCalls)
             try await plugin.startInstance()
             return plugin
         }
         throw PluginCallError(code: 5, message: "\(path) has no plugin \(type).\(id)")
     }
 
-    private init(ops: berth_plugin_ops, data: UnsafeMutableRawPointer?, directory: String, configJSON: String) throws {
+    private init(
+        ops: berth_plugin_ops, data: UnsafeMutableRawPointer?, directory: String, configJSON: String, hostCalls: HostCallHandler?
+    ) throws {
         let rootDirectory = directory + "/root"
         let stateDirectory = directory + "/state"
         for folder in [rootDirectory, stateDirectory] {
@@ -99,6 +109,7 @@ public final class PluginUnderTest: @unchecked Sendable {
         self.stateDirectory = stateDirectory
         self.ops = ops
         self.host = host
+        self.hostCalls = hostCalls
         instance = created
         host.pointee.host_data = Unmanaged.passUnretained(self).toOpaque()
     }
@@ -165,6 +176,11 @@ public final class PluginUnderTest: @unchecked Sendable {
         }
     }
 
+    fileprivate func answer(target: String, method: String, request: [UInt8]) -> (code: Int32, reply: [UInt8]) {
+        guard let hostCalls else { return (12, Array("the test host has no plugin \(target)".utf8)) }
+        return hostCalls(target, method, request)
+    }
+
     fileprivate static func from(_ data: UnsafeMutableRawPointer?) -> PluginUnderTest? {
         data.map { Unmanaged<PluginUnderTest>.fromOpaque($0).takeUnretainedValue() }
     }
@@ -188,7 +204,11 @@ private let kitCall:
         UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafePointer<berth_call_context>?,
         UnsafePointer<CChar>?, UnsafePointer<UInt8>?, Int,
         UnsafeMutableRawPointer?, berth_reply_fn?
-    ) -> Void = { _, target, _, _, _, _, context, reply in
-        let message = Array("the test host has no plugin \(target.map { String(cString: $0) } ?? "")".utf8)
-        message.withUnsafeBufferPointer { reply?(context, 12, $0.baseAddress, $0.count) }
+    ) -> Void = { data, target, _, method, bytes, length, context, reply in
+        let request = bytes.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
+        let targetName = target.map { String(cString: $0) } ?? ""
+        let answer: (code: Int32, reply: [UInt8]) =
+            PluginUnderTest.from(data)?.answer(target: targetName, method: method.map { String(cString: $0) } ?? "", request: request)
+            ?? (12, Array("the test host has no plugin \(targetName)".utf8))
+        answer.reply.withUnsafeBufferPointer { reply?(context, answer.code, $0.baseAddress, $0.count) }
     }

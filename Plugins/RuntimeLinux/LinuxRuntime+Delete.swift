@@ -1,0 +1,42 @@
+import BerthPluginSDK
+import BerthProto
+import Foundation
+
+extension LinuxRuntime {
+    /// Delete: DELETE "" force=1 (the keeper kills what is left, removes its cgroups, replies
+    /// and exits), then the rootfs mounts of mode oci and DIR. A container whose keeper is
+    /// gone is cleaned up here instead: its cgroups (processes killed), mounts and DIR.
+    /// Repeating it after success answers NOT_FOUND.
+    func delete(_ request: Berth_Runtime_V1_ProcessRequest) async throws {
+        let container = try container(request.namespace, request.id)
+        guard request.execID.isEmpty else {
+            try await deleteProcess(request)
+            return
+        }
+        if container.abandonedExit == nil, let keeperPID = container.directory.liveKeeperPID {
+            do {
+                _ = try await keeper(container, .delete, ["", "1"])
+            } catch let error as PluginError where error.code == .unavailable && !processRuns(keeperPID) {
+                host.log(.warning, "container \(container.label): the keeper went during delete; cleaning up after it")
+            }
+            try await waitGone(keeperPID, container: container)
+        }
+        container.markDeleted()
+        let left = cgroups.removeAbandoned(container.record.cgroupPath)
+        if container.record.mountedRootfs { RootfsMounts(container: container.label).unmountAll(container.directory.rootfs) }
+        container.directory.remove()
+        release(namespace: request.namespace, id: request.id)
+        if !left.isEmpty {
+            host.log(.warning, "container \(container.label): cgroups that could not be removed: \(left.joined(separator: ", "))")
+        }
+    }
+
+    /// Waits up to 5 s for the keeper to exit after its DELETE reply.
+    private func waitGone(_ pid: pid_t, container: LiveContainer) async throws {
+        for _ in 0..<500 {
+            guard processRuns(pid) else { return }
+            try await Task.sleep(nanoseconds: 10_000_000)
+        }
+        throw PluginError(.deadlineExceeded, "container \(container.label): delete: keeper \(pid) still runs 5 s after DELETE")
+    }
+}

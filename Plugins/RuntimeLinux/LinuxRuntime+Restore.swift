@@ -1,0 +1,116 @@
+import BerthPluginSDK
+import BerthProto
+import Foundation
+
+extension LinuxRuntime {
+    /// At start: takes back every container directory a previous instance left.
+    /// - keeper alive: connect and SUBSCRIBE; exits it holds arrive and are reported;
+    /// - keeper gone with DIR/exits/init: the init's exit is reported, leftovers (processes in
+    ///   its cgroups, cgroups, oci mounts) removed, and DIR once the kernel recorded the exit;
+    ///   the container stays listed as stopped until Delete;
+    /// - anything else (crash during create, keeper gone without an init exit): removed.
+    func restoreDirectories() async {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        for name in names.sorted() {
+            let directory = StateDirectory(path: root + "/" + name)
+            guard let record = try? directory.readRecord() else {
+                host.log(.warning, "removing \(directory.path): no readable \(StateDirectory.recordName) (a create that did not finish)")
+                directory.remove()
+                continue
+            }
+            let container = LiveContainer(record: record, directory: directory)
+            if directory.liveKeeperPID != nil {
+                install(container)
+                do {
+                    _ = try await connection(container)
+                } catch {
+                    host.log(.warning, "container \(container.label): keeper runs but does not answer yet: \(error)")
+                }
+            } else {
+                takeBackAbandoned(container)
+            }
+        }
+    }
+
+    private func takeBackAbandoned(_ container: LiveContainer) {
+        let record = container.record
+        let left = cgroups.removeAbandoned(record.cgroupPath)
+        if record.mountedRootfs { RootfsMounts(container: container.label).unmountAll(container.directory.rootfs) }
+        guard let found = container.directory.recordedExit("") else {
+            host.log(.warning, "container \(container.label): keeper gone and no init exit recorded; removed \(container.directory.path)")
+            container.directory.remove()
+            return
+        }
+        if !left.isEmpty { host.log(.warning, "container \(container.label): cgroups left by its dead keeper: \(left)") }
+        let exit = Berth_Runtime_V1_Exit(
+            namespace: record.namespace, id: record.id, execID: "", pid: found.pid, status: found.status, exitedAt: found.exitedAt)
+        container.markAbandoned(exit: exit)
+        install(container)
+        let directory = container.directory
+        reporter.submit(
+            SupervisorReport(
+                fact: .exit(exit), recorded: { try? FileManager.default.removeItem(atPath: directory.exitFile("")) },
+                stillWanted: { !container.isDeleted }))
+    }
+
+    /// Restore: every container held, with its processes' states from the keeper (STATE).
+    func restore() async -> Berth_Runtime_V1_RestoreResponse {
+        var response = Berth_Runtime_V1_RestoreResponse()
+        for container in all.sorted(by: { $0.label < $1.label }) {
+            var restored = Berth_Runtime_V1_RestoredContainer()
+            restored.namespace = container.record.namespace
+            restored.id = container.record.id
+            if let exit = container.abandonedExit {
+                restored.processes = [.with {
+                    $0.pid = exit.pid
+                    $0.status = .stopped
+                    $0.exit = exit
+                }]
+            } else {
+                do {
+                    restored.processes = try parseState(try await keeper(container, .state), container: container)
+                } catch {
+                    host.log(.warning, "container \(container.label): STATE failed during Restore: \(error)")
+                    continue
+                }
+            }
+            response.containers.append(restored)
+        }
+        return response
+    }
+
+    /// The STATE reply: status pid exit_status exited_at oom_count, then per exec
+    /// exec_id status pid exit_status exited_at.
+    private func parseState(_ fields: [String], container: LiveContainer) throws -> [Berth_Runtime_V1_RestoredProcess] {
+        guard fields.count >= 5, (fields.count - 5) % 5 == 0 else {
+            throw PluginError(.internal, "container \(container.label): STATE reply has \(fields.count) fields")
+        }
+        var processes = [process(execID: "", fields[0], fields[1], fields[2], fields[3], container: container)]
+        var index = 5
+        while index + 5 <= fields.count {
+            processes.append(process(execID: fields[index], fields[index + 1], fields[index + 2], fields[index + 3], fields[index + 4], container: container))
+            index += 5
+        }
+        return processes
+    }
+
+    private func process(
+        execID: String, _ status: String, _ pid: String, _ exitStatus: String, _ exitedAt: String, container: LiveContainer
+    ) -> Berth_Runtime_V1_RestoredProcess {
+        var process = Berth_Runtime_V1_RestoredProcess()
+        process.execID = execID
+        process.pid = UInt32(pid) ?? 0
+        switch status {
+        case "created": process.status = .created
+        case "running": process.status = .running
+        case "paused": process.status = .paused
+        case "stopped":
+            process.status = .stopped
+            process.exit = Berth_Runtime_V1_Exit(
+                namespace: container.record.namespace, id: container.record.id, execID: execID, pid: process.pid,
+                status: UInt32(exitStatus) ?? 0, exitedAt: exitedAt)
+        default: process.status = .unknown
+        }
+        return process
+    }
+}

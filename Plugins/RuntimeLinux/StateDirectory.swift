@@ -1,0 +1,81 @@
+import BerthPluginSDK
+import Foundation
+
+/// What the runtime keeps on disk for one container, in `STATE/containers/HASH`, so that a
+/// new plugin instance (after a daemon restart) finds it again: the keeper's own files
+/// (keeper_protocol.h section 1: plan, control.sock, keeper.pid, init.pid, exits/) and
+/// `container.json` (this record).
+///
+/// The directory's name is a hash of namespace and id because the keeper needs its path to
+/// stay within 94 bytes (DIR/control.sock must fit sockaddr_un.sun_path, unix(7)).
+struct ContainerRecord: Codable, Sendable {
+    var namespace: String
+    var id: String
+    /// "native" or "oci".
+    var mode: String
+    /// The cgroup path relative to each hierarchy, without a leading slash.
+    var cgroupPath: String
+    /// Mode oci: the rootfs mounts this plugin made on DIR/rootfs in the host's namespace.
+    var mountedRootfs: Bool
+}
+
+/// The per-container directory: its path and the files in it.
+struct StateDirectory: Sendable {
+    /// The longest DIR the keeper accepts (keeper_protocol.h section 1).
+    static let maximumPathLength = 94
+    static let recordName = "container.json"
+
+    let path: String
+
+    /// The directory of (namespace, id) under `root`: 16 hex digits of FNV-1a over both.
+    static func of(namespace: String, id: String, under root: String) -> StateDirectory {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in Array(namespace.utf8) + [0] + Array(id.utf8) {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return StateDirectory(path: root + "/" + String(repeating: "0", count: 16 - hex.count) + hex)
+    }
+
+    var rootfs: String { path + "/rootfs" }
+    var plan: String { path + "/plan" }
+    var controlSocket: String { path + "/control.sock" }
+    var runcRoot: String { path + "/runc" }
+
+    func execPlan(_ execID: String) -> String { path + "/exec-\(execID).plan" }
+    func execProcess(_ execID: String) -> String { path + "/exec-\(execID).json" }
+    func exitFile(_ execID: String) -> String { path + "/exits/" + (execID.isEmpty ? "init" : "exec-\(execID)") }
+
+    /// The keeper's pid, if it wrote one and that process still runs.
+    var liveKeeperPID: pid_t? {
+        guard let text = try? String(contentsOfFile: path + "/keeper.pid", encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+        else { return nil }
+        return processRuns(pid) ? pid : nil
+    }
+
+    func readRecord() throws -> ContainerRecord {
+        try JSONDecoder().decode(ContainerRecord.self, from: Data(contentsOf: URL(fileURLWithPath: path + "/" + Self.recordName)))
+    }
+
+    func writeRecord(_ record: ContainerRecord) throws {
+        try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: path + "/" + Self.recordName), options: .atomic)
+    }
+
+    /// A recorded exit (keeper_protocol.h section 4: "pid N\nstatus N\nexited_at SEC.NSEC\n").
+    func recordedExit(_ execID: String) -> (pid: UInt32, status: UInt32, exitedAt: String)? {
+        guard let text = try? String(contentsOfFile: exitFile(execID), encoding: .utf8) else { return nil }
+        var fields = [String: String]()
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+        }
+        guard let pid = fields["pid"].flatMap(UInt32.init), let status = fields["status"].flatMap(UInt32.init) else { return nil }
+        return (pid, status, fields["exited_at"] ?? "")
+    }
+
+    /// Removes the directory and everything in it.
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
