@@ -178,7 +178,7 @@ let package = Package(
             dependencies: ["Kernel", "Storage", "Filters", .product(name: "BerthProto", package: "SDK")]
         ),
         .testTarget(
-            name: "RuntimeTests",
+            name: "RuntimeServiceTests",
             dependencies: ["Kernel", "Runtime", .product(name: "BerthProto", package: "SDK")]
         ),
         .testTarget(
