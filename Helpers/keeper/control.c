@@ -218,7 +218,7 @@ static int do_resize(const struct req *r, struct msg *m, struct kproc *p)
         return reply_err(m, r, "invalid_argument", "width and height must be 0-65535");
     if (p->pty < 0) return reply_err(m, r, "failed_precondition", "process has no terminal");
     struct winsize ws = { .ws_row = (unsigned short)h, .ws_col = (unsigned short)w };
-    if (ioctl(p->pty, TIOCSWINSZ, &ws) < 0) return reply_err(m, r, "internal", strerror(errno));
+    if (ioctl(p->pty, TIOCSWINSZ, &ws) < 0) return reply_err(m, r, "internal", errno_text(errno));
     msg_begin(m, KEEPER_REPLY_OK, r->tag);
     return 0;
 }

@@ -111,7 +111,7 @@ static int load(const char *dir)
         fprintf(stderr, "keeper: device program rejected: %s\n", log);
         char *nl = strchr(log, '\n');
         if (nl) *nl = 0;
-        return kerr_fmt("load device program: %s: %s%s%s", dir, strerror(err), log[0] ? ": " : "", log);
+        return kerr_fmt("load device program: %s: %s%s%s", dir, errno_text(err), log[0] ? ": " : "", log);
     }
     return fd;
 }

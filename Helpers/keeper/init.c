@@ -55,7 +55,7 @@ static int lookup(const struct proc_plan *p, char *out, size_t n)
     const char *name = p->args.v[0];
     struct stat st;
     if (strchr(name, '/')) {
-        if (stat(name, &st) < 0) return kerr_fmt("exec: \"%s\": stat %s: %s", name, name, strerror(errno));
+        if (stat(name, &st) < 0) return kerr_fmt("exec: \"%s\": stat %s: %s", name, name, errno_text(errno));
         if (S_ISDIR(st.st_mode) || access(name, X_OK) < 0)
             return kerr_fmt("exec: \"%s\": permission denied", name);
         snprintf(out, n, "%s", name);

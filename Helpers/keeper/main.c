@@ -216,7 +216,7 @@ static int run_create(const char *state)
 {
     static char dir[PATH_MAX], plan[PATH_MAX + 8];
     int pp[2];
-    if (!realpath(state, dir)) { fprintf(stderr, "state directory: %s: %s\n", state, strerror(errno)); return 1; }
+    if (!realpath(state, dir)) { fprintf(stderr, "state directory: %s: %s\n", state, errno_text(errno)); return 1; }
     K.dir = dir;
     /* DIR/control.sock must fit a sockaddr_un (unix(7)); keeper-side buffers rely on it. */
     if (strlen(dir) + sizeof "/control.sock" > sizeof ((struct sockaddr_un *)0)->sun_path) {
@@ -231,10 +231,10 @@ static int run_create(const char *state)
         save_error(dir, kerr);
         return 1;
     }
-    if (pipe2(pp, O_CLOEXEC) < 0) { fprintf(stderr, "pipe: report: %s\n", strerror(errno)); return 1; }
+    if (pipe2(pp, O_CLOEXEC) < 0) { fprintf(stderr, "pipe: report: %s\n", errno_text(errno)); return 1; }
     pid_t pid = spawn_keeper(pp);
     close(pp[1]);
-    if (pid < 0) { fprintf(stderr, "fork: keeper: %s\n", strerror(errno)); return 1; }
+    if (pid < 0) { fprintf(stderr, "fork: keeper: %s\n", errno_text(errno)); return 1; }
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     return relay_report(pp[0], dir);
 }

@@ -100,7 +100,7 @@ static int do_mount(const char *src, const char *target, const char *shown, cons
 {
     if (mount(src, target, type, fl, data && *data ? data : NULL) == 0) return 0;
     int err = errno;
-    return kerr_fmt("mount %s on %s: %s", type ? type : (fl & MS_BIND ? "bind" : "-"), shown, strerror(err));
+    return kerr_fmt("mount %s on %s: %s", type ? type : (fl & MS_BIND ? "bind" : "-"), shown, errno_text(err));
 }
 
 /** A bind mount takes its flags only on a remount (mount(2): "Creating a bind mount"). */

@@ -230,7 +230,7 @@ static pid_t clone_init(struct keeper *k, int sv[2], int child[3])
     }
     pid_t pid = (pid_t)syscall(SYS_clone, clone_flags(&k->plan) | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid != 0 && join && setns(k->self_pidns, CLONE_NEWPID) < 0)
-        fprintf(stderr, "keeper: setns back to own pid namespace: %s\n", strerror(errno));
+        fprintf(stderr, "keeper: setns back to own pid namespace: %s\n", errno_text(errno));
     if (pid == 0) {
         child_reset_signals();
         close_fds_except((int[]){ sv[1], child[0], child[1], child[2] }, 4);
@@ -275,7 +275,7 @@ static pid_t fork_into_pidns(struct keeper *k, int init_pid)
     pid_t pid = fork();
     int err = errno;
     if (pid != 0 && own && setns(k->self_pidns, CLONE_NEWPID) < 0)
-        fprintf(stderr, "keeper: setns back to own pid namespace: %s\n", strerror(errno));
+        fprintf(stderr, "keeper: setns back to own pid namespace: %s\n", errno_text(errno));
     if (pid < 0) return kerr_set("fork", "exec process", err);
     return pid;
 }

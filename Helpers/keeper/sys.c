@@ -19,10 +19,20 @@
 
 char kerr[512];
 
+const char *errno_text(int err)
+{
+    /* Go's error strings (runc's, hence what containerd's clients show) are glibc's with a
+     * lower-case first letter: "no such file or directory". The keeper is single-threaded. */
+    static char text[128];
+    snprintf(text, sizeof text, "%s", strerror(err));
+    if (text[0] >= 'A' && text[0] <= 'Z') text[0] = (char)(text[0] - 'A' + 'a');
+    return text;
+}
+
 int kerr_set(const char *step, const char *path, int err)
 {
     /* Through vsnprintf: a long path is cut at sizeof kerr, which is what is wanted. */
-    return kerr_fmt("%s: %s: %s", step, path ? path : "-", strerror(err));
+    return kerr_fmt("%s: %s: %s", step, path ? path : "-", errno_text(err));
 }
 
 int kerr_fmt(const char *fmt, ...)

@@ -36,9 +36,10 @@ import Testing
         return daemon
     }
 
-    /// Keepers (one per container) alive on the machine.
-    static func keeperCount() throws -> Int {
-        Int(try run("/usr/bin/pgrep", ["-c", "-x", "berth-keeper"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    /// Keepers (one per container) alive for `daemon`'s containers: their command line names a
+    /// state directory inside the daemon's folder.
+    static func keeperCount(_ daemon: Daemon) throws -> Int {
+        Int(try run("/usr/bin/pgrep", ["-c", "-f", "berth-keeper .*\(daemon.directory)/"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
     /// `ctr tasks ls` as rows of [task, pid, status].
@@ -51,7 +52,6 @@ import Testing
         let daemon = try Self.daemonWithImage()
         defer { _ = daemon.stop() }
         func ctr(_ arguments: String...) throws -> RunResult { try daemon.ctr(arguments, namespace: "run") }
-        let keepers = try Self.keeperCount()
 
         let ran = try ctr("run", "--rm", Self.image, "c1", "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
         #expect(ran.status == 3, "\(ran.stderr)")
@@ -72,7 +72,7 @@ import Testing
         #expect(missing.stderr.contains("exec: \"/bin/nope\": stat /bin/nope: no such file or directory"), "\(missing.stderr)")
         #expect(try ctr("containers", "ls").stdout == "CONTAINER    IMAGE    RUNTIME    \n")
         #expect(try Self.tasks(daemon).isEmpty)
-        #expect(try Self.keeperCount() == keepers)
+        #expect(try Self.keeperCount(daemon) == 0)
         let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
         #expect(!mounts.contains(daemon.directory + "/state"))
     }

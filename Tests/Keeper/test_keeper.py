@@ -491,7 +491,7 @@ def no_leftovers(b):
 def test_missing_binary_fails_create_cleanly(b):
     r = b.create(container_plan(b, ["/bin/nope"]), expect_ok=False)
     eq(r.returncode, 1, "create exit status")
-    eq(r.stderr, 'exec: "/bin/nope": stat /bin/nope: No such file or directory\n', "stderr")
+    eq(r.stderr, 'exec: "/bin/nope": stat /bin/nope: no such file or directory\n', "stderr")
     with open(os.path.join(b.state, "error")) as f:
         check("/bin/nope" in f.read(), "DIR/error names the binary")
     no_leftovers(b)
@@ -505,7 +505,7 @@ def test_failing_mount_names_step_and_path(b):
     plan.add("mount", "/mnt/x", "nosuchfs", "none")
     r = b.create(plan, expect_ok=False)
     eq(r.returncode, 1, "create exit status")
-    eq(r.stderr, "mount nosuchfs on %s/mnt/x: No such device\n" % b.rootfs, "stderr")
+    eq(r.stderr, "mount nosuchfs on %s/mnt/x: no such device\n" % b.rootfs, "stderr")
     no_leftovers(b)
 
 
@@ -700,7 +700,7 @@ def test_rlimit_nnp_cwd_env(b):
 def test_cwd_missing_names_path(b):
     plan = container_plan(b, ["true"]).drop("cwd").add("cwd", "/no/such/dir")
     r = b.create(plan, expect_ok=False)
-    eq(r.stderr, "chdir to cwd: /no/such/dir: No such file or directory\n", "stderr")
+    eq(r.stderr, "chdir to cwd: /no/such/dir: no such file or directory\n", "stderr")
     no_leftovers(b)
 
 

@@ -24,7 +24,9 @@
 
 /** The last error line, "step: path: reason". */
 extern char kerr[512];
-/** Records "step: path: strerror(err)" and returns -1. */
+/** strerror(err) as Go (runc) spells it: first letter in lower case. */
+const char *errno_text(int err);
+/** Records "step: path: errno_text(err)" and returns -1. */
 int kerr_set(const char *step, const char *path, int err);
 /** Records a formatted error line and returns -1. */
 int kerr_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

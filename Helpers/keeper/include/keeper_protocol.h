@@ -16,8 +16,8 @@
  * address) to an existing directory owned by root that holds `plan` (section 2). The spawned process (posix_spawn from berthd) returns only when the container's init is
  * set up and waiting for START (like `runc create`):
  *   - exit 0, stdout: one line "PID\n" (the init's pid in the keeper's pid namespace);
- *   - exit 1, stderr: one line "STEP: PATH: REASON\n" (e.g. `mount proc on
- *     /run/b/rootfs/proc: Permission denied`, `exec: "/bin/nope": stat /bin/nope: No such
+ *   - exit 1, stderr: one line "STEP: PATH: REASON\n" (REASON: strerror(3) with a lower-case first letter, as runc spells it) (e.g. `mount proc on
+ *     /run/b/rootfs/proc: permission denied`, `exec: "/bin/nope": stat /bin/nope: no such
  *     file or directory`, `exec: "nope": executable file not found in $PATH`, `plan: record
  *     7 (mount): 2 fields, need at least 3`); the same line is written to DIR/error. Nothing is left behind but files in DIR: no
  *     processes, no mounts (they lived only in the init's private mount namespace), no

@@ -96,11 +96,13 @@ public enum RuntimeConformance {
         func tearDown() async {
             if (try? runtime) == nil { try? await startInstance() }
             for id in created.withLock({ $0 }) {
-                _ = try? await call(BerthContracts.RuntimeContract.kill, .with {
-                    $0.process = process(id)
-                    $0.signal = 9
-                    $0.all = true
-                })
+                _ = try? await call(
+                    BerthContracts.RuntimeContract.kill,
+                    .with {
+                        $0.process = process(id)
+                        $0.signal = 9
+                        $0.all = true
+                    })
                 _ = try? await call(BerthContracts.RuntimeContract.delete, process(id))
             }
             await stopInstance()
@@ -138,11 +140,13 @@ public enum RuntimeConformance {
                     $0.namespace = namespace
                     $0.id = id
                     $0.spec = spec
-                    $0.rootfs = [.with {
-                        $0.type = "bind"
-                        $0.source = rootfs
-                        $0.options = ["rbind", "rw"]
-                    }]
+                    $0.rootfs = [
+                        .with {
+                            $0.type = "bind"
+                            $0.source = rootfs
+                            $0.options = ["rbind", "rw"]
+                        }
+                    ]
                     $0.stdio = stdio
                     $0.runtimeName = "io.containerd.runc.v2"
                 })

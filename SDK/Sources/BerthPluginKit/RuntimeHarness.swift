@@ -95,7 +95,8 @@ enum Blocking {
                 if count == 0 { return String(decoding: data, as: UTF8.self) }
                 if count > 0 { data += buffer[0..<count] }
             }
-            throw ConformanceFailure(description: "no end of file on the FIFO within \(seconds) s (read \(String(decoding: data, as: UTF8.self).debugDescription))")
+            throw ConformanceFailure(
+                description: "no end of file on the FIFO within \(seconds) s (read \(String(decoding: data, as: UTF8.self).debugDescription))")
         }
     }
 }
