@@ -216,7 +216,13 @@ static int do_resize(const struct req *r, struct msg *m, struct kproc *p)
     int64_t w, h;
     if (parse_i64(r->f[1], 0, 65535, &w) < 0 || parse_i64(r->f[2], 0, 65535, &h) < 0)
         return reply_err(m, r, "invalid_argument", "width and height must be 0-65535");
-    if (p->pty < 0) return reply_err(m, r, "failed_precondition", "process has no terminal");
+    /* No terminal (never had one, or closed after the exit): nothing to resize, as with
+     * containerd's shim, which answers such a resize without error (ctr sends one when a
+     * short-lived `run -t` has already ended). */
+    if (p->pty < 0) {
+        msg_begin(m, KEEPER_REPLY_OK, r->tag);
+        return 0;
+    }
     struct winsize ws = { .ws_row = (unsigned short)h, .ws_col = (unsigned short)w };
     if (ioctl(p->pty, TIOCSWINSZ, &ws) < 0) return reply_err(m, r, "internal", errno_text(errno));
     msg_begin(m, KEEPER_REPLY_OK, r->tag);

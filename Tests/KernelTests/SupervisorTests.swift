@@ -190,11 +190,13 @@ final class ScriptedRuntime: PluginInstance {
             #expect(try await supervisor.wait(namespace: "ns", containerID: "c1", execID: "e1").status == 4)
             #expect(try await supervisor.get(namespace: "ns", containerID: "c1", execID: "").phase == .running(pid: 102))
             _ = try await supervisor.deleteProcess(namespace: "ns", containerID: "c1", execID: "e1")
+            // containerd publishes nothing when an exec process is deleted: the next event is the pause.
+            try await supervisor.pause(namespace: "ns", containerID: "c1")
             var topics = [String]()
             for _ in 0..<6 { topics.append(try await events.next()?.topic ?? "") }
-            #expect(topics == ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/delete"])
+            #expect(topics == ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/paused"])
         }
-        #expect(runtime.calls == ["Create", "Start c1", "Exec c1/e1", "Start c1/e1", "DeleteProcess c1/e1"])
+        #expect(runtime.calls == ["Create", "Start c1", "Exec c1/e1", "Start c1/e1", "DeleteProcess c1/e1", "Pause c1"])
     }
 
     @Test func wait_callerCancelled_endsWithoutAnExit() async throws {

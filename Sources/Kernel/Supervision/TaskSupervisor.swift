@@ -233,8 +233,8 @@ public actor TaskSupervisor: PluginInstance {
         events.publish(
             topic: "/tasks/delete", namespace: namespace,
             Containerd_Events_TaskDelete.with {
+                // The id stays empty for a task, as containerd 1.6 sends it.
                 $0.containerID = containerID
-                $0.id = containerID
                 $0.pid = record.phase.pid
                 $0.exitStatus = exit?.status ?? 0
                 if let exit { $0.exitedAt = Self.timestamp(exit.at) }
@@ -255,17 +255,8 @@ public actor TaskSupervisor: PluginInstance {
             _ = try await self.runtimeCall(record, BerthContracts.RuntimeContract.deleteProcess, Self.processRequest(record))
             try await self.metadata.deleteProcesses(namespace: namespace, containerID: containerID, execID: execID)
         }
+        // containerd publishes no event when an exec process is deleted; neither does Berth.
         failWaiters(of: record, "\(record.noun) was deleted")
-        let exit: ExitFact? = if case .stopped(_, let exit) = record.phase { exit } else { nil }
-        events.publish(
-            topic: "/tasks/delete", namespace: namespace,
-            Containerd_Events_TaskDelete.with {
-                $0.containerID = containerID
-                $0.id = execID
-                $0.pid = record.phase.pid
-                $0.exitStatus = exit?.status ?? 0
-                if let exit { $0.exitedAt = Self.timestamp(exit.at) }
-            })
         return record
     }
 
@@ -332,8 +323,11 @@ public actor TaskSupervisor: PluginInstance {
         _ = try await runtimeCall(record, BerthContracts.RuntimeContract.update, request)
     }
 
+    /// Sets the console size of a process; nothing to do once it has exited (a client resizes
+    /// right after a short `run -t` ended, and containerd answers OK).
     public func resizePty(namespace: String, containerID: String, execID: String, width: UInt32, height: UInt32) async throws(BerthError) {
-        let record = try await live(namespace, containerID, execID)
+        let record = try await existing(namespace, containerID, execID)
+        if case .stopped = record.phase { return }
         let request = Berth_Runtime_V1_ResizePtyRequest.with {
             $0.process = Self.processRequest(record)
             $0.width = width
