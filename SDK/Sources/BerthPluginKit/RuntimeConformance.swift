@@ -15,13 +15,19 @@ import Synchronization
 ///     }
 ///
 /// Containers run busybox from `rootfs` (bound as the request's rootfs mount), in namespace
-/// "kit", with cgroupsPath /berth-kit/ID. The cases need root and Linux.
+/// "kit", with cgroupsPath /berth-kit-RUN/ID. The cases need root and Linux.
 public enum RuntimeConformance {
     /// One rule and its check.
     public struct Case: Sendable, CustomStringConvertible {
         public let name: String
         public let run: @Sendable (Driver) async throws -> Void
         public var description: String { name }
+
+        /// A rule named `name` (unit_condition_expectation) checked by `run`.
+        public init(name: String, run: @escaping @Sendable (Driver) async throws -> Void) {
+            self.name = name
+            self.run = run
+        }
     }
 
     /// Runs `rule` against a fresh instance of runtime `id` from `plugin` with `configJSON`, in
@@ -50,6 +56,8 @@ public enum RuntimeConformance {
         public let namespace = "kit"
         public let directory: String
         public let rootfs: String
+        /// The cgroup parent of this run's containers: its own, so runs in parallel never share one.
+        public let cgroupParent = "berth-kit-\(UUID().uuidString.prefix(8))"
         private let plugin: String
         private let type: String
         private let id: String
@@ -95,7 +103,8 @@ public enum RuntimeConformance {
         /// Deletes what the case left, then stops the instance.
         func tearDown() async {
             if (try? runtime) == nil { try? await startInstance() }
-            for id in created.withLock({ $0 }) {
+            let ids = created.withLock { $0 }
+            for id in ids {
                 _ = try? await call(BerthContracts.RuntimeContract.kill, .with {
                     $0.process = process(id)
                     $0.signal = 9
@@ -104,6 +113,10 @@ public enum RuntimeConformance {
                 _ = try? await call(BerthContracts.RuntimeContract.delete, process(id))
             }
             await stopInstance()
+            // This run's parent cgroups, which the runtime made for its containers.
+            let root = "/sys/fs/cgroup"
+            let hierarchies = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+            for parent in ([root] + hierarchies.map { "\(root)/\($0)" }).map({ "\($0)/\(cgroupParent)" }) { rmdir(parent) }
         }
 
         /// Calls one contract method in namespace "kit".
@@ -120,7 +133,7 @@ public enum RuntimeConformance {
         }
 
         /// The cgroup path (relative) the kit gives container `id`.
-        public func cgroupPath(_ id: String) -> String { "berth-kit/\(id)" }
+        public func cgroupPath(_ id: String) -> String { "\(cgroupParent)/\(id)" }
 
         /// A spec like ctr's default one for `args`, as JSON; `edit` may change the object.
         public func spec(_ args: [String], id: String, edit: (inout [String: Any]) -> Void = { _ in }) -> Data {
@@ -189,7 +202,7 @@ public enum RuntimeConformance {
         }
 
         /// Forget `id` in teardown (the case deleted it itself).
-        func forget(_ id: String) {
+        public func forget(_ id: String) {
             created.withLock { $0.removeAll { $0 == id } }
         }
     }

@@ -1,0 +1,120 @@
+import BerthPluginKit
+import BerthProto
+import Foundation
+import Testing
+
+/// What the Linux runtime does with the parts of a spec beyond the common contract: limits,
+/// seccomp, OOM reports, fields it must refuse by name, and its plugin config.
+@Suite(.serialized) struct RuntimeLinuxSpecTests {
+    static let native = #"{"mode":"native"}"#
+    static let contract = BerthContracts.RuntimeContract.self
+
+    private func run(_ name: String, config: String = native, _ body: @escaping @Sendable (RuntimeConformance.Driver) async throws -> Void) async throws {
+        try await RuntimeConformance.run(
+            RuntimeConformance.Case(name: name, run: body), plugin: RuntimeLinuxTests.plugin, id: "linux", configJSON: config,
+            rootfs: RuntimeLinuxTests.rootfs)
+    }
+
+    @Test(arguments: [native, #"{"mode":"oci"}"#])
+    func limits_memoryAndPids_appearInMetrics(config: String) async throws {
+        try await run(#function, config: config) { d in
+            let spec = d.spec(["sleep", "100"], id: "c1") { object in
+                var linux = object["linux"] as! [String: Any]
+                var resources = linux["resources"] as! [String: Any]
+                resources["memory"] = ["limit": 64 << 20]
+                resources["pids"] = ["limit": 10]
+                linux["resources"] = resources
+                object["linux"] = linux
+            }
+            try await d.create("c1", spec: spec)
+            _ = try await d.call(Self.contract.start, d.process("c1"))
+            let data = try await d.call(Self.contract.metrics, d.process("c1")).data
+            #expect(data.typeURL == "io.containerd.cgroups.v1.Metrics")
+            let metrics = try Io_Containerd_Cgroups_V1_Metrics(serializedBytes: [UInt8](data.value))
+            #expect(metrics.memory.usage.limit == 64 << 20)
+            #expect(metrics.pids.limit == 10)
+        }
+    }
+
+    @Test func seccomp_ruleForMkdir_failsWithErrno() async throws {
+        try await run(#function) { d in
+            let out = try d.fifo("out")
+            defer { close(out.reader) }
+            let spec = d.spec(["sh", "-c", "mkdir /tmp/x 2>/dev/null; echo $?"], id: "c1") { object in
+                var linux = object["linux"] as! [String: Any]
+                linux["seccomp"] = [
+                    "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [["names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1]],
+                ]
+                object["linux"] = linux
+            }
+            try await d.create("c1", spec: spec, stdio: .with { $0.stdout = out.path })
+            _ = try await d.call(Self.contract.start, d.process("c1"))
+            #expect(try await Blocking.readToEnd(out.reader) == "1\n")
+        }
+    }
+
+    @Test func oom_memoryLimitExceeded_reportedToSupervisor() async throws {
+        try await run(#function) { d in
+            let spec = d.spec(["sh", "-c", "x=$(dd if=/dev/zero bs=1M count=64 2>/dev/null | tr '\\0' a); echo survived"], id: "c1") { object in
+                var linux = object["linux"] as! [String: Any]
+                var resources = linux["resources"] as! [String: Any]
+                resources["memory"] = ["limit": 16 << 20, "swap": 16 << 20]
+                linux["resources"] = resources
+                object["linux"] = linux
+            }
+            try await d.create("c1", spec: spec)
+            _ = try await d.call(Self.contract.start, d.process("c1"))
+            let end = Date().addingTimeInterval(15)
+            while d.supervisor.outOfMemory.isEmpty, Date() < end { try await Task.sleep(nanoseconds: 50_000_000) }
+            #expect(d.supervisor.outOfMemory.map(\.id).first == "c1")
+        }
+    }
+
+    /// Each field the keeper cannot honour is refused by name, and nothing is left behind.
+    @Test(arguments: [
+        ("hooks", #"{"hooks": {"prestart": [{"path": "/bin/true"}]}}"#),
+        ("linux.namespaces mount path", #"{"linux.namespaces": [{"type": "mount", "path": "/proc/1/ns/mnt"}]}"#),
+        ("linux.resources.blockIO", #"{"linux.resources": {"blockIO": {"weight": 10}}}"#),
+        ("linux.seccomp.flags", #"{"linux.seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"]}}"#),
+        ("process.apparmorProfile", #"{"process.apparmorProfile": "docker-default"}"#),
+        ("linux.cgroupsPath", #"{"linux.cgroupsPath": "system.slice:berth:c1"}"#),
+    ])
+    func create_unsupportedField_refusedByName(field: String, change: String) async throws {
+        try await run(#function) { d in
+            let changes = try #require(try JSONSerialization.jsonObject(with: Data(change.utf8)) as? [String: Any])
+            let spec = d.spec(["true"], id: "c1") { object in
+                for (path, value) in changes { Self.set(&object, path: path.split(separator: ".").map(String.init), value) }
+            }
+            try await RuntimeConformance.expectRefusal(d, code: 3, mentioning: ["kit/c1", field]) { try await d.create("c1", spec: spec) }
+        }
+    }
+
+    private static func set(_ object: inout [String: Any], path: [String], _ value: Any) {
+        guard path.count > 1 else {
+            object[path[0]] = value
+            return
+        }
+        var inner = object[path[0]] as? [String: Any] ?? [:]
+        set(&inner, path: Array(path.dropFirst()), value)
+        object[path[0]] = inner
+    }
+
+    @Test(arguments: [
+        (#"{"mode":"vm"}"#, "mode \"vm\""),
+        (#"{"keeper":"/nonexistent/berth-keeper"}"#, "keeper /nonexistent/berth-keeper"),
+        (#"{"mode":"oci","oci_binary":"no-such-runc"}"#, #"exec: "no-such-runc": executable file not found in $PATH"#),
+    ])
+    func start_badConfig_failsNamingTheKey(config: String, mentions: String) async throws {
+        let directory = NSTemporaryDirectory() + "rtkit-config-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let instance = try await PluginUnderTest.start(
+                path: RuntimeLinuxTests.plugin, type: "io.containerd.runtime.v2", id: "linux", directory: directory, configJSON: config)
+            await instance.stop()
+            Issue.record("the plugin started with \(config)")
+        } catch let error as PluginCallError {
+            #expect(error.message.contains(mentions), "\(error.message)")
+        }
+    }
+}
