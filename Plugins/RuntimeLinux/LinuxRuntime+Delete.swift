@@ -14,6 +14,7 @@ extension LinuxRuntime {
             return
         }
         if container.abandonedExit == nil, let keeperPID = container.directory.liveKeeperPID {
+            container.markDeleting()
             do {
                 _ = try await keeper(container, .delete, ["", "1"])
             } catch let error as PluginError where error.code == .unavailable && !processRuns(keeperPID) {

@@ -98,6 +98,13 @@ extension LinuxRuntime {
         return .with { $0.data = data }
     }
 
+    /// Update: the new limits go straight to the container's cgroup files (CgroupUpdate).
+    func update(_ request: Berth_Runtime_V1_UpdateRequest) throws {
+        let container = try container(request.process.namespace, request.process.id)
+        let update = CgroupUpdate(layout: cgroups, relative: container.record.cgroupPath, container: container.label)
+        try update.apply(try update.writes(for: request.resources))
+    }
+
     /// Forgets a stopped exec (DELETE exec_id 0) and removes its files.
     func deleteProcess(_ request: Berth_Runtime_V1_ProcessRequest) async throws {
         let container = try container(request.namespace, request.id)

@@ -10,6 +10,8 @@ final class LiveContainer: Sendable {
         var connection: KeeperConnection?
         var token = 0
         var deleted = false
+        /// Delete has begun: the keeper closing its connections is expected.
+        var deleting = false
         /// Set when the keeper is gone: the init's exit read from DIR/exits/init.
         var abandonedExit: Berth_Runtime_V1_Exit?
     }
@@ -27,6 +29,11 @@ final class LiveContainer: Sendable {
     }
 
     var isDeleted: Bool { link.withLock { $0.deleted } }
+    var isDeleting: Bool { link.withLock { $0.deleting || $0.deleted } }
+
+    func markDeleting() {
+        link.withLock { $0.deleting = true }
+    }
     var abandonedExit: Berth_Runtime_V1_Exit? { link.withLock { $0.abandonedExit } }
     var currentConnection: KeeperConnection? { link.withLock { $0.connection } }
 
@@ -79,6 +86,8 @@ final class LinuxRuntime: Sendable {
     let reporter: ExitReporter
     private let slots = Mutex([String: Slot]())
     private let tokens = Atomic<Int>(0)
+    /// Set by `disconnectAll`: connections closing then are this instance's doing.
+    private let stopping = Atomic<Bool>(false)
 
     init(host: PluginHost, settings: RuntimeSettings, cgroups: CgroupLayout = .detect()) {
         self.host = host
@@ -139,7 +148,10 @@ final class LinuxRuntime: Sendable {
         let connection = try KeeperConnection.open(
             socketPath: container.directory.controlSocket, container: container.label,
             onEvent: { [weak self] event in self?.received(event, from: container) },
-            onClose: { container.detach(token: token) })
+            onClose: { [weak self] in
+                container.detach(token: token)
+                self?.keeperClosed(container)
+            })
         let used = container.adopt(connection, token: token)
         guard used === connection else {
             connection.close()
@@ -185,8 +197,25 @@ final class LinuxRuntime: Sendable {
         }
     }
 
+    /// A keeper that closed its connection outside Delete has died (it never drops a client
+    /// that reads its events): its init's exit, if it wrote one, is reported as at restore.
+    /// Runs on the connection's reader thread, which may block.
+    private func keeperClosed(_ container: LiveContainer) {
+        guard !container.isDeleting, !stopping.load(ordering: .relaxed) else { return }
+        // The socket closes early in the keeper's exit, before it is a zombie: give it 500 ms.
+        var waited = 0
+        while container.directory.liveKeeperPID != nil, waited < 50 {
+            usleep(10_000)
+            waited += 1
+        }
+        guard !container.isDeleting, container.directory.liveKeeperPID == nil else { return }
+        host.log(.error, "container \(container.label): its keeper died; the container is no longer supervised")
+        abandon(container)
+    }
+
     /// Closes every keeper connection; containers and keepers keep running.
     func disconnectAll() {
+        stopping.store(true, ordering: .relaxed)
         for container in all { container.currentConnection?.close() }
     }
 }

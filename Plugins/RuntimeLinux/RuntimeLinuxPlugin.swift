@@ -100,9 +100,11 @@ final class RuntimeLinuxPlugin: BerthPlugin {
             return Google_Protobuf_Empty()
         }
         methods.serve(contract.restore) { _, _ in try await runtime().restore() }
-        methods.unimplemented(
-            contract.update.path,
-            because: "the Linux runtime cannot change a running container's resources yet (berth-keeper has no UPDATE request)")
+        // Writes a few cgroup files.
+        methods.serve(contract.update, blocking: true) { request, _ in
+            try runtime().update(request)
+            return Google_Protobuf_Empty()
+        }
         return methods
     }
 }
