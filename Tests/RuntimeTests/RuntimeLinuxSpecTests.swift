@@ -36,6 +36,30 @@ import Testing
         }
     }
 
+    /// An overlay from the snapshotter as the rootfs: writes land in its upper directory, the
+    /// lower tree is untouched, and Delete leaves no mount (mode oci mounts it in the host).
+    @Test(arguments: [native, #"{"mode":"oci"}"#])
+    func rootfs_overlayMount_writesGoToUpperDirectory(config: String) async throws {
+        try await run(#function, config: config) { d in
+            let upper = d.directory + "/upper"
+            let work = d.directory + "/work"
+            for folder in [upper, work] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+            let overlay = Containerd_Types_Mount.with {
+                $0.type = "overlay"
+                $0.source = "overlay"
+                $0.options = ["lowerdir=\(d.rootfs)", "upperdir=\(upper)", "workdir=\(work)"]
+            }
+            try await d.create("c1", spec: d.spec(["sh", "-c", "echo written > /hello"], id: "c1"), rootfs: [overlay])
+            _ = try await d.call(Self.contract.start, d.process("c1"))
+            #expect(try await d.supervisor.exit(of: "c1").exitStatus == 0)
+            #expect(try String(contentsOfFile: upper + "/hello", encoding: .utf8) == "written\n")
+            #expect(!FileManager.default.fileExists(atPath: d.rootfs + "/hello"))
+            _ = try await d.call(Self.contract.delete, d.process("c1"))
+            d.forget("c1")
+            #expect(d.mountsUnderDirectory() == [])
+        }
+    }
+
     @Test func seccomp_ruleForMkdir_failsWithErrno() async throws {
         try await run(#function) { d in
             let out = try d.fifo("out")

@@ -124,6 +124,7 @@ public enum RuntimeConformance {
             try await runtime.call(method, request, namespace: namespace)
         }
 
+        /// Names process `exec` ("" for the init) of container `id` in the kit's namespace.
         public func process(_ id: String, exec: String = "") -> Berth_Runtime_V1_ProcessRequest {
             .with {
                 $0.namespace = namespace
@@ -142,20 +143,25 @@ public enum RuntimeConformance {
             return (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
         }
 
-        /// Creates `id` from `spec` with its rootfs bound from the kit's busybox tree.
+        /// Creates `id` from `spec` with `rootfs` mounts, by default a bind of the kit's busybox tree.
         @discardableResult
-        public func create(_ id: String, spec: Data, stdio: Berth_Runtime_V1_Stdio = .init()) async throws -> UInt32 {
+        public func create(
+            _ id: String, spec: Data, stdio: Berth_Runtime_V1_Stdio = .init(), rootfs mounts: [Containerd_Types_Mount]? = nil
+        ) async throws -> UInt32 {
             let response = try await call(
                 BerthContracts.RuntimeContract.create,
                 .with {
                     $0.namespace = namespace
                     $0.id = id
                     $0.spec = spec
-                    $0.rootfs = [.with {
-                        $0.type = "bind"
-                        $0.source = rootfs
-                        $0.options = ["rbind", "rw"]
-                    }]
+                    $0.rootfs =
+                        mounts ?? [
+                            .with {
+                                $0.type = "bind"
+                                $0.source = rootfs
+                                $0.options = ["rbind", "rw"]
+                            }
+                        ]
                     $0.stdio = stdio
                     $0.runtimeName = "io.containerd.runc.v2"
                 })
