@@ -60,6 +60,31 @@ import Testing
         }
     }
 
+    /// The spec `ctr run --seccomp` sent to containerd 1.6.20 on this machine (recorded from the
+    /// bundle's config.json): containerd's default profile, 360 syscall names, ERRNO default.
+    static let ctrSeccompSpec = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/Fixtures/ctr-run-seccomp-spec.json"
+
+    @Test(arguments: [native, #"{"mode":"oci"}"#])
+    func seccomp_ctrDefaultProfile_runsFiltered(config: String) async throws {
+        try await run(#function, config: config) { d in
+            let out = try d.fifo("out")
+            defer { close(out.reader) }
+            var object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.ctrSeccompSpec))) as? [String: Any])
+            var process = try #require(object["process"] as? [String: Any])
+            process["args"] = ["sh", "-c", "grep Seccomp: /proc/self/status; echo done"]
+            process["env"] = ["PATH=/bin"]
+            object["process"] = process
+            var linux = try #require(object["linux"] as? [String: Any])
+            linux["cgroupsPath"] = "/" + d.cgroupPath("c1")
+            object["linux"] = linux
+            let spec = try JSONSerialization.data(withJSONObject: object)
+            try await d.create("c1", spec: spec, stdio: .with { $0.stdout = out.path })
+            _ = try await d.call(Self.contract.start, d.process("c1"))
+            #expect(try await Blocking.readToEnd(out.reader) == "Seccomp:\t2\ndone\n")
+            #expect(try await d.supervisor.exit(of: "c1").exitStatus == 0)
+        }
+    }
+
     @Test func seccomp_ruleForMkdir_failsWithErrno() async throws {
         try await run(#function) { d in
             let out = try d.fifo("out")
