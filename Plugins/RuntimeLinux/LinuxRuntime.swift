@@ -141,6 +141,9 @@ final class LinuxRuntime: Sendable {
     /// The keeper connection of `container`, connecting and subscribing when there is none.
     func connection(_ container: LiveContainer) async throws -> KeeperConnection {
         if let connection = container.currentConnection { return connection }
+        guard !stopping.load(ordering: .relaxed) else {
+            throw PluginError(.unavailable, "container \(container.label): the Linux runtime is stopping")
+        }
         guard container.abandonedExit == nil, !container.isDeleted else {
             throw PluginError(.failedPrecondition, "container \(container.label): its keeper is gone; only Delete is possible")
         }

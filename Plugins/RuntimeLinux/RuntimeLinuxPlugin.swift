@@ -39,6 +39,7 @@ final class RuntimeLinuxPlugin: BerthPlugin {
         try FileManager.default.createDirectory(
             atPath: runtime.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let reporter = runtime.reporter
+        // The one long-lived task of this plugin, owned here: stop() cancels it and waits.
         reporting.withLock { $0 = Task { await reporter.run() } }
         await runtime.restoreDirectories()
     }

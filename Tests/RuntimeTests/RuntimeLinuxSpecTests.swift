@@ -85,6 +85,40 @@ import Testing
         }
     }
 
+    /// The init's user, hostname and sysctls, and an exec's own OOM score, as the process sees them.
+    @Test func process_userHostnameSysctlAndExecScore_seenInside() async throws {
+        try await run(#function) { d in
+            let out = try d.fifo("out")
+            defer { close(out.reader) }
+            let spec = d.spec(["sh", "-c", "id -u; id -g; hostname; cat /proc/sys/net/ipv4/ip_forward; sleep 100"], id: "c1") { object in
+                var process = object["process"] as! [String: Any]
+                process["user"] = ["uid": 1000, "gid": 1001]
+                object["process"] = process
+                var linux = object["linux"] as! [String: Any]
+                linux["sysctl"] = ["net.ipv4.ip_forward": "1"]
+                object["linux"] = linux
+            }
+            try await d.create("c1", spec: spec, stdio: .with { $0.stdout = out.path })
+            _ = try await d.call(Self.contract.start, d.process("c1"))
+            let xout = try d.fifo("xout")
+            defer { close(xout.reader) }
+            var process = try #require(try JSONSerialization.jsonObject(with: d.spec(["cat", "/proc/self/oom_score_adj"], id: "c1")) as? [String: Any])["process"] as! [String: Any]
+            process["oomScoreAdj"] = 500
+            _ = try await d.call(Self.contract.exec, .with {
+                $0.process = d.process("c1", exec: "x1")
+                $0.spec = try! JSONSerialization.data(withJSONObject: process)
+                $0.stdio = .with { $0.stdout = xout.path }
+            })
+            _ = try await d.call(Self.contract.start, d.process("c1", exec: "x1"))
+            #expect(try await Blocking.readToEnd(xout.reader) == "500\n")
+            _ = try await d.call(Self.contract.kill, .with {
+                $0.process = d.process("c1")
+                $0.signal = 9
+            })
+            #expect(try await Blocking.readToEnd(out.reader) == "1000\n1001\nkit-c1\n1\n")
+        }
+    }
+
     @Test func seccomp_ruleForMkdir_failsWithErrno() async throws {
         try await run(#function) { d in
             let out = try d.fifo("out")
