@@ -37,6 +37,48 @@ extension RuntimeConformance {
             try expectEqual(try await Blocking.readToEnd(err.reader), "to-err\n", "stderr")
             try expectEqual(try await d.supervisor.exit(of: "c1").exitStatus, 0, "exit status")
         },
+        Case(name: "closeIO_stdinFifo_processReadsEndOfFile") { d in
+            let input = try d.fifo("in")
+            let out = try d.fifo("out")
+            defer {
+                close(input.reader)
+                close(out.reader)
+            }
+            try await d.run(
+                "c1", ["cat"],
+                stdio: .with {
+                    $0.stdin = input.path
+                    $0.stdout = out.path
+                })
+            let writer = open(input.path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+            try expect(writer >= 0, "open the stdin FIFO for writing: errno \(errno)")
+            _ = "through stdin\n".withCString { write(writer, $0, strlen($0)) }
+            close(writer)
+            _ = try await d.call(contract.closeIO, d.process("c1"))
+            try expectEqual(try await Blocking.readToEnd(out.reader), "through stdin\n", "stdout of cat")
+            try expectEqual(try await d.supervisor.exit(of: "c1").exitStatus, 0, "cat's status after end of file")
+        },
+        Case(name: "terminal_resizePty_processSeesNewSize") { d in
+            let out = try d.fifo("out")
+            defer { close(out.reader) }
+            let spec = d.spec(["sh", "-c", "sleep 0.5; tty; stty size"], id: "c1") { object in
+                var process = object["process"] as? [String: Any] ?? [:]
+                process["terminal"] = true
+                object["process"] = process
+            }
+            try await d.create("c1", spec: spec, stdio: .with {
+                $0.stdout = out.path
+                $0.terminal = true
+            })
+            _ = try await d.call(contract.start, d.process("c1"))
+            _ = try await d.call(contract.resizePty, .with {
+                $0.process = d.process("c1")
+                $0.width = 100
+                $0.height = 30
+            })
+            let output = try await Blocking.readToEnd(out.reader).replacingOccurrences(of: "\r\n", with: "\n")
+            try expectEqual(output, "/dev/pts/0\n30 100\n", "tty and size seen by the process")
+        },
         Case(name: "delete_runningContainer_leavesNothing") { d in
             let pid = try await d.run("c1", ["sleep", "100"])
             try expect(!d.cgroupDirectories("c1").isEmpty, "the container has cgroup directories while it runs")

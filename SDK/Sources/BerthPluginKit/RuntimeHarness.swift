@@ -131,7 +131,7 @@ public enum BusyboxRootfs {
         try manager.copyItem(atPath: busybox, toPath: directory + "/bin/busybox")
         for applet in [
             "sh", "echo", "sleep", "cat", "true", "false", "ls", "hostname", "id", "wc", "head", "tty", "dd", "tr", "mkdir",
-            "grep", "stat", "readlink",
+            "grep", "stat", "readlink", "stty",
         ] {
             try? manager.createSymbolicLink(atPath: directory + "/bin/" + applet, withDestinationPath: "busybox")
         }
