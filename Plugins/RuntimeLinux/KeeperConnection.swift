@@ -123,9 +123,15 @@ final class KeeperConnection: Sendable {
         }
     }
 
+    /// True once the reader has seen the end of the connection.
+    var isClosed: Bool { state.withLock { $0.closed } }
+
     /// Ends the connection; the reader thread notices within its poll interval at most.
     func close() {
-        shutdown(fd, Int32(SHUT_RDWR))
+        // Under the lock: once the reader closed the fd, its number may belong to another file.
+        state.withLock { state in
+            if !state.closed { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
     private func readLoop() {

@@ -54,7 +54,7 @@ final class LiveContainer: Sendable {
     /// and the token that `detach` needs.
     func adopt(_ connection: KeeperConnection, token: Int) -> KeeperConnection {
         link.withLock { link in
-            if let existing = link.connection { return existing }
+            if let existing = link.connection, !existing.isClosed { return existing }
             link.connection = connection
             link.token = token
             return connection
@@ -140,7 +140,7 @@ final class LinuxRuntime: Sendable {
 
     /// The keeper connection of `container`, connecting and subscribing when there is none.
     func connection(_ container: LiveContainer) async throws -> KeeperConnection {
-        if let connection = container.currentConnection { return connection }
+        if let connection = container.currentConnection, !connection.isClosed { return connection }
         guard !stopping.load(ordering: .relaxed) else {
             throw PluginError(.unavailable, "container \(container.label): the Linux runtime is stopping")
         }
