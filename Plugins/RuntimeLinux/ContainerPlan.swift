@@ -88,7 +88,8 @@ struct ContainerPlan {
         if rootfs.isEmpty {
             guard let path = spec.root?.path, path.hasPrefix("/") else {
                 throw SpecError.invalid(
-                    container, "root.path", "with no rootfs mounts in the request the root must be an absolute path, not \((spec.root?.path ?? "").debugDescription)")
+                    container, "root.path",
+                    "with no rootfs mounts in the request the root must be an absolute path, not \((spec.root?.path ?? "").debugDescription)")
             }
             try plan.add("rootfs", path, from: "root.path")
         } else {

@@ -4,7 +4,8 @@ import Synchronization
 
 /// Requests of the keeper's control protocol (keeper_protocol.h section 3, enum keeper_msg_type).
 enum KeeperRequest: UInt32, Sendable {
-    case start = 1, kill, exec, resize, closeStdin, pause, resume, state, pids, subscribe, ackExit, delete
+    case start = 1
+    case kill, exec, resize, closeStdin, pause, resume, state, pids, subscribe, ackExit, delete
 }
 
 /// Events the keeper sends to a subscribed connection.
@@ -176,7 +177,8 @@ final class KeeperConnection: Sendable {
             if type == Self.replyOK {
                 pending.continuation.resume(returning: fields)
             } else {
-                pending.continuation.resume(throwing: KeeperErrors.error(code: fields.first ?? "", message: fields.dropFirst().first ?? "", container: container))
+                pending.continuation.resume(
+                    throwing: KeeperErrors.error(code: fields.first ?? "", message: fields.dropFirst().first ?? "", container: container))
             }
         default:
             break
@@ -191,7 +193,8 @@ final class KeeperConnection: Sendable {
         }
         for pending in expired {
             pending.continuation.resume(
-                throwing: PluginError(.deadlineExceeded, "container \(container): the keeper did not answer \(pending.request) in \(timeout / 1_000_000_000) s"))
+                throwing: PluginError(.deadlineExceeded, "container \(container): the keeper did not answer \(pending.request) in \(timeout / 1_000_000_000) s")
+            )
         }
     }
 }

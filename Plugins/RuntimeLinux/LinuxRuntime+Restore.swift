@@ -71,11 +71,13 @@ extension LinuxRuntime {
             restored.namespace = container.record.namespace
             restored.id = container.record.id
             if let exit = container.abandonedExit {
-                restored.processes = [.with {
-                    $0.pid = exit.pid
-                    $0.status = .stopped
-                    $0.exit = exit
-                }]
+                restored.processes = [
+                    .with {
+                        $0.pid = exit.pid
+                        $0.status = .stopped
+                        $0.exit = exit
+                    }
+                ]
             } else {
                 do {
                     restored.processes = try parseState(try await keeper(container, .state), container: container)

@@ -16,9 +16,15 @@ final class RuntimeWindowsStub: BerthPlugin {
     static let portingNotes: [(path: String, todo: String)] = {
         let contract = BerthContracts.RuntimeContract.self
         return [
-            (contract.create.path, "create an HCS compute system from the spec's `windows` section and the layer mounts, with its init process created but not started"),
+            (
+                contract.create.path,
+                "create an HCS compute system from the spec's `windows` section and the layer mounts, with its init process created but not started"
+            ),
             (contract.start.path, "start the named process (the init or an exec) and answer its pid"),
-            (contract.kill.path, "signal the process (SIGTERM/SIGKILL map to a shutdown or terminate of the compute system or process), every process when `all`"),
+            (
+                contract.kill.path,
+                "signal the process (SIGTERM/SIGKILL map to a shutdown or terminate of the compute system or process), every process when `all`"
+            ),
             (contract.exec.path, "create an extra process in the running compute system from the OCI process JSON, not started"),
             (contract.resizePty.path, "resize the process's pseudo console (ResizePseudoConsole)"),
             (contract.closeIO.path, "close the process's stdin pipe so it reads end of file"),

@@ -102,10 +102,12 @@ import Testing
             var resources = Google_Protobuf_Any()
             resources.typeURL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
             resources.value = Data(#"{"memory":{"limit":33554432},"pids":{"limit":20},"cpu":{"shares":512}}"#.utf8)
-            _ = try await d.call(Self.contract.update, .with {
-                $0.process = d.process("c1")
-                $0.resources = resources
-            })
+            _ = try await d.call(
+                Self.contract.update,
+                .with {
+                    $0.process = d.process("c1")
+                    $0.resources = resources
+                })
             let data = try await d.call(Self.contract.metrics, d.process("c1")).data
             let metrics = try Io_Containerd_Cgroups_V1_Metrics(serializedBytes: [UInt8](data.value))
             #expect(metrics.memory.usage.limit == 33_554_432)
@@ -114,10 +116,12 @@ import Testing
             #expect(shares == "512\n")
             resources.value = Data(#"{"blockIO":{"weight":10}}"#.utf8)
             await #expect(throws: PluginCallError.self) {
-                _ = try await d.call(Self.contract.update, .with {
-                    $0.process = d.process("c1")
-                    $0.resources = resources
-                })
+                _ = try await d.call(
+                    Self.contract.update,
+                    .with {
+                        $0.process = d.process("c1")
+                        $0.resources = resources
+                    })
             }
         }
     }

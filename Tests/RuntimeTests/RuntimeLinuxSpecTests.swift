@@ -102,19 +102,25 @@ import Testing
             _ = try await d.call(Self.contract.start, d.process("c1"))
             let xout = try d.fifo("xout")
             defer { close(xout.reader) }
-            var process = try #require(try JSONSerialization.jsonObject(with: d.spec(["cat", "/proc/self/oom_score_adj"], id: "c1")) as? [String: Any])["process"] as! [String: Any]
+            var process =
+                try #require(try JSONSerialization.jsonObject(with: d.spec(["cat", "/proc/self/oom_score_adj"], id: "c1")) as? [String: Any])["process"]
+                as! [String: Any]
             process["oomScoreAdj"] = 500
-            _ = try await d.call(Self.contract.exec, .with {
-                $0.process = d.process("c1", exec: "x1")
-                $0.spec = try! JSONSerialization.data(withJSONObject: process)
-                $0.stdio = .with { $0.stdout = xout.path }
-            })
+            _ = try await d.call(
+                Self.contract.exec,
+                .with {
+                    $0.process = d.process("c1", exec: "x1")
+                    $0.spec = try! JSONSerialization.data(withJSONObject: process)
+                    $0.stdio = .with { $0.stdout = xout.path }
+                })
             _ = try await d.call(Self.contract.start, d.process("c1", exec: "x1"))
             #expect(try await Blocking.readToEnd(xout.reader) == "500\n")
-            _ = try await d.call(Self.contract.kill, .with {
-                $0.process = d.process("c1")
-                $0.signal = 9
-            })
+            _ = try await d.call(
+                Self.contract.kill,
+                .with {
+                    $0.process = d.process("c1")
+                    $0.signal = 9
+                })
             #expect(try await Blocking.readToEnd(out.reader) == "1000\n1001\nkit-c1\n1\n")
         }
     }

@@ -66,16 +66,20 @@ extension RuntimeConformance {
                 process["terminal"] = true
                 object["process"] = process
             }
-            try await d.create("c1", spec: spec, stdio: .with {
-                $0.stdout = out.path
-                $0.terminal = true
-            })
+            try await d.create(
+                "c1", spec: spec,
+                stdio: .with {
+                    $0.stdout = out.path
+                    $0.terminal = true
+                })
             _ = try await d.call(contract.start, d.process("c1"))
-            _ = try await d.call(contract.resizePty, .with {
-                $0.process = d.process("c1")
-                $0.width = 100
-                $0.height = 30
-            })
+            _ = try await d.call(
+                contract.resizePty,
+                .with {
+                    $0.process = d.process("c1")
+                    $0.width = 100
+                    $0.height = 30
+                })
             let output = try await Blocking.readToEnd(out.reader).replacingOccurrences(of: "\r\n", with: "\n")
             try expectEqual(output, "/dev/pts/0\n30 100\n", "tty and size seen by the process")
         },
@@ -96,23 +100,30 @@ extension RuntimeConformance {
     static let processCases: [Case] = [
         Case(name: "kill_withSignal_reportsSignalStatus") { d in
             try await d.run("c1", ["sleep", "100"])
-            _ = try await d.call(contract.kill, .with {
-                $0.process = d.process("c1")
-                $0.signal = 9
-            })
+            _ = try await d.call(
+                contract.kill,
+                .with {
+                    $0.process = d.process("c1")
+                    $0.signal = 9
+                })
             try expectEqual(try await d.supervisor.exit(of: "c1").exitStatus, 137, "status after SIGKILL (128+9)")
         },
         Case(name: "kill_all_endsEveryProcess") { d in
             let pid = try await d.run("c1", ["sh", "-c", "sleep 100 & sleep 100"])
             try await Task.sleep(nanoseconds: 300_000_000)
             let pids = try await d.call(contract.pids, d.process("c1")).processes.map(\.pid)
-            try expectEqual(pids.count, 2, "Pids of sh with a background sleep (sh exec'd the last sleep): \(pids); init \(pid), children \(childrenOf(pid)) \(childrenOf(pid).map { (try? String(contentsOfFile: "/proc/\($0)/cgroup", encoding: .utf8)) ?? "" }) init: \((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "")")
+            try expectEqual(
+                pids.count, 2,
+                "Pids of sh with a background sleep (sh exec'd the last sleep): \(pids); init \(pid), children \(childrenOf(pid)) \(childrenOf(pid).map { (try? String(contentsOfFile: "/proc/\($0)/cgroup", encoding: .utf8)) ?? "" }) init: \((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "")"
+            )
             try expect(pids.contains(pid), "Pids lists the init \(pid): \(pids)")
-            _ = try await d.call(contract.kill, .with {
-                $0.process = d.process("c1")
-                $0.signal = 9
-                $0.all = true
-            })
+            _ = try await d.call(
+                contract.kill,
+                .with {
+                    $0.process = d.process("c1")
+                    $0.signal = 9
+                    $0.all = true
+                })
             try expectEqual(try await d.supervisor.exit(of: "c1").exitStatus, 137, "init status after kill all")
             for child in pids { try expect(try await waitGone(child), "process \(child) still runs after kill all") }
         },
@@ -121,11 +132,13 @@ extension RuntimeConformance {
             let out = try d.fifo("xout")
             defer { close(out.reader) }
             let process = try JSONSerialization.data(withJSONObject: RuntimeSpecs.process(["sh", "-c", "echo from-exec; exit 6"]))
-            _ = try await d.call(contract.exec, .with {
-                $0.process = d.process("c1", exec: "x1")
-                $0.spec = process
-                $0.stdio = .with { $0.stdout = out.path }
-            })
+            _ = try await d.call(
+                contract.exec,
+                .with {
+                    $0.process = d.process("c1", exec: "x1")
+                    $0.spec = process
+                    $0.stdio = .with { $0.stdout = out.path }
+                })
             let started = try await d.call(contract.start, d.process("c1", exec: "x1"))
             try expect(started.pid > 0 && started.pid != pid, "the exec has its own pid")
             let exit = try await d.supervisor.exit(of: "c1", execID: "x1")

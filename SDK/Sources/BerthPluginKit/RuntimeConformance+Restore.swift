@@ -15,10 +15,12 @@ extension RuntimeConformance {
             let process = restored.containers[0].processes.first
             try expectEqual(process?.pid, pid, "restored init pid")
             try expectEqual(process?.status, .running, "restored init status")
-            _ = try await d.call(contract.kill, .with {
-                $0.process = d.process("c1")
-                $0.signal = 9
-            })
+            _ = try await d.call(
+                contract.kill,
+                .with {
+                    $0.process = d.process("c1")
+                    $0.signal = 9
+                })
             try expectEqual(try await d.supervisor.exit(of: "c1").exitStatus, 137, "the restored container's exit is reported")
         },
         Case(name: "restore_exitWhileNoInstanceRuns_reportedOnceAfterAck") { d in

@@ -52,9 +52,13 @@ public enum RuntimeConformance {
 
     /// The runtime under test, with the calls and checks the cases make.
     public final class Driver: Sendable {
+        /// Plays the kernel's supervisor for every instance of this run.
         public let supervisor = SupervisorRecorder()
+        /// The containerd namespace of every request.
         public let namespace = "kit"
+        /// The run's folder: the instance's root and state folders, FIFOs, scratch files.
         public let directory: String
+        /// The busybox tree bound as each container's rootfs unless a case gives mounts.
         public let rootfs: String
         /// The cgroup parent of this run's containers: its own, so runs in parallel never share one.
         public let cgroupParent = "berth-kit-\(UUID().uuidString.prefix(8))"
@@ -105,11 +109,13 @@ public enum RuntimeConformance {
             if (try? runtime) == nil { try? await startInstance() }
             let ids = created.withLock { $0 }
             for id in ids {
-                _ = try? await call(BerthContracts.RuntimeContract.kill, .with {
-                    $0.process = process(id)
-                    $0.signal = 9
-                    $0.all = true
-                })
+                _ = try? await call(
+                    BerthContracts.RuntimeContract.kill,
+                    .with {
+                        $0.process = process(id)
+                        $0.signal = 9
+                        $0.all = true
+                    })
                 _ = try? await call(BerthContracts.RuntimeContract.delete, process(id))
             }
             await stopInstance()

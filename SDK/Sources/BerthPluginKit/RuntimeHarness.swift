@@ -17,12 +17,14 @@ public final class SupervisorRecorder: Sendable {
 
     private let state = Mutex(State())
 
+    /// A supervisor that has recorded nothing and answers OK.
     public init() {}
 
     /// Exits answered OK, in order.
     public var exits: [Berth_Runtime_V1_Exit] { state.withLock { $0.exits } }
     /// Exits answered UNAVAILABLE, in order.
     public var refused: [Berth_Runtime_V1_Exit] { state.withLock { $0.refused } }
+    /// OOM kills reported, in order.
     public var outOfMemory: [Berth_Runtime_V1_OutOfMemory] { state.withLock { $0.outOfMemory } }
 
     /// The next `count` calls answer UNAVAILABLE.
@@ -95,7 +97,8 @@ public enum Blocking {
                 if count == 0 { return String(decoding: data, as: UTF8.self) }
                 if count > 0 { data += buffer[0..<count] }
             }
-            throw ConformanceFailure(description: "no end of file on the FIFO within \(seconds) s (read \(String(decoding: data, as: UTF8.self).debugDescription))")
+            throw ConformanceFailure(
+                description: "no end of file on the FIFO within \(seconds) s (read \(String(decoding: data, as: UTF8.self).debugDescription))")
         }
     }
 }
