@@ -127,7 +127,7 @@ final class KeeperConnection: Sendable {
     /// True once the reader has seen the end of the connection.
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    /// Ends the connection; the reader thread notices within its poll interval at most.
+    /// Ends the connection; shutdown(2) wakes the reader thread at once.
     func close() {
         // Under the lock: once the reader closed the fd, its number may belong to another file.
         state.withLock { state in
@@ -139,7 +139,9 @@ final class KeeperConnection: Sendable {
         var buffer = [UInt8](repeating: 0, count: Self.maximumMessage)
         while true {
             var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&entry, 1, 500)
+            // Replies and events wake the poll at once; the timeout only checks deadlines (90 s),
+            // so a few seconds of lateness do not matter and idle containers cost no wakeups.
+            let ready = poll(&entry, 1, 5000)
             expireRequests()
             if ready < 0, errno == EINTR { continue }
             if ready <= 0 { continue }

@@ -90,7 +90,10 @@ import Testing
         try await run(#function) { d in
             let out = try d.fifo("out")
             defer { close(out.reader) }
-            let spec = d.spec(["sh", "-c", "id -u; id -g; hostname; cat /proc/sys/net/ipv4/ip_forward; sleep 100"], id: "c1") { object in
+            let input = try d.fifo("in")
+            defer { close(input.reader) }
+            // The init prints, then waits for end of file on stdin (CloseIO below) and exits.
+            let spec = d.spec(["sh", "-c", "id -u; id -g; hostname; cat /proc/sys/net/ipv4/ip_forward; read line"], id: "c1") { object in
                 var process = object["process"] as! [String: Any]
                 process["user"] = ["uid": 1000, "gid": 1001]
                 object["process"] = process
@@ -98,7 +101,12 @@ import Testing
                 linux["sysctl"] = ["net.ipv4.ip_forward": "1"]
                 object["linux"] = linux
             }
-            try await d.create("c1", spec: spec, stdio: .with { $0.stdout = out.path })
+            try await d.create(
+                "c1", spec: spec,
+                stdio: .with {
+                    $0.stdin = input.path
+                    $0.stdout = out.path
+                })
             _ = try await d.call(Self.contract.start, d.process("c1"))
             let xout = try d.fifo("xout")
             defer { close(xout.reader) }
@@ -115,13 +123,9 @@ import Testing
                 })
             _ = try await d.call(Self.contract.start, d.process("c1", exec: "x1"))
             #expect(try await Blocking.readToEnd(xout.reader) == "500\n")
-            _ = try await d.call(
-                Self.contract.kill,
-                .with {
-                    $0.process = d.process("c1")
-                    $0.signal = 9
-                })
+            _ = try await d.call(Self.contract.closeIO, d.process("c1"))
             #expect(try await Blocking.readToEnd(out.reader) == "1000\n1001\nkit-c1\n1\n")
+            #expect(try await d.supervisor.exit(of: "c1").exitStatus == 1)
         }
     }
 

@@ -149,6 +149,34 @@ extension RuntimeConformance {
             try expect(processRuns(pid), "the init still runs after its exec ended")
             try expect(d.supervisor.exits.allSatisfy { $0.execID == "x1" }, "only the exec exited")
         },
+        Case(name: "exec_missingBinary_failsNamingItAndContainerRuns") { d in
+            let pid = try await d.run("c1", ["sleep", "100"])
+            let missing = try JSONSerialization.data(withJSONObject: RuntimeSpecs.process(["nope-binary"]))
+            // A runtime may find out at Exec (set up before START) or only at Start (an OCI
+            // runtime's exec runs then): either must fail and name the binary.
+            do {
+                _ = try await d.call(
+                    contract.exec,
+                    .with {
+                        $0.process = d.process("c1", exec: "x1")
+                        $0.spec = missing
+                    })
+                _ = try await d.call(contract.start, d.process("c1", exec: "x1"))
+                throw ConformanceFailure(description: "an exec of a missing binary started")
+            } catch let error as PluginCallError {
+                try expect(error.message.contains("nope-binary"), "the error names the binary: \(error.message)")
+            }
+            try expect(processRuns(pid), "the init still runs after a failed exec")
+            let fine = try JSONSerialization.data(withJSONObject: RuntimeSpecs.process(["true"]))
+            _ = try await d.call(
+                contract.exec,
+                .with {
+                    $0.process = d.process("c1", exec: "x2")
+                    $0.spec = fine
+                })
+            _ = try await d.call(contract.start, d.process("c1", exec: "x2"))
+            try expectEqual(try await d.supervisor.exit(of: "c1", execID: "x2").exitStatus, 0, "a later exec's status")
+        },
         Case(name: "pause_thenResume_changesStatus") { d in
             try await d.run("c1", ["sleep", "100"])
             _ = try await d.call(contract.pause, d.process("c1"))
