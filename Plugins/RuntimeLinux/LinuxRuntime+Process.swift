@@ -38,7 +38,7 @@ extension LinuxRuntime {
         if container.record.mode == RuntimeSettings.Mode.oci.rawValue {
             let json = directory.execProcess(process.execID)
             do {
-                try request.spec.write(to: URL(fileURLWithPath: json))
+                try StateDirectory.writePrivate(request.spec, to: json)
             } catch {
                 throw PluginError(.internal, "container \(container.label): exec \(process.execID): write \(json): \(error.localizedDescription)")
             }

@@ -36,8 +36,12 @@ final class RuntimeLinuxPlugin: BerthPlugin {
             throw PluginSkip("skip plugin: this kernel has no PID namespaces (/proc/self/ns/pid is missing)")
         }
         let runtime = try runtime.get()
+        // 0711 down to each container's directory (searchable, not listable), as containerd's
+        // state folders: a user-namespaced container's root must reach its rootfs there.
         try FileManager.default.createDirectory(
-            atPath: runtime.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            atPath: runtime.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        chmod(host.stateDirectory, 0o711)
+        chmod(runtime.root, 0o711)
         let reporter = runtime.reporter
         // The one long-lived task of this plugin, owned here: stop() cancels it and waits.
         reporting.withLock { $0 = Task { await reporter.run() } }

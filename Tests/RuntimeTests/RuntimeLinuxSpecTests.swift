@@ -129,6 +129,28 @@ import Testing
         }
     }
 
+    /// A user namespace from the spec's mappings: the process sees the maps it was given.
+    @Test(arguments: [native, #"{"mode":"oci"}"#])
+    func userNamespace_mappings_seenInside(config: String) async throws {
+        try await run(#function, config: config) { d in
+            let out = try d.fifo("out")
+            defer { close(out.reader) }
+            let spec = d.spec(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"], id: "c1") { object in
+                var linux = object["linux"] as! [String: Any]
+                var namespaces = linux["namespaces"] as! [[String: Any]]
+                namespaces.append(["type": "user"])
+                linux["namespaces"] = namespaces
+                linux["uidMappings"] = [["containerID": 0, "hostID": 200_000, "size": 65536]]
+                linux["gidMappings"] = [["containerID": 0, "hostID": 300_000, "size": 65536]]
+                object["linux"] = linux
+            }
+            try await d.create("c1", spec: spec, stdio: .with { $0.stdout = out.path })
+            _ = try await d.call(Self.contract.start, d.process("c1"))
+            let lines = try await Blocking.readToEnd(out.reader).split(separator: "\n").map { $0.split(separator: " ").joined(separator: " ") }
+            #expect(lines == ["0 200000 65536", "0 300000 65536", "0"])
+        }
+    }
+
     @Test func seccomp_ruleForMkdir_failsWithErrno() async throws {
         try await run(#function) { d in
             let out = try d.fifo("out")
