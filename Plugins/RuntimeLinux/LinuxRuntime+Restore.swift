@@ -10,7 +10,25 @@ extension LinuxRuntime {
     ///   the container stays listed as stopped until Delete;
     /// - anything else (crash during create, keeper gone without an init exit): removed.
     func restoreDirectories() async {
+        // Reading folders and cleaning up after dead keepers blocks (cgroup removal waits up to
+        // a second): that part runs on a thread of its own, not on Swift's pool.
+        let alive = await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: self.scanDirectories()) }
+        }
+        for container in alive {
+            install(container)
+            do {
+                _ = try await connection(container)
+            } catch {
+                host.log(.warning, "container \(container.label): keeper runs but does not answer yet: \(error)")
+            }
+        }
+    }
+
+    /// The containers whose keeper runs; the others are taken back or removed on the way.
+    private func scanDirectories() -> [LiveContainer] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        var alive = [LiveContainer]()
         for name in names.sorted() {
             let directory = StateDirectory(path: root + "/" + name)
             guard let record = try? directory.readRecord() else {
@@ -20,16 +38,12 @@ extension LinuxRuntime {
             }
             let container = LiveContainer(record: record, directory: directory)
             if directory.liveKeeperPID != nil {
-                install(container)
-                do {
-                    _ = try await connection(container)
-                } catch {
-                    host.log(.warning, "container \(container.label): keeper runs but does not answer yet: \(error)")
-                }
+                alive.append(container)
             } else {
                 takeBackAbandoned(container)
             }
         }
+        return alive
     }
 
     private func takeBackAbandoned(_ container: LiveContainer) {
