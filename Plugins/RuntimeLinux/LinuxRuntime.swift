@@ -84,6 +84,8 @@ final class LinuxRuntime: Sendable {
     /// The folder of the per-container directories.
     let root: String
     let reporter: ExitReporter
+    /// Reads every keeper connection of this instance on one thread.
+    let poller = KeeperPoller()
     private let slots = Mutex([String: Slot]())
     private let tokens = Atomic<Int>(0)
     /// Set by `disconnectAll`: connections closing then are this instance's doing.
@@ -149,7 +151,7 @@ final class LinuxRuntime: Sendable {
         }
         let token = tokens.add(1, ordering: .relaxed).newValue
         let connection = try KeeperConnection.open(
-            socketPath: container.directory.controlSocket, container: container.label,
+            socketPath: container.directory.controlSocket, container: container.label, poller: poller,
             onEvent: { [weak self] event in self?.received(event, from: container) },
             onClose: { [weak self] in
                 container.detach(token: token)
@@ -202,16 +204,21 @@ final class LinuxRuntime: Sendable {
 
     /// A keeper that closed its connection outside Delete has died (it never drops a client
     /// that reads its events): its init's exit, if it wrote one, is reported as at restore.
-    /// Runs on the connection's reader thread, which may block.
+    /// Called on the poller's thread, which must not block: the wait for the keeper's end
+    /// runs on a thread of its own.
     private func keeperClosed(_ container: LiveContainer) {
         guard !container.isDeleting, !stopping.load(ordering: .relaxed) else { return }
+        Thread.detachNewThread { [weak self] in self?.checkKeeperGone(container) }
+    }
+
+    private func checkKeeperGone(_ container: LiveContainer) {
         // The socket closes early in the keeper's exit, before it is a zombie: give it 500 ms.
         var waited = 0
         while container.directory.liveKeeperPID != nil, waited < 50 {
             usleep(10_000)
             waited += 1
         }
-        guard !container.isDeleting, container.directory.liveKeeperPID == nil else { return }
+        guard !container.isDeleting, !stopping.load(ordering: .relaxed), container.directory.liveKeeperPID == nil else { return }
         host.log(.error, "container \(container.label): its keeper died; the container is no longer supervised")
         abandon(container)
     }
@@ -220,6 +227,7 @@ final class LinuxRuntime: Sendable {
     func disconnectAll() {
         stopping.store(true, ordering: .relaxed)
         for container in all { container.currentConnection?.close() }
+        poller.stop()
     }
 }
 
