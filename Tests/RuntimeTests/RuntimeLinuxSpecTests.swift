@@ -151,6 +151,28 @@ import Testing
         }
     }
 
+    /// Twenty containers created at once: every create succeeds, every exit is reported once
+    /// with its own status, and deleting them all leaves no state directory.
+    @Test func manyContainers_createdAtOnce_eachExitReportedOnce() async throws {
+        try await run(#function) { d in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<20 {
+                    group.addTask { try await d.run("m\(index)", ["sh", "-c", "exit \(index)"]) }
+                }
+                try await group.waitForAll()
+            }
+            for index in 0..<20 {
+                #expect(try await d.supervisor.exit(of: "m\(index)").exitStatus == UInt32(index))
+            }
+            #expect(d.supervisor.exits.count == 20)
+            for index in 0..<20 {
+                _ = try await d.call(Self.contract.delete, d.process("m\(index)"))
+                d.forget("m\(index)")
+            }
+            #expect(d.stateEntries() == [])
+        }
+    }
+
     @Test func seccomp_ruleForMkdir_failsWithErrno() async throws {
         try await run(#function) { d in
             let out = try d.fifo("out")
