@@ -186,6 +186,8 @@ final class LinuxRuntime: Sendable {
                 SupervisorReport(
                     fact: .exit(exit),
                     recorded: { [weak self] in
+                        // A Delete under way ends the keeper and its exits with it.
+                        guard !container.isDeleting else { return }
                         do {
                             _ = try await self?.keeper(container, .ackExit, [execID])
                         } catch {
