@@ -31,8 +31,8 @@ final class LiveContainer: Sendable {
     var isDeleted: Bool { link.withLock { $0.deleted } }
     var isDeleting: Bool { link.withLock { $0.deleting || $0.deleted } }
 
-    func markDeleting() {
-        link.withLock { $0.deleting = true }
+    func markDeleting(_ deleting: Bool) {
+        link.withLock { $0.deleting = deleting }
     }
     var abandonedExit: Berth_Runtime_V1_Exit? { link.withLock { $0.abandonedExit } }
     var currentConnection: KeeperConnection? { link.withLock { $0.connection } }
