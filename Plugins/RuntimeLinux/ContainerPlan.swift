@@ -67,6 +67,7 @@ struct ContainerPlan {
     }
 
     private func refuseUnsupported(_ spec: OCISpec) throws {
+        if let process = spec.process { try ProcessPlan(container: container).refuseUnsupported(process, field: "process") }
         let linux = spec.linux
         let fields: [(String, Bool)] = [
             ("hooks", spec.hooks.isGiven), ("domainname", !(spec.domainname ?? "").isEmpty),

@@ -18,11 +18,12 @@ struct SupervisorReport: Sendable {
     let stillWanted: @Sendable () -> Bool
 
     /// Identifies the fact, so that an exit sent again by the keeper while a report of it is
-    /// under way is not reported twice.
+    /// under way is not reported twice, and OOM kills of one container coalesce while one
+    /// is being reported (the reports under way stay bounded by the processes held).
     var key: String {
         switch fact {
         case .exit(let exit): "exit/\(exit.namespace)/\(exit.id)/\(exit.execID)"
-        case .outOfMemory(let oom): "oom/\(oom.namespace)/\(oom.id)/\(UUID())"
+        case .outOfMemory(let oom): "oom/\(oom.namespace)/\(oom.id)"
         }
     }
 }

@@ -16,7 +16,7 @@ enum KeeperEvent: Sendable {
 }
 
 /// One connection to a keeper's DIR/control.sock (AF_UNIX, SOCK_SEQPACKET): requests are
-/// sent with a tag and awaited without holding a thread; one dedicated thread per connection
+/// sent with a tag and awaited without holding a thread; the runtime's `KeeperPoller` thread
 /// reads replies and events, so no blocking read runs on Swift's cooperative pool.
 ///
 /// Lifecycle: `open` connects and starts the reader; the connection ends when the keeper
@@ -41,10 +41,11 @@ final class KeeperConnection: Sendable {
     private static let eventExit: UInt32 = 200
     private static let eventOOM: UInt32 = 201
     /// Largest reply or event (KEEPER_MAX_MESSAGE), and largest request (KEEPER_MAX_REQUEST).
-    private static let maximumMessage = 65536
+    static let maximumMessage = 65536
     private static let maximumRequest = 4096
 
-    private let fd: Int32
+    /// The socket; the poller reads it, and closes it through `finish()`.
+    let fd: Int32
     private let container: String
     private let timeout: UInt64
     private let state = Mutex(State())
@@ -64,7 +65,7 @@ final class KeeperConnection: Sendable {
 
     /// Connects to `socketPath` and starts reading; throws UNAVAILABLE when nobody listens.
     static func open(
-        socketPath: String, container: String, timeoutSeconds: UInt64 = 90,
+        socketPath: String, container: String, poller: KeeperPoller, timeoutSeconds: UInt64 = 90,
         onEvent: @escaping @Sendable (KeeperEvent) -> Void, onClose: @escaping @Sendable () -> Void = {}
     ) throws -> KeeperConnection {
         let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -90,9 +91,12 @@ final class KeeperConnection: Sendable {
         }
         let connection = KeeperConnection(
             fd: fd, container: container, timeout: timeoutSeconds * 1_000_000_000, onEvent: onEvent, onClose: onClose)
-        let thread = Thread { connection.readLoop() }
-        thread.name = "berth-keeper-conn"
-        thread.start()
+        do {
+            try poller.add(connection)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
         return connection
     }
 
@@ -111,7 +115,7 @@ final class KeeperConnection: Sendable {
                 state.nextTag = state.nextTag == UInt32.max ? 1 : state.nextTag + 1
                 withUnsafeBytes(of: request.rawValue.littleEndian) { packet.replaceSubrange(0..<4, with: $0) }
                 withUnsafeBytes(of: tag.littleEndian) { packet.replaceSubrange(4..<8, with: $0) }
-                // Sent under the lock: the reader closes the fd under it too, so it is never reused here.
+                // Sent under the lock: `finish()` closes the fd under it too, so it is never reused here.
                 let sent = send(fd, packet, packet.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
                 guard sent == packet.count else {
                     return PluginError(.unavailable, "container \(container): send \(request) to the keeper: \(String(cString: strerror(errno)))")
@@ -124,24 +128,33 @@ final class KeeperConnection: Sendable {
         }
     }
 
-    /// Ends the connection; the reader thread notices within its poll interval at most.
+    /// True once the poller has seen the end of the connection.
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Ends the connection; shutdown(2) wakes the poller at once.
     func close() {
-        shutdown(fd, Int32(SHUT_RDWR))
+        // Under the lock: once `finish()` closed the fd, its number may belong to another file.
+        state.withLock { state in
+            if !state.closed { shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
-    private func readLoop() {
-        var buffer = [UInt8](repeating: 0, count: Self.maximumMessage)
+    /// Reads every packet waiting (the poller saw the socket readable); false once the keeper
+    /// closed the connection or it failed, after which the poller calls `finish()`.
+    func readAvailable(into buffer: inout [UInt8]) -> Bool {
         while true {
-            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&entry, 1, 500)
-            expireRequests()
-            if ready < 0, errno == EINTR { continue }
-            if ready <= 0 { continue }
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count < 0, errno == EINTR || errno == EAGAIN { continue }
-            if count <= 0 { break }
-            handle(Array(buffer[0..<count]))
+            let count = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if count > 0 {
+                handle(Array(buffer[0..<count]))
+                continue
+            }
+            if count < 0, errno == EINTR { continue }
+            return count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
         }
+    }
+
+    /// Closes the socket, fails the requests still waiting with UNAVAILABLE, runs `onClose`.
+    func finish() {
         let waiting = state.withLock { state in
             state.closed = true
             Glibc.close(fd)
@@ -179,7 +192,8 @@ final class KeeperConnection: Sendable {
         }
     }
 
-    private func expireRequests() {
+    /// Fails the requests whose deadline passed with DEADLINE_EXCEEDED.
+    func expireRequests() {
         let now = DispatchTime.now().uptimeNanoseconds
         let expired = state.withLock { state in
             let tags = state.pending.filter { $0.value.deadline <= now }.map(\.key)

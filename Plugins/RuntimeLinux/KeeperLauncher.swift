@@ -49,11 +49,12 @@ struct KeeperLauncher {
         let err = readAll(stderr[0], deadline: deadline)
         if DispatchTime.now().uptimeNanoseconds >= deadline { kill(pid, SIGKILL) }
         let status = waitExit(pid)
-        if status == 0, let initPID = UInt32(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
+        // nil: the host reaps children itself (SIGCHLD ignored); the report alone decides then.
+        if status == 0 || status == nil, let initPID = UInt32(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
             return .created(pid: initPID)
         }
         let line = err.split(separator: "\n").first.map(String.init) ?? ""
-        return .failed(line: line.isEmpty ? "\(keeper) exited with status \(status) and no error line" : line)
+        return .failed(line: line.isEmpty ? "\(keeper) exited with status \(status.map(String.init) ?? "unknown") and no error line" : line)
     }
 
     private func spawn(state: String, stdout: Int32, stderr: Int32) throws -> pid_t {
@@ -106,11 +107,11 @@ struct KeeperLauncher {
         return String(decoding: kept, as: UTF8.self)
     }
 
-    /// The exit status of `pid` (128+N when killed by signal N).
-    private func waitExit(_ pid: pid_t) -> Int32 {
+    /// The exit status of `pid` (128+N when killed by signal N), nil when it cannot be waited for.
+    private func waitExit(_ pid: pid_t) -> Int32? {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { return -1 }
+            guard errno == EINTR else { return nil }
         }
         let signal = status & 0x7f
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal

@@ -70,14 +70,24 @@ extension LinuxRuntime {
                 .failedPrecondition,
                 "container \(label): state directory \(directory.path) is longer than \(StateDirectory.maximumPathLength) bytes; use a shorter state_dir")
         }
-        guard mkdir(directory.path, 0o700) == 0 else {
+        // 0711: searchable, not listable, so that a user-namespaced root reaches DIR/rootfs.
+        guard mkdir(directory.path, 0o711) == 0 else {
             let reason = String(cString: strerror(errno))
             throw PluginError(errno == EEXIST ? .alreadyExists : .internal, "container \(label): create: mkdir \(directory.path): \(reason)")
         }
         guard mkdir(directory.rootfs, 0o755) == 0 else {
             throw PluginError(.internal, "container \(label): create: mkdir \(directory.rootfs): \(String(cString: strerror(errno)))")
         }
-        try directory.writeRecord(container.record)
+        do {
+            try directory.writeRecord(container.record)
+        } catch {
+            throw PluginError(.internal, "container \(label): create: write \(directory.path)/\(StateDirectory.recordName): \(error)")
+        }
+        if spec.linux?.namespaces?.contains(where: { $0.type == "user" }) == true, let folder = directory.unsearchableAncestor() {
+            throw PluginError(
+                .failedPrecondition,
+                "container \(label): create: \(folder) is not searchable by others, so the container's mapped root cannot reach its rootfs; make it 0711")
+        }
         let plan: PlanRecords
         if settings.mode == .native {
             plan = try ContainerPlan(container: label, rootfsDirectory: directory.rootfs, cgroups: cgroups)
@@ -116,7 +126,7 @@ extension LinuxRuntime {
         linux["cgroupsPath"] = "/" + container.record.cgroupPath
         document["linux"] = linux
         do {
-            try JSONSerialization.data(withJSONObject: document).write(to: URL(fileURLWithPath: directory.path + "/config.json"))
+            try StateDirectory.writePrivate(try JSONSerialization.data(withJSONObject: document), to: directory.path + "/config.json")
         } catch {
             throw PluginError(.internal, "container \(label): create: write \(directory.path)/config.json: \(error.localizedDescription)")
         }

@@ -14,10 +14,15 @@ extension LinuxRuntime {
             return
         }
         if container.abandonedExit == nil, let keeperPID = container.directory.liveKeeperPID {
+            container.markDeleting(true)
             do {
                 _ = try await keeper(container, .delete, ["", "1"])
             } catch let error as PluginError where error.code == .unavailable && !processRuns(keeperPID) {
                 host.log(.warning, "container \(container.label): the keeper went during delete; cleaning up after it")
+            } catch {
+                // The keeper refused (a cgroup still busy, say) and lives on: the container is as before.
+                container.markDeleting(false)
+                throw error
             }
             try await waitGone(keeperPID, container: container)
         }

@@ -38,7 +38,7 @@ extension LinuxRuntime {
         if container.record.mode == RuntimeSettings.Mode.oci.rawValue {
             let json = directory.execProcess(process.execID)
             do {
-                try request.spec.write(to: URL(fileURLWithPath: json))
+                try StateDirectory.writePrivate(request.spec, to: json)
             } catch {
                 throw PluginError(.internal, "container \(container.label): exec \(process.execID): write \(json): \(error.localizedDescription)")
             }
@@ -49,17 +49,34 @@ extension LinuxRuntime {
                 try plan.add(key, path, from: "stdio.\(key)")
             }
         } else {
-            if decoded.oomScoreAdj != nil {
-                throw SpecError.unsupported(container.label, "exec process.oomScoreAdj", "an exec runs with the keeper's score")
+            try processPlan.refuseUnsupported(decoded, field: "exec process")
+            if let adjust = decoded.oomScoreAdj, !(-1000...1000).contains(adjust) {
+                throw SpecError.invalid(container.label, "exec process.oomScoreAdj", "\(adjust) is outside -1000...1000")
             }
             try processPlan.add(decoded, stdio: request.stdio, field: "exec process", to: &plan)
         }
         do {
             try plan.write(to: planPath)
-            _ = try await keeper(container, .exec, [process.execID, planPath])
+            let reply = try await keeper(container, .exec, [process.execID, planPath])
+            if container.record.mode == RuntimeSettings.Mode.native.rawValue, let adjust = decoded.oomScoreAdj {
+                try await setScore(adjust, pid: reply.first ?? "", execID: process.execID, container: container)
+            }
         } catch {
             removeExecFiles(container, process.execID)
             throw error
+        }
+    }
+
+    /// The keeper's plans have no per-exec OOM score: it is written here while the exec waits
+    /// for START (proc(5), /proc/PID/oom_score_adj); if that fails the exec is ended and forgotten.
+    private func setScore(_ adjust: Int, pid: String, execID: String, container: LiveContainer) async throws {
+        let path = "/proc/\(pid)/oom_score_adj"
+        do {
+            try String(adjust).write(toFile: path, atomically: false, encoding: .utf8)
+        } catch {
+            _ = try? await keeper(container, .kill, [execID, "9", "0"])
+            _ = try? await keeper(container, .delete, [execID, "1"])
+            throw PluginError(.internal, "container \(container.label): exec \(execID): write oomScoreAdj to \(path): \(error.localizedDescription)")
         }
     }
 
@@ -96,6 +113,13 @@ extension LinuxRuntime {
         let container = try container(request.namespace, request.id)
         let data = try CgroupMetrics(layout: cgroups, relative: container.record.cgroupPath, container: container.label).collect()
         return .with { $0.data = data }
+    }
+
+    /// Update: the new limits go straight to the container's cgroup files (CgroupUpdate).
+    func update(_ request: Berth_Runtime_V1_UpdateRequest) throws {
+        let container = try container(request.process.namespace, request.process.id)
+        let update = CgroupUpdate(layout: cgroups, relative: container.record.cgroupPath, container: container.label)
+        try update.apply(try update.writes(for: request.resources))
     }
 
     /// Forgets a stopped exec (DELETE exec_id 0) and removes its files.

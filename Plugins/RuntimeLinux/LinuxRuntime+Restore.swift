@@ -10,7 +10,25 @@ extension LinuxRuntime {
     ///   the container stays listed as stopped until Delete;
     /// - anything else (crash during create, keeper gone without an init exit): removed.
     func restoreDirectories() async {
+        // Reading folders and cleaning up after dead keepers blocks (cgroup removal waits up to
+        // a second): that part runs on a thread of its own, not on Swift's pool.
+        let alive = await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: self.scanDirectories()) }
+        }
+        for container in alive {
+            install(container)
+            do {
+                _ = try await connection(container)
+            } catch {
+                host.log(.warning, "container \(container.label): keeper runs but does not answer yet: \(error)")
+            }
+        }
+    }
+
+    /// The containers whose keeper runs; the others are taken back or removed on the way.
+    private func scanDirectories() -> [LiveContainer] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        var alive = [LiveContainer]()
         for name in names.sorted() {
             let directory = StateDirectory(path: root + "/" + name)
             guard let record = try? directory.readRecord() else {
@@ -20,37 +38,43 @@ extension LinuxRuntime {
             }
             let container = LiveContainer(record: record, directory: directory)
             if directory.liveKeeperPID != nil {
-                install(container)
-                do {
-                    _ = try await connection(container)
-                } catch {
-                    host.log(.warning, "container \(container.label): keeper runs but does not answer yet: \(error)")
-                }
+                alive.append(container)
             } else {
                 takeBackAbandoned(container)
             }
         }
+        return alive
     }
 
     private func takeBackAbandoned(_ container: LiveContainer) {
+        if abandon(container) { install(container) }
+    }
+
+    /// A container whose keeper is gone: processes left in its cgroups are killed, the cgroups
+    /// and oci mounts removed. With DIR/exits/init, the init's exit is reported and the
+    /// container kept as stopped until Delete (true); without, DIR is removed (false).
+    @discardableResult
+    func abandon(_ container: LiveContainer) -> Bool {
         let record = container.record
         let left = cgroups.removeAbandoned(record.cgroupPath)
         if record.mountedRootfs { RootfsMounts(container: container.label).unmountAll(container.directory.rootfs) }
         guard let found = container.directory.recordedExit("") else {
             host.log(.warning, "container \(container.label): keeper gone and no init exit recorded; removed \(container.directory.path)")
+            container.markDeleted()
             container.directory.remove()
-            return
+            release(namespace: record.namespace, id: record.id)
+            return false
         }
         if !left.isEmpty { host.log(.warning, "container \(container.label): cgroups left by its dead keeper: \(left)") }
         let exit = Berth_Runtime_V1_Exit(
             namespace: record.namespace, id: record.id, execID: "", pid: found.pid, status: found.status, exitedAt: found.exitedAt)
         container.markAbandoned(exit: exit)
-        install(container)
         let directory = container.directory
         reporter.submit(
             SupervisorReport(
                 fact: .exit(exit), recorded: { try? FileManager.default.removeItem(atPath: directory.exitFile("")) },
                 stillWanted: { !container.isDeleted }))
+        return true
     }
 
     /// Restore: every container held, with its processes' states from the keeper (STATE).

@@ -10,6 +10,8 @@ final class LiveContainer: Sendable {
         var connection: KeeperConnection?
         var token = 0
         var deleted = false
+        /// Delete has begun: the keeper closing its connections is expected.
+        var deleting = false
         /// Set when the keeper is gone: the init's exit read from DIR/exits/init.
         var abandonedExit: Berth_Runtime_V1_Exit?
     }
@@ -27,6 +29,11 @@ final class LiveContainer: Sendable {
     }
 
     var isDeleted: Bool { link.withLock { $0.deleted } }
+    var isDeleting: Bool { link.withLock { $0.deleting || $0.deleted } }
+
+    func markDeleting(_ deleting: Bool) {
+        link.withLock { $0.deleting = deleting }
+    }
     var abandonedExit: Berth_Runtime_V1_Exit? { link.withLock { $0.abandonedExit } }
     var currentConnection: KeeperConnection? { link.withLock { $0.connection } }
 
@@ -47,7 +54,7 @@ final class LiveContainer: Sendable {
     /// and the token that `detach` needs.
     func adopt(_ connection: KeeperConnection, token: Int) -> KeeperConnection {
         link.withLock { link in
-            if let existing = link.connection { return existing }
+            if let existing = link.connection, !existing.isClosed { return existing }
             link.connection = connection
             link.token = token
             return connection
@@ -77,8 +84,12 @@ final class LinuxRuntime: Sendable {
     /// The folder of the per-container directories.
     let root: String
     let reporter: ExitReporter
+    /// Reads every keeper connection of this instance on one thread.
+    let poller = KeeperPoller()
     private let slots = Mutex([String: Slot]())
     private let tokens = Atomic<Int>(0)
+    /// Set by `disconnectAll`: connections closing then are this instance's doing.
+    private let stopping = Atomic<Bool>(false)
 
     init(host: PluginHost, settings: RuntimeSettings, cgroups: CgroupLayout = .detect()) {
         self.host = host
@@ -131,15 +142,21 @@ final class LinuxRuntime: Sendable {
 
     /// The keeper connection of `container`, connecting and subscribing when there is none.
     func connection(_ container: LiveContainer) async throws -> KeeperConnection {
-        if let connection = container.currentConnection { return connection }
+        if let connection = container.currentConnection, !connection.isClosed { return connection }
+        guard !stopping.load(ordering: .relaxed) else {
+            throw PluginError(.unavailable, "container \(container.label): the Linux runtime is stopping")
+        }
         guard container.abandonedExit == nil, !container.isDeleted else {
             throw PluginError(.failedPrecondition, "container \(container.label): its keeper is gone; only Delete is possible")
         }
         let token = tokens.add(1, ordering: .relaxed).newValue
         let connection = try KeeperConnection.open(
-            socketPath: container.directory.controlSocket, container: container.label,
+            socketPath: container.directory.controlSocket, container: container.label, poller: poller,
             onEvent: { [weak self] event in self?.received(event, from: container) },
-            onClose: { container.detach(token: token) })
+            onClose: { [weak self] in
+                container.detach(token: token)
+                self?.keeperClosed(container)
+            })
         let used = container.adopt(connection, token: token)
         guard used === connection else {
             connection.close()
@@ -169,6 +186,8 @@ final class LinuxRuntime: Sendable {
                 SupervisorReport(
                     fact: .exit(exit),
                     recorded: { [weak self] in
+                        // A Delete under way ends the keeper and its exits with it.
+                        guard !container.isDeleting else { return }
                         do {
                             _ = try await self?.keeper(container, .ackExit, [execID])
                         } catch {
@@ -185,9 +204,32 @@ final class LinuxRuntime: Sendable {
         }
     }
 
+    /// A keeper that closed its connection outside Delete has died (it never drops a client
+    /// that reads its events): its init's exit, if it wrote one, is reported as at restore.
+    /// Called on the poller's thread, which must not block: the wait for the keeper's end
+    /// runs on a thread of its own.
+    private func keeperClosed(_ container: LiveContainer) {
+        guard !container.isDeleting, !stopping.load(ordering: .relaxed) else { return }
+        Thread.detachNewThread { [weak self] in self?.checkKeeperGone(container) }
+    }
+
+    private func checkKeeperGone(_ container: LiveContainer) {
+        // The socket closes early in the keeper's exit, before it is a zombie: give it 500 ms.
+        var waited = 0
+        while container.directory.liveKeeperPID != nil, waited < 50 {
+            usleep(10_000)
+            waited += 1
+        }
+        guard !container.isDeleting, !stopping.load(ordering: .relaxed), container.directory.liveKeeperPID == nil else { return }
+        host.log(.error, "container \(container.label): its keeper died; the container is no longer supervised")
+        abandon(container)
+    }
+
     /// Closes every keeper connection; containers and keepers keep running.
     func disconnectAll() {
+        stopping.store(true, ordering: .relaxed)
         for container in all { container.currentConnection?.close() }
+        poller.stop()
     }
 }
 

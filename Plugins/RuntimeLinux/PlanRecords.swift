@@ -41,8 +41,7 @@ struct PlanRecords {
     /// Writes the plan to `path` (mode 0600), replacing what was there.
     func write(to path: String) throws {
         do {
-            try Data(bytes).write(to: URL(fileURLWithPath: path))
-            chmod(path, 0o600)
+            try StateDirectory.writePrivate(Data(bytes), to: path)
         } catch {
             throw PluginError(.internal, "container \(container): write plan \(path): \(error.localizedDescription)")
         }

@@ -16,12 +16,19 @@ struct ProcessPlan {
         }
     }
 
-    /// Refuses what the keeper cannot do and what is malformed; `field` is "process" for the
-    /// init and "exec process" for an exec.
+    /// Refuses what is malformed in any mode; `field` is "process" for the init and "exec
+    /// process" for an exec.
     func validate(_ process: OCIProcess, field: String) throws {
         guard let args = process.args, !args.isEmpty, !args[0].isEmpty else {
             throw SpecError.invalid(container, "\(field).args", "missing or empty: a process needs its argv")
         }
+        if let cwd = process.cwd, !cwd.isEmpty, !cwd.hasPrefix("/") {
+            throw SpecError.invalid(container, "\(field).cwd", "\(cwd.debugDescription) is not an absolute path")
+        }
+    }
+
+    /// Refuses what the keeper cannot do itself (native mode; an OCI runtime may).
+    func refuseUnsupported(_ process: OCIProcess, field: String) throws {
         let unsupported: [(String, Bool)] = [
             ("commandLine", process.commandLine.isGiven), ("apparmorProfile", process.apparmorProfile.isGiven),
             ("selinuxLabel", process.selinuxLabel.isGiven), ("ioPriority", process.ioPriority.isGiven),
@@ -30,9 +37,6 @@ struct ProcessPlan {
         ]
         if let (name, _) = unsupported.first(where: { $0.1 }) {
             throw SpecError.unsupported(container, "\(field).\(name)")
-        }
-        if let cwd = process.cwd, !cwd.isEmpty, !cwd.hasPrefix("/") {
-            throw SpecError.invalid(container, "\(field).cwd", "\(cwd.debugDescription) is not an absolute path")
         }
     }
 

@@ -8,9 +8,26 @@ import Synchronization
 /// (Protos/berth/runtime/v1/runtime.proto) with one berth-keeper per container
 /// (Helpers/keeper/README.md), in native mode or driving an OCI runtime (mode oci).
 ///
+/// Terms: a *keeper* is the helper process of one container; its *directory* (DIR) is
+/// `STATE/containers/HASH` with the plan, the keeper's socket and exit files and
+/// `container.json`; an *exit* is held by the keeper until this plugin acknowledges it, which
+/// it does only after the kernel's supervisor answered OK to Exited.
+///
 /// Lifecycle: `start()` reads the config, takes back the containers a previous instance left
 /// (LinuxRuntime+Restore) and starts the exit reporter; `stop()` closes the keeper
 /// connections and ends the reporter. Containers and keepers outlive both.
+///
+/// Worked example (`ctr run busybox c1 sh -c 'exit 3'` in namespace default): Create writes
+/// DIR/plan from the spec and spawns `berth-keeper create`, which answers the init's pid;
+/// Start sends START; the keeper writes DIR/exits/init and sends EVENT_EXIT; the reporter
+/// calls Supervisor.Exited {default, c1, "", pid, 3}, then ACK_EXIT; Delete sends DELETE and
+/// removes DIR.
+///
+/// Repeats and absences: a second Create of an id is ALREADY_EXISTS; any call naming a
+/// container this instance does not hold is NOT_FOUND, so is a second Delete; Kill of an
+/// exited process is NOT_FOUND and a second Start FAILED_PRECONDITION (the keeper's codes).
+/// Cancellation: a call whose caller gave up still runs to its end (a half-done create is
+/// never left behind; a keeper request is not taken back), and its answer is dropped.
 final class RuntimeLinuxPlugin: BerthPlugin {
     private let host: PluginHost
     private let runtime: Result<LinuxRuntime, PluginError>
@@ -36,9 +53,14 @@ final class RuntimeLinuxPlugin: BerthPlugin {
             throw PluginSkip("skip plugin: this kernel has no PID namespaces (/proc/self/ns/pid is missing)")
         }
         let runtime = try runtime.get()
+        // 0711 down to each container's directory (searchable, not listable), as containerd's
+        // state folders: a user-namespaced container's root must reach its rootfs there.
         try FileManager.default.createDirectory(
-            atPath: runtime.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            atPath: runtime.root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        chmod(host.stateDirectory, 0o711)
+        chmod(runtime.root, 0o711)
         let reporter = runtime.reporter
+        // The one long-lived task of this plugin, owned here: stop() cancels it and waits.
         reporting.withLock { $0 = Task { await reporter.run() } }
         await runtime.restoreDirectories()
     }
@@ -100,9 +122,11 @@ final class RuntimeLinuxPlugin: BerthPlugin {
             return Google_Protobuf_Empty()
         }
         methods.serve(contract.restore) { _, _ in try await runtime().restore() }
-        methods.unimplemented(
-            contract.update.path,
-            because: "the Linux runtime cannot change a running container's resources yet (berth-keeper has no UPDATE request)")
+        // Writes a few cgroup files.
+        methods.serve(contract.update, blocking: true) { request, _ in
+            try runtime().update(request)
+            return Google_Protobuf_Empty()
+        }
         return methods
     }
 }

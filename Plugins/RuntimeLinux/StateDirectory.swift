@@ -59,7 +59,29 @@ struct StateDirectory: Sendable {
     }
 
     func writeRecord(_ record: ContainerRecord) throws {
-        try JSONEncoder().encode(record).write(to: URL(fileURLWithPath: path + "/" + Self.recordName), options: .atomic)
+        try Self.writePrivate(try JSONEncoder().encode(record), to: path + "/" + Self.recordName)
+    }
+
+    /// Writes `data` to a new file at `path` readable by root alone (0600): DIR must stay
+    /// searchable by a user-namespaced root, and a spec may hold secrets in its environment.
+    static func writePrivate(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    /// The first folder above DIR (or DIR) that others cannot search, if any: a container
+    /// whose root is mapped to another host uid must be able to reach DIR/rootfs.
+    func unsearchableAncestor() -> String? {
+        var folder = URL(fileURLWithPath: path)
+        while folder.path != "/" {
+            var info = stat()
+            if stat(folder.path, &info) != 0 || info.st_mode & 0o001 == 0 { return folder.path }
+            folder.deleteLastPathComponent()
+        }
+        return nil
     }
 
     /// A recorded exit (keeper_protocol.h section 4: "pid N\nstatus N\nexited_at SEC.NSEC\n").

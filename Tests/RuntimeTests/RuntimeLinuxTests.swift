@@ -14,7 +14,7 @@ import Testing
 
     /// One busybox tree for every case, made on first use.
     static let rootfs: String = {
-        let path = NSTemporaryDirectory() + "rtkit-rootfs-\(getpid())"
+        let path = NSTemporaryDirectory() + "berth-rtkit-rootfs"
         try? BusyboxRootfs.make(at: path)
         return path
     }()

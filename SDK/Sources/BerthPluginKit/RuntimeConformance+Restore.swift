@@ -86,7 +86,7 @@ extension RuntimeConformance {
 
     /// Runs `body`, expects it to fail with `code` and a message holding every one of
     /// `mentioning`, and checks that no state directory or mount was left.
-    static func expectRefusal(_ d: Driver, code: Int32, mentioning: [String], _ body: () async throws -> Void) async throws {
+    public static func expectRefusal(_ d: Driver, code: Int32, mentioning: [String], _ body: () async throws -> Void) async throws {
         do {
             try await body()
             throw ConformanceFailure(description: "expected code \(code), but the call succeeded")

@@ -15,13 +15,19 @@ import Synchronization
 ///     }
 ///
 /// Containers run busybox from `rootfs` (bound as the request's rootfs mount), in namespace
-/// "kit", with cgroupsPath /berth-kit/ID. The cases need root and Linux.
+/// "kit", with cgroupsPath /berth-kit-RUN/ID. The cases need root and Linux.
 public enum RuntimeConformance {
     /// One rule and its check.
     public struct Case: Sendable, CustomStringConvertible {
         public let name: String
         public let run: @Sendable (Driver) async throws -> Void
         public var description: String { name }
+
+        /// A rule named `name` (unit_condition_expectation) checked by `run`.
+        public init(name: String, run: @escaping @Sendable (Driver) async throws -> Void) {
+            self.name = name
+            self.run = run
+        }
     }
 
     /// Runs `rule` against a fresh instance of runtime `id` from `plugin` with `configJSON`, in
@@ -46,10 +52,16 @@ public enum RuntimeConformance {
 
     /// The runtime under test, with the calls and checks the cases make.
     public final class Driver: Sendable {
+        /// Plays the kernel's supervisor for every instance of this run.
         public let supervisor = SupervisorRecorder()
+        /// The containerd namespace of every request.
         public let namespace = "kit"
+        /// The run's folder: the instance's root and state folders, FIFOs, scratch files.
         public let directory: String
+        /// The busybox tree bound as each container's rootfs unless a case gives mounts.
         public let rootfs: String
+        /// The cgroup parent of this run's containers: its own, so runs in parallel never share one.
+        public let cgroupParent = "berth-kit-\(UUID().uuidString.prefix(8))"
         private let plugin: String
         private let type: String
         private let id: String
@@ -95,7 +107,8 @@ public enum RuntimeConformance {
         /// Deletes what the case left, then stops the instance.
         func tearDown() async {
             if (try? runtime) == nil { try? await startInstance() }
-            for id in created.withLock({ $0 }) {
+            let ids = created.withLock { $0 }
+            for id in ids {
                 _ = try? await call(
                     BerthContracts.RuntimeContract.kill,
                     .with {
@@ -106,6 +119,10 @@ public enum RuntimeConformance {
                 _ = try? await call(BerthContracts.RuntimeContract.delete, process(id))
             }
             await stopInstance()
+            // This run's parent cgroups, which the runtime made for its containers.
+            let root = "/sys/fs/cgroup"
+            let hierarchies = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+            for parent in ([root] + hierarchies.map { "\(root)/\($0)" }).map({ "\($0)/\(cgroupParent)" }) { rmdir(parent) }
         }
 
         /// Calls one contract method in namespace "kit".
@@ -113,6 +130,7 @@ public enum RuntimeConformance {
             try await runtime.call(method, request, namespace: namespace)
         }
 
+        /// Names process `exec` ("" for the init) of container `id` in the kit's namespace.
         public func process(_ id: String, exec: String = "") -> Berth_Runtime_V1_ProcessRequest {
             .with {
                 $0.namespace = namespace
@@ -122,7 +140,7 @@ public enum RuntimeConformance {
         }
 
         /// The cgroup path (relative) the kit gives container `id`.
-        public func cgroupPath(_ id: String) -> String { "berth-kit/\(id)" }
+        public func cgroupPath(_ id: String) -> String { "\(cgroupParent)/\(id)" }
 
         /// A spec like ctr's default one for `args`, as JSON; `edit` may change the object.
         public func spec(_ args: [String], id: String, edit: (inout [String: Any]) -> Void = { _ in }) -> Data {
@@ -131,22 +149,25 @@ public enum RuntimeConformance {
             return (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
         }
 
-        /// Creates `id` from `spec` with its rootfs bound from the kit's busybox tree.
+        /// Creates `id` from `spec` with `rootfs` mounts, by default a bind of the kit's busybox tree.
         @discardableResult
-        public func create(_ id: String, spec: Data, stdio: Berth_Runtime_V1_Stdio = .init()) async throws -> UInt32 {
+        public func create(
+            _ id: String, spec: Data, stdio: Berth_Runtime_V1_Stdio = .init(), rootfs mounts: [Containerd_Types_Mount]? = nil
+        ) async throws -> UInt32 {
             let response = try await call(
                 BerthContracts.RuntimeContract.create,
                 .with {
                     $0.namespace = namespace
                     $0.id = id
                     $0.spec = spec
-                    $0.rootfs = [
-                        .with {
-                            $0.type = "bind"
-                            $0.source = rootfs
-                            $0.options = ["rbind", "rw"]
-                        }
-                    ]
+                    $0.rootfs =
+                        mounts ?? [
+                            .with {
+                                $0.type = "bind"
+                                $0.source = rootfs
+                                $0.options = ["rbind", "rw"]
+                            }
+                        ]
                     $0.stdio = stdio
                     $0.runtimeName = "io.containerd.runc.v2"
                 })
@@ -193,7 +214,7 @@ public enum RuntimeConformance {
         }
 
         /// Forget `id` in teardown (the case deleted it itself).
-        func forget(_ id: String) {
+        public func forget(_ id: String) {
             created.withLock { $0.removeAll { $0 == id } }
         }
     }

@@ -17,12 +17,14 @@ public final class SupervisorRecorder: Sendable {
 
     private let state = Mutex(State())
 
+    /// A supervisor that has recorded nothing and answers OK.
     public init() {}
 
     /// Exits answered OK, in order.
     public var exits: [Berth_Runtime_V1_Exit] { state.withLock { $0.exits } }
     /// Exits answered UNAVAILABLE, in order.
     public var refused: [Berth_Runtime_V1_Exit] { state.withLock { $0.refused } }
+    /// OOM kills reported, in order.
     public var outOfMemory: [Berth_Runtime_V1_OutOfMemory] { state.withLock { $0.outOfMemory } }
 
     /// The next `count` calls answer UNAVAILABLE.
@@ -74,16 +76,16 @@ public final class SupervisorRecorder: Sendable {
 }
 
 /// Reading FIFOs and waiting for processes without holding a thread of Swift's pool.
-enum Blocking {
+public enum Blocking {
     /// Runs `body` on a thread of its own and returns its result.
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
         }
     }
 
     /// Everything from the FIFO `fd` until end of file (the writer closed it), within `seconds`.
-    static func readToEnd(_ fd: Int32, within seconds: Double = 10) async throws -> String {
+    public static func readToEnd(_ fd: Int32, within seconds: Double = 10) async throws -> String {
         try await run {
             var data = [UInt8]()
             var buffer = [UInt8](repeating: 0, count: 65536)
@@ -130,7 +132,10 @@ public enum BusyboxRootfs {
         }
         try? manager.removeItem(atPath: directory + "/bin/busybox")
         try manager.copyItem(atPath: busybox, toPath: directory + "/bin/busybox")
-        for applet in ["sh", "echo", "sleep", "cat", "true", "false", "ls", "hostname", "id", "wc", "head", "tty"] {
+        for applet in [
+            "sh", "echo", "sleep", "cat", "true", "false", "ls", "hostname", "id", "wc", "head", "tty", "dd", "tr", "mkdir",
+            "grep", "stat", "readlink", "stty",
+        ] {
             try? manager.createSymbolicLink(atPath: directory + "/bin/" + applet, withDestinationPath: "busybox")
         }
     }
