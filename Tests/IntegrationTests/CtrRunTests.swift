@@ -268,6 +268,12 @@ import Testing
         let duplicate = try ctr("tasks", "exec", "--exec-id", "d1", "x1", "true")
         #expect(duplicate.status == 1 && duplicate.stderr.contains("already exists"), "\(duplicate.stderr)")
 
+        // runc adds HOME to an exec's env too; an exec's missing cwd it does not create
+        // ("chdir to cwd (\"/nope2\") set in config.json failed: no such file or directory").
+        let execEnv = try ctr("tasks", "exec", "--exec-id", "h1", "x1", "env")
+        #expect(execEnv.stdout == "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nHOME=/\n", "\(execEnv.stderr)")
+        #expect(try ctr("tasks", "exec", "--exec-id", "h2", "--cwd", "/nope2", "x1", "pwd").status == 1)
+
         try expectMetrics(ctr("tasks", "metrics", "x1"), pids: 2)
         #expect(try ctr("tasks", "pause", "x1").status == 0)
         #expect(try CtrTasksTests.tasks(daemon).first { $0.first == "x1" }?.last == "PAUSED")
