@@ -124,6 +124,61 @@ static void send_ready(int sync_fd, int master)
     if (send_with_fd(sync_fd, &c, 1, master) < 0) _exit(1);
 }
 
+/** Makes `path` and its missing parents (mode 0755), as runc does for an init's cwd that the
+ *  image lacks (runc 1.1.5 creates it; containerd + runc ran `--cwd /nope` in pwd). */
+static int make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return kerr_set("cwd", path, ENAMETOOLONG);
+    memcpy(buf, path, n + 1);
+    for (char *s = buf + 1; ; s++) {
+        if (*s != '/' && *s != 0) continue;
+        char c = *s;
+        *s = 0;
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST) return kerr_set("mkdir cwd", buf, errno);
+        *s = c;
+        if (c == 0) return 0;
+    }
+}
+
+/** The home folder of `uid` in the container's /etc/passwd, or "/" when there is none: runc
+ *  adds HOME this way when the process env has none (containerd + runc printed HOME=/ for an
+ *  image without /etc/passwd). Copies into `home`. */
+static void home_of(uid_t uid, char *home, size_t size)
+{
+    snprintf(home, size, "/");
+    FILE *f = fopen("/etc/passwd", "re");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        char *field[7] = { 0 };
+        char *s = line;
+        int k = 0;
+        for (; k < 7 && s; k++) field[k] = strsep(&s, ":");
+        if (k < 7 || !field[5] || strtoul(field[2], NULL, 10) != uid) continue;
+        if (field[5][0]) snprintf(home, size, "%s", field[5]);
+        break;
+    }
+    fclose(f);
+}
+
+/** The process env with HOME added when it has none. */
+static char **env_with_home(const struct proc_plan *p)
+{
+    size_t n = p->env.v ? p->env.n : 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(p->env.v[i], "HOME=", 5) == 0) return p->env.v;
+    char **env = calloc(n + 2, sizeof *env);
+    char home[PATH_MAX], *entry = malloc(PATH_MAX + 6);
+    if (!env || !entry) return p->env.v ? p->env.v : (char *[]){ NULL };
+    home_of(p->uid, home, sizeof home);
+    snprintf(entry, PATH_MAX + 6, "HOME=%s", home);
+    for (size_t i = 0; i < n; i++) env[i] = p->env.v[i];
+    env[n] = entry;
+    return env;
+}
+
 /** Common to the init and exec'd processes, in the order runc uses: seccomp goes last when
  *  no_new_privs is set, else before the capabilities are dropped (loading a filter without
  *  no_new_privs needs CAP_SYS_ADMIN, seccomp(2)). */
@@ -135,6 +190,7 @@ static void process_setup(const struct child_args *a)
     umask((mode_t)p->umask);
     if (setup_stdio(a, &master) < 0 || apply_rlimits(p) < 0) child_fail(a->sync_fd);
     const char *cwd = p->cwd ? p->cwd : "/";
+    if (a->is_init && make_dirs(cwd) < 0) child_fail(a->sync_fd);
     if (chdir(cwd) < 0) { kerr_set("chdir to cwd", cwd, errno); child_fail(a->sync_fd); }
     if (!seccomp_late && apply_seccomp(a->ctr) < 0) child_fail(a->sync_fd);
     if (apply_user_and_caps(p) < 0) child_fail(a->sync_fd);
@@ -143,11 +199,12 @@ static void process_setup(const struct child_args *a)
         child_fail(a->sync_fd);
     }
     if (lookup(p, path, sizeof path) < 0) child_fail(a->sync_fd);
+    char **env = env_with_home(p);
     send_ready(a->sync_fd, master);
     if (master >= 0) close(master);
     wait_for(a->sync_fd, SYNC_START);
     if (seccomp_late && apply_seccomp(a->ctr) < 0) child_fail(a->sync_fd);
-    execve(path, p->args.v, p->env.v ? p->env.v : (char *[]){ NULL });
+    execve(path, p->args.v, env);
     kerr_set("exec", path, errno);
     child_fail(a->sync_fd);
 }

@@ -119,6 +119,9 @@ struct CgroupMetrics {
         metrics.cpu.usage.total = try number(cpu + "/cpuacct.usage")
         metrics.cpu.usage.user = (try? number(cpu + "/cpuacct.usage_user")) ?? 0
         metrics.cpu.usage.kernel = (try? number(cpu + "/cpuacct.usage_sys")) ?? 0
+        // One figure per possible CPU, space-separated (ctr prints them as cpuacct.usage_percpu).
+        let perCPU = (try? String(contentsOfFile: cpu + "/cpuacct.usage_percpu", encoding: .utf8)) ?? ""
+        metrics.cpu.usage.perCpu = perCPU.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { UInt64($0) }
         let throttle = table("\(layout.root)/cpu/\(relative)/cpu.stat")
         metrics.cpu.throttling.periods = throttle["nr_periods"] ?? 0
         metrics.cpu.throttling.throttledPeriods = throttle["nr_throttled"] ?? 0

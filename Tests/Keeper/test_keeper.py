@@ -697,11 +697,16 @@ def test_rlimit_nnp_cwd_env(b):
     finish(b, c)
 
 
-def test_cwd_missing_names_path(b):
-    plan = container_plan(b, ["true"]).drop("cwd").add("cwd", "/no/such/dir")
-    r = b.create(plan, expect_ok=False)
-    eq(r.stderr, "chdir to cwd: /no/such/dir: no such file or directory\n", "stderr")
-    no_leftovers(b)
+def test_cwd_missing_made_for_init_named_for_exec(b):
+    # As runc: the init's cwd is created in the rootfs; an exec's missing cwd is an error.
+    c, o, e = run_simple(b, ["sleep", "100"], drop=["cwd"], extra=[("cwd", ["/no/such/dir"])])
+    eq(os.readlink("/proc/%d/cwd" % b.init_pid).endswith("/no/such/dir"), True, "init cwd made")
+    xplan = os.path.join(b.dir, "exec.plan")
+    process_records(Plan(), ["true"]).drop("cwd").add("cwd", "/no/other").write(xplan)
+    t, f = c.call(EXEC, "bad", xplan)
+    eq(t, ERROR, "exec with a missing cwd")
+    eq(f[1], "chdir to cwd: /no/other: no such file or directory", "error line")
+    finish(b, c)
 
 
 def test_ambient_caps_for_uid_1000(b):

@@ -119,6 +119,20 @@ extension TaskSupervisor {
             return
         }
         guard changed else { return }
+        if exitsHeldForStart[ProcessKey(record)] != nil {
+            exitsHeldForStart[ProcessKey(record)]?.append((record, fact))
+            return
+        }
+        announceExit(record, fact)
+    }
+
+    /// Announces the exits held while the start of `key` was under way.
+    func releaseExits(of key: ProcessKey) {
+        for (record, fact) in exitsHeldForStart.removeValue(forKey: key) ?? [] { announceExit(record, fact) }
+    }
+
+    /// Publishes `/tasks/exit` for a recorded exit, then answers the waiters.
+    private func announceExit(_ record: ProcessRecord, _ fact: ExitFact) {
         events.publish(
             topic: "/tasks/exit", namespace: record.namespace,
             Containerd_Events_TaskExit.with {

@@ -63,6 +63,10 @@ public actor TaskSupervisor: PluginInstance {
     /// Clients waiting for exits, by process.
     var waiters = [ProcessKey: [UInt64: WaiterSlot]]()
     var nextWaiter: UInt64 = 0
+    /// Exits of processes whose Start is still under way, held back until `/tasks/start` or
+    /// `/tasks/exec-started` is out: a process that exits at once must not be seen exiting
+    /// before it started (containerd 1.6 publishes start, then exit).
+    var exitsHeldForStart = [ProcessKey: [(ProcessRecord, ExitFact)]]()
 
     public init(metadata: MetadataStore, events: EventBus, plugins: PluginDirectory, aliases: [String: String], logger: Logger) {
         self.metadata = metadata
@@ -139,6 +143,10 @@ public actor TaskSupervisor: PluginInstance {
         guard case .created = record.phase else {
             throw .failedPrecondition("\(record.noun) is \(record.phase.name); only a created process can be started")
         }
+        let key = ProcessKey(record)
+        let holding = exitsHeldForStart[key] == nil
+        if holding { exitsHeldForStart[key] = [] }
+        defer { if holding { releaseExits(of: key) } }
         let started = try await finishing { () async throws(BerthError) in
             let response = try await self.runtimeCall(record, BerthContracts.RuntimeContract.start, Self.processRequest(record))
             let pid = response.pid
@@ -303,9 +311,36 @@ public actor TaskSupervisor: PluginInstance {
         try await metadata.processes(namespace: namespace, containerID: containerID)
     }
 
+    /// The pids in a task's container; an exec process's pid carries its exec id as the runc
+    /// shim's `containerd.runc.v1.ProcessDetails`, which `ctr tasks ps` prints in its INFO column.
     public func pids(namespace: String, containerID: String) async throws(BerthError) -> [Containerd_V1_Types_ProcessInfo] {
         let record = try await existing(namespace, containerID, "")
-        return try await runtimeCall(record, BerthContracts.RuntimeContract.pids, Self.processRequest(record)).processes
+        var processes = try await runtimeCall(record, BerthContracts.RuntimeContract.pids, Self.processRequest(record)).processes
+        var execs = [UInt32: String]()
+        for exec in try await metadata.processes(namespace: namespace, containerID: containerID) where !exec.isInit {
+            if case .running(let pid) = exec.phase { execs[pid] = exec.execID }
+        }
+        for index in processes.indices {
+            guard let execID = execs[processes[index].pid], !processes[index].hasInfo else { continue }
+            processes[index].info = .with {
+                $0.typeURL = "containerd.runc.v1.ProcessDetails"
+                $0.value = Self.processDetails(execID: execID)
+            }
+        }
+        return processes
+    }
+
+    /// `ProcessDetails { string exec_id = 1; }` (containerd runc/options), encoded by hand: the
+    /// one field's tag, its length as a varint, its bytes.
+    static func processDetails(execID: String) -> Data {
+        var bytes: [UInt8] = [0x0a]
+        var length = UInt(execID.utf8.count)
+        while length >= 0x80 {
+            bytes.append(UInt8(length & 0x7f) | 0x80)
+            length >>= 7
+        }
+        bytes.append(UInt8(length))
+        return Data(bytes + Array(execID.utf8))
     }
 
     /// The runtime's statistics for a task (cgroup metrics on Linux).

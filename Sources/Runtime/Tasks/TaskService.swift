@@ -68,8 +68,15 @@ public struct TaskService: Sendable {
         let filterSet = try FilterSet(filters)
         var metrics = [Containerd_Types_Metric]()
         for record in try await supervisor.list(namespace: namespace) where filterSet.matches({ Self.field(record, $0) }) {
-            if case .stopped = record.phase { continue }
-            let data = try await supervisor.metrics(namespace: namespace, containerID: record.containerID)
+            // A stopped task keeps its cgroup until it is deleted, and containerd reports it;
+            // one whose cgroup went (its keeper died while berthd was down) is left out.
+            let data: Google_Protobuf_Any
+            if case .stopped = record.phase {
+                guard let figures = try? await supervisor.metrics(namespace: namespace, containerID: record.containerID) else { continue }
+                data = figures
+            } else {
+                data = try await supervisor.metrics(namespace: namespace, containerID: record.containerID)
+            }
             metrics.append(
                 .with {
                     $0.timestamp = Google_Protobuf_Timestamp(date: Date())
