@@ -57,19 +57,30 @@ static int write_pid_file(const char *dir, const char *name, pid_t pid)
 
 static int listen_control(struct keeper *k)
 {
-    struct sockaddr_un a = { .sun_family = AF_UNIX };
-    if (spf(a.sun_path, sizeof a.sun_path, "%s/control.sock", k->dir) < 0)
+    /* Bound through /proc/self/fd/N of the state directory: a sockaddr_un holds 108 bytes, and
+     * DIR/control.sock in full would not fit when the daemon's state folder is deep. */
+    char sock[KPATH];
+    if (spf(sock, sizeof sock, "%s/control.sock", k->dir) < 0)
         return kerr_set("control socket", k->dir, ENAMETOOLONG);
-    unlink(a.sun_path);
+    unlink(sock);
+    int dirfd = open(k->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) return kerr_set("open state directory", k->dir, errno);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "/proc/self/fd/%d/control.sock", dirfd);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return kerr_set("socket", a.sun_path, errno);
+    if (fd < 0) {
+        int e = errno;
+        close(dirfd);
+        return kerr_set("socket", sock, e);
+    }
     mode_t old = umask(0177); /* 0600: only root talks to the keeper */
     int rc = bind(fd, (struct sockaddr *)&a, sizeof a);
     umask(old);
+    close(dirfd);
     if (rc < 0 || listen(fd, KEEPER_MAX_CLIENTS) < 0) {
         int e = errno;
         close(fd);
-        return kerr_set("listen", a.sun_path, e);
+        return kerr_set("listen", sock, e);
     }
     k->listen_fd = fd;
     return 0;
@@ -218,10 +229,9 @@ static int run_create(const char *state)
     int pp[2];
     if (!realpath(state, dir)) { fprintf(stderr, "state directory: %s: %s\n", state, errno_text(errno)); return 1; }
     K.dir = dir;
-    /* DIR/control.sock must fit a sockaddr_un (unix(7)); keeper-side buffers rely on it. */
-    if (strlen(dir) + sizeof "/control.sock" > sizeof ((struct sockaddr_un *)0)->sun_path) {
-        kerr_fmt("state directory: %s: longer than %zu bytes (DIR/control.sock must fit a unix socket address)",
-                 dir, sizeof ((struct sockaddr_un *)0)->sun_path - sizeof "/control.sock");
+    /* Paths under DIR are built in KPATH-byte buffers (DIR/exits/NAME, DIR/exec-ID.pid). */
+    if (strlen(dir) > KEEPER_MAX_STATE_DIR) {
+        kerr_fmt("state directory: %.64s...: longer than %d bytes", dir, KEEPER_MAX_STATE_DIR);
         fprintf(stderr, "%s\n", kerr);
         return 1;
     }

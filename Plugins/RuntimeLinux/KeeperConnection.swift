@@ -70,13 +70,18 @@ final class KeeperConnection: Sendable {
     ) throws -> KeeperConnection {
         let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw PluginError(.internal, "container \(container): socket: \(String(cString: strerror(errno)))") }
+        // Through /proc/self/fd/N of the socket's folder: the full path may not fit the 108
+        // bytes of a sockaddr_un when the daemon's state folder is deep.
+        let folder = Glibc.open(String(socketPath[..<(socketPath.lastIndex(of: "/") ?? socketPath.endIndex)]), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard folder >= 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw PluginError(.unavailable, "container \(container): open the folder of \(socketPath): \(reason)")
+        }
+        defer { Glibc.close(folder) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            Glibc.close(fd)
-            throw PluginError(.invalidArgument, "container \(container): control socket path \(socketPath) is too long")
-        }
+        let bytes = Array("/proc/self/fd/\(folder)/\(socketPath.split(separator: "/").last ?? "")".utf8)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0

@@ -6,8 +6,9 @@ import Foundation
 /// (keeper_protocol.h section 1: plan, control.sock, keeper.pid, init.pid, exits/) and
 /// `container.json` (this record).
 ///
-/// The directory's name is a hash of namespace and id because the keeper needs its path to
-/// stay within 94 bytes (DIR/control.sock must fit sockaddr_un.sun_path, unix(7)).
+/// The directory's name is a hash of namespace and id: short whatever the ids, and the path
+/// stays within the keeper's limit (512 bytes; the control socket is reached through an fd on
+/// DIR, so it need not fit sockaddr_un.sun_path).
 struct ContainerRecord: Codable, Sendable {
     var namespace: String
     var id: String
@@ -21,8 +22,8 @@ struct ContainerRecord: Codable, Sendable {
 
 /// The per-container directory: its path and the files in it.
 struct StateDirectory: Sendable {
-    /// The longest DIR the keeper accepts (keeper_protocol.h section 1).
-    static let maximumPathLength = 94
+    /// The longest DIR the keeper accepts (keeper_protocol.h, KEEPER_MAX_STATE_DIR).
+    static let maximumPathLength = 512
     static let recordName = "container.json"
 
     let path: String

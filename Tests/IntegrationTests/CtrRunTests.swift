@@ -37,11 +37,12 @@ import Testing
     }
 
     /// The in-tree plugins with the Linux runtime in OCI mode (runc on a bundle).
-    static let ociPlugins = Daemon.inTreePlugins + """
-        [plugins."io.containerd.runtime.v2.linux".config]
-        mode = "oci"
+    static let ociPlugins =
+        Daemon.inTreePlugins + """
+            [plugins."io.containerd.runtime.v2.linux".config]
+            mode = "oci"
 
-        """
+            """
 
     /// A daemon with both tags imported in namespace "run".
     static func daemonWithImage(plugins: String = Daemon.inTreePlugins) throws -> Daemon {
@@ -485,11 +486,23 @@ import Testing
                     }, metadata: Self.metadata)
             }
             let cases: [(String, RPCError.Code, String, () async throws -> Void)] = [
-                ("spec not JSON", .invalidArgument, "container run/notjson: spec document: not a JSON OCI runtime spec: The given data was not valid JSON.", { _ = try await tasks.create(.with { $0.containerID = "notjson" }, metadata: Self.metadata) }),
-                ("no process.args", .invalidArgument, "container run/noargs: spec process.args: missing or empty: a process needs its argv", { _ = try await tasks.create(.with { $0.containerID = "noargs" }, metadata: Self.metadata) }),
+                (
+                    "spec not JSON", .invalidArgument, "container run/notjson: spec document: not a JSON OCI runtime spec: The given data was not valid JSON.",
+                    { _ = try await tasks.create(.with { $0.containerID = "notjson" }, metadata: Self.metadata) }
+                ),
+                (
+                    "no process.args", .invalidArgument, "container run/noargs: spec process.args: missing or empty: a process needs its argv",
+                    { _ = try await tasks.create(.with { $0.containerID = "noargs" }, metadata: Self.metadata) }
+                ),
                 // containerd (through ctr tasks start): "task b1: already exists".
-                ("task twice", .alreadyExists, #"task "b1" in namespace "run": already exists"#, { _ = try await tasks.create(.with { $0.containerID = "b1" }, metadata: Self.metadata) }),
-                ("start running", .failedPrecondition, #"task "b1" is running; only a created process can be started"#, { _ = try await tasks.start(.with { $0.containerID = "b1" }, metadata: Self.metadata) }),
+                (
+                    "task twice", .alreadyExists, #"task "b1" in namespace "run": already exists"#,
+                    { _ = try await tasks.create(.with { $0.containerID = "b1" }, metadata: Self.metadata) }
+                ),
+                (
+                    "start running", .failedPrecondition, #"task "b1" is running; only a created process can be started"#,
+                    { _ = try await tasks.start(.with { $0.containerID = "b1" }, metadata: Self.metadata) }
+                ),
                 // containerd: "unknown error after kill: runc did not terminate successfully: exit
                 // status 1: unable to signal init: invalid argument: unknown"; Berth refuses it first.
                 (

@@ -12,8 +12,9 @@
  *
  *   berth-keeper create --state DIR
  *
- * DIR is a path (at most 94 bytes once resolved, so DIR/control.sock fits a unix socket
- * address) to an existing directory owned by root that holds `plan` (section 2). The spawned process (posix_spawn from berthd) returns only when the container's init is
+ * DIR is a path (at most KEEPER_MAX_STATE_DIR bytes once resolved) to an existing directory
+ * owned by root that holds `plan` (section 2). A path too long for a unix socket address is
+ * fine: clients connect to DIR/control.sock through /proc/self/fd/N of an fd on DIR. The spawned process (posix_spawn from berthd) returns only when the container's init is
  * set up and waiting for START (like `runc create`):
  *   - exit 0, stdout: one line "PID\n" (the init's pid in the keeper's pid namespace);
  *   - exit 1, stderr: one line "STEP: PATH: REASON\n" (REASON: strerror(3) with a lower-case first letter, as runc spells it) (e.g. `mount proc on
@@ -217,6 +218,8 @@
 #define KEEPER_PROTOCOL_VERSION 1
 /** Largest plan or exec plan file, bytes. */
 #define KEEPER_MAX_PLAN (1 << 20)
+/** Longest state directory (DIR) accepted, once resolved. */
+#define KEEPER_MAX_STATE_DIR 512
 /** Largest request packet, bytes. */
 #define KEEPER_MAX_REQUEST 4096
 /** Largest reply or event packet, bytes. */
