@@ -286,6 +286,34 @@ import Testing
         #expect(eventsAgain.exits == ["frozen:137"], "\(eventsAgain.exits)")
     }
 
+    /// The keeper itself killed while berthd is down: the runtime lost the container, so the
+    /// task is recorded as exited with 255 (as containerd does when a shim is gone) and deletes.
+    @Test func keeperKilledWhileBerthdDown_restart_taskStoppedWith255AndDeletable() async throws {
+        let directory = NSTemporaryDirectory() + "survival-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var daemon = try Self.daemonWithImage(directory: directory)
+        #expect(try Self.ctr(daemon, "run", "-d", Self.image, "orphan", "sleep", "1000").status == 0)
+        let pid = try #require(try Self.tasks(daemon).first { $0[0] == "orphan" }.flatMap { Int32($0[1]) })
+        let keeper = try run("/usr/bin/pgrep", ["-f", "berth-keeper .*\(daemon.directory)/"]).stdout
+        let keeperPID = try #require(Int32(keeper.trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(daemon.process.processIdentifier, SIGKILL)
+        #expect(daemon.waitExit() == SIGKILL)
+        kill(keeperPID, SIGKILL)
+        try await Task.sleep(for: .milliseconds(300))
+
+        daemon = try Daemon(directory: directory)
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        #expect(kill(pid, 0) != 0, "the dead keeper's container process is killed")
+        #expect(try Self.tasks(daemon).first { $0[0] == "orphan" }?.last == "STOPPED")
+        #expect(try await Self.get(daemon, "orphan").exitStatus == 255)
+        let deleted = try Self.ctr(daemon, "tasks", "delete", "orphan")
+        #expect(deleted.status == 0 && deleted.stderr.contains("exit with non-zero exit code 255"), "\(deleted.stderr)")
+        #expect(try Self.tasks(daemon).isEmpty)
+        #expect(try Self.ctr(daemon, "containers", "rm", "orphan").status == 0)
+        try Self.expectNothingLeft(daemon, running: [])
+    }
+
     // MARK: - 4. Restart policies
 
     static func runLabelled(_ daemon: Daemon, _ id: String, policy: String, _ command: String...) throws -> RunResult {
