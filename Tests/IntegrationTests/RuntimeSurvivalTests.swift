@@ -14,7 +14,7 @@ import Testing
     typealias Events = Containerd_Services_Events_V1_Events.Client<HTTP2ClientTransport.Posix>
     /// A namespace of its own, so cgroups (berth/NAMESPACE/ID) cannot meet other suites' ones.
     static let namespace = "survival"
-    static let metadata: Metadata = ["containerd-namespace": namespace]
+    static let metadata: Metadata = ["containerd-namespace": "survival"]
     static let image = CtrTasksTests.image
 
     // MARK: - 1. Kills in the middle of create, start, exec and delete
