@@ -105,10 +105,12 @@ import Testing
         #expect(mounts.isEmpty, "round \(round): mounts left: \(mounts)")
         var cgroups = Set<String>()
         for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-            let folder = "/sys/fs/cgroup/\(hierarchy)/berth/\(namespace)"
+            // ctr's spec names /NAMESPACE/ID; without one the runtime uses berth/NAMESPACE/ID.
+            for folder in ["/sys/fs/cgroup/\(hierarchy)/\(namespace)", "/sys/fs/cgroup/\(hierarchy)/berth/\(namespace)"] {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] {
                 var isFolder: ObjCBool = false
                 if FileManager.default.fileExists(atPath: folder + "/" + name, isDirectory: &isFolder), isFolder.boolValue { cgroups.insert(name) }
+            }
             }
         }
         #expect(cgroups == Set(running), "round \(round): cgroups \(cgroups.sorted()) for \(running)")
@@ -232,6 +234,7 @@ import Testing
         let events = EventRecorder(daemon)
         try daemon.waitReady()
         defer { _ = daemon.stop() }
+        try await events.waitSubscribed()
         try await Task.sleep(for: .milliseconds(500))
         let rows = try Self.tasks(daemon)
         #expect(rows.first { $0[0] == "live" } == ["live", "\(livePID)", "RUNNING"])
@@ -272,6 +275,7 @@ import Testing
         daemon = try Daemon(directory: directory)
         let eventsAgain = EventRecorder(daemon)
         try daemon.waitReady()
+        try await eventsAgain.waitSubscribed()
         try await Task.sleep(for: .milliseconds(800))
         for (id, status) in statuses {
             let process = try await Self.get(daemon, id)
@@ -329,7 +333,7 @@ import Testing
         let daemon = try Self.daemonWithImage(directory: nil)
         defer { _ = daemon.stop() }
         let events = EventRecorder(daemon)
-        try await Task.sleep(for: .milliseconds(500))
+        try await events.waitSubscribed()
 
         // always, exiting at once: restarted with growing delays (100 ms, doubling, after an
         // immediate first restart) until a client stops it.
@@ -479,18 +483,30 @@ import Testing
         private var startTimes = [String: [Date]]()
         private var exitList = [(id: String, status: UInt32)]()
         private var task: Task<Void, Never>?
+        private var subscribed = false
 
         init(_ daemon: Daemon) {
             for _ in 0..<2000 where !FileManager.default.fileExists(atPath: daemon.socket) { usleep(2_000) }
             task = Task { [self] in
-                try? await withClient(daemon) { client in
-                    try await Events(wrapping: client).subscribe(.with { _ in }) { response in
-                        for try await envelope in response.messages where envelope.namespace == RuntimeSurvivalTests.namespace {
-                            self.record(envelope)
+                // The socket may exist before it accepts: try again until the stream is open.
+                while !Task.isCancelled, !lock.withLock({ subscribed }) {
+                    try? await withClient(daemon) { client in
+                        try await Events(wrapping: client).subscribe(.with { _ in }) { response in
+                            self.lock.withLock { self.subscribed = true }
+                            for try await envelope in response.messages where envelope.namespace == RuntimeSurvivalTests.namespace {
+                                self.record(envelope)
+                            }
                         }
                     }
+                    try? await Task.sleep(for: .milliseconds(20))
                 }
             }
+        }
+
+        /// Waits until the subscription is open (the server subscribed before answering).
+        func waitSubscribed() async throws {
+            for _ in 0..<500 where !lock.withLock({ subscribed }) { try await Task.sleep(for: .milliseconds(10)) }
+            guard lock.withLock({ subscribed }) else { throw Failure("Events.Subscribe did not open") }
         }
 
         deinit { task?.cancel() }
