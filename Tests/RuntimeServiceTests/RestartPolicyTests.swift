@@ -11,6 +11,7 @@ import Testing
         #expect(RestartPolicy(label: "no") == .never)
         #expect(RestartPolicy(label: "on-failure") == .onFailure(limit: nil))
         #expect(RestartPolicy(label: "on-failure:3") == .onFailure(limit: 3))
+        #expect(RestartPolicy(label: "on-failure:0") == .onFailure(limit: nil))
         #expect(RestartPolicy(label: "on-failure:x") == nil)
         #expect(RestartPolicy(label: "on-failure:-1") == nil)
         #expect(RestartPolicy(label: "sometimes") == nil)

@@ -233,7 +233,7 @@ public actor TaskSupervisor: PluginInstance {
         case .created, .stopped: break
         }
         try await finishing { () async throws(BerthError) in
-            _ = try await self.runtimeCall(record, BerthContracts.RuntimeContract.delete, Self.processRequest(record))
+            try await self.deleteInRuntime(record)
             try await self.metadata.deleteProcesses(namespace: namespace, containerID: containerID, execID: nil)
         }
         failWaiters(of: record, "task \"\(containerID)\" was deleted")
@@ -260,7 +260,7 @@ public actor TaskSupervisor: PluginInstance {
         case .created, .stopped: break
         }
         try await finishing { () async throws(BerthError) in
-            _ = try await self.runtimeCall(record, BerthContracts.RuntimeContract.deleteProcess, Self.processRequest(record))
+            try await self.deleteInRuntime(record)
             try await self.metadata.deleteProcesses(namespace: namespace, containerID: containerID, execID: execID)
         }
         // containerd publishes no event when an exec process is deleted; neither does Berth.
@@ -392,6 +392,20 @@ public actor TaskSupervisor: PluginInstance {
         let record = try await existing(namespace, containerID, execID)
         if case .stopped = record.phase { throw .failedPrecondition("\(record.noun) has exited") }
         return record
+    }
+
+    /// Asks the runtime to delete `record`'s process. A stopped process the runtime does not have
+    /// counts as deleted there: restore records a process the runtime lost as exited (255), and a
+    /// daemon killed after the runtime's delete and before the store's leaves the record behind;
+    /// the runtime answers `.notFound` for both, and the record must still be deletable.
+    private func deleteInRuntime(_ record: ProcessRecord) async throws(BerthError) {
+        let method = record.isInit ? BerthContracts.RuntimeContract.delete : BerthContracts.RuntimeContract.deleteProcess
+        do {
+            _ = try await runtimeCall(record, method, Self.processRequest(record))
+        } catch {
+            guard error.code == .notFound, case .stopped = record.phase else { throw error }
+            logger.info("the runtime has no such process any more; deleting its record", metadata: ["container": "\(record.containerID)", "exec": "\(record.execID)"])
+        }
     }
 
     /// Writes the phase `change` gives; `.notFound` when the process vanished meanwhile.

@@ -31,6 +31,9 @@ public actor RestartMonitor: Service, PluginInstance {
     private var history = [Key: (consecutive: Int, startedAt: ContinuousClock.Instant)]()
     /// Containers with a restart in progress (one at a time each).
     private var restarting = Set<Key>()
+    /// Containers whose task ended while a restart of theirs was in progress: a task that exits
+    /// at once can do so before the restart has finished, and that exit must not be lost.
+    private var recheck = Set<Key>()
 
     struct Key: Hashable, Sendable {
         var namespace: String
@@ -80,9 +83,22 @@ public actor RestartMonitor: Service, PluginInstance {
 
     /// Restarts the container if its labels and its task's end ask for it, after the backoff.
     private func consider(_ key: Key, atDaemonStart: Bool) async {
-        guard !restarting.contains(key) else { return }
+        guard !restarting.contains(key) else {
+            recheck.insert(key)
+            return
+        }
         restarting.insert(key)
         defer { restarting.remove(key) }
+        var atStart = atDaemonStart
+        repeat {
+            recheck.remove(key)
+            await considerOnce(key, atDaemonStart: atStart)
+            atStart = false
+        } while recheck.contains(key) && !Task.isCancelled
+    }
+
+    /// One decision and, if it asks for one, one restart (retried on the backoff if it fails).
+    private func considerOnce(_ key: Key, atDaemonStart: Bool) async {
         while !Task.isCancelled {
             guard let delay = await decision(key, atDaemonStart: atDaemonStart) else { return }
             try? await Task.sleep(for: delay)

@@ -4,7 +4,7 @@
 /// - `containerd.io/restart.status`: `running` asks Berth to keep the container's task running;
 ///   anything else (or no label) leaves the container alone.
 /// - `containerd.io/restart.policy`: `always` (the default when the status label asks for
-///   running), `on-failure` or `on-failure:N` (only after a non-zero exit, at most N times),
+///   running), `on-failure` or `on-failure:N` (only after a non-zero exit, at most N times; N = 0 means no maximum, as in containerd),
 ///   `unless-stopped`, or `no`.
 /// - `containerd.io/restart.count`: how many times Berth restarted it, written after each restart.
 /// - `containerd.io/restart.explicitly-stopped`: `true` once a client stopped the task through the
@@ -34,7 +34,8 @@ public enum RestartPolicy: Equatable, Sendable {
         case "on-failure": self = .onFailure(limit: nil)
         case let text where text.hasPrefix("on-failure:"):
             guard let limit = Int(text.dropFirst("on-failure:".count)), limit >= 0 else { return nil }
-            self = .onFailure(limit: limit)
+            // containerd reads a maximum of 0 as no maximum (runtime/restart, Policy.Reconcile).
+            self = .onFailure(limit: limit == 0 ? nil : limit)
         default: return nil
         }
     }
