@@ -404,7 +404,8 @@ public actor TaskSupervisor: PluginInstance {
             _ = try await runtimeCall(record, method, Self.processRequest(record))
         } catch {
             guard error.code == .notFound, case .stopped = record.phase else { throw error }
-            logger.info("the runtime has no such process any more; deleting its record", metadata: ["container": "\(record.containerID)", "exec": "\(record.execID)"])
+            logger.info(
+                "the runtime has no such process any more; deleting its record", metadata: ["container": "\(record.containerID)", "exec": "\(record.execID)"])
         }
     }
 
