@@ -277,6 +277,7 @@ import Testing
         #expect(try Self.ctr(daemon, "tasks", "kill", "-s", "SIGKILL", "live").status == 0)
         #expect(try await waitAfter.value.exitStatus == 137)
         #expect(!Self.alive(livePID))
+        for _ in 0..<100 where events.exits.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         try await Task.sleep(for: .milliseconds(300))
         #expect(events.exits == ["live:137"], "one /tasks/exit for the kill after the restart: \(events.exits)")
 
@@ -301,6 +302,8 @@ import Testing
         for id in ["live", "frozen"] { #expect(try Self.ctr(daemon, "tasks", "delete", id).status == 0) }
         for id in try Self.containers(daemon) { #expect(try Self.ctr(daemon, "containers", "rm", id).status == 0) }
         try Self.expectNothingLeft(daemon, running: [])
+        // The event travels to the subscriber on its own stream: give it time on a busy machine.
+        for _ in 0..<100 where eventsAgain.exits.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         #expect(eventsAgain.exits == ["frozen:137"], "\(eventsAgain.exits)")
     }
 
