@@ -216,8 +216,15 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var daemon = try Self.daemonWithImage(directory: directory)
         let statuses: [String: UInt32] = ["q0": 0, "q3": 3, "q42": 42]
+        // They exit when the test says so (a file appears in a folder bound into them), not
+        // after a fixed time: on a busy machine the setup below can take longer than any sleep.
+        let trigger = directory + "/trigger"
+        try FileManager.default.createDirectory(atPath: trigger, withIntermediateDirectories: true)
         for (id, status) in statuses.sorted(by: { $0.key < $1.key }) {
-            #expect(try Self.ctr(daemon, "run", "-d", Self.image, id, "/bin/sh", "-c", "sleep 5; exit \(status)").status == 0)
+            let started = try Self.ctr(
+                daemon, "run", "-d", "--mount", "type=bind,src=\(trigger),dst=/trigger,options=rbind:ro", Self.image, id,
+                "/bin/sh", "-c", "while ! cat /trigger/go 2>/dev/null; do sleep 0.05; done; exit \(status)")
+            #expect(started.status == 0, "\(started.stderr)")
         }
         #expect(try Self.ctr(daemon, "run", "-d", Self.image, "live", "sleep", "1000").status == 0)
         #expect(try Self.ctr(daemon, "run", "-d", Self.image, "frozen", "sleep", "1000").status == 0)
@@ -237,6 +244,8 @@ import Testing
         #expect(daemon.waitExit() == SIGKILL)
         let failure = await waitBefore.value
         #expect(failure?.0 == .unavailable, "Wait in flight at the kill: \(String(describing: failure))")
+        #expect(quitting.allSatisfy(Self.alive), "the three are still running when berthd dies")
+        FileManager.default.createFile(atPath: trigger + "/go", contents: nil)
         for _ in 0..<300 where quitting.contains(where: Self.alive) { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!quitting.contains(where: Self.alive), "the containers exit while berthd is down")
         let restartedAt = Date()
