@@ -162,7 +162,7 @@ struct TasksService: Containerd_Services_Tasks_V1_Tasks.ServiceProtocol {
         return Response(
             message: .with {
                 $0.exitStatus = exit.status
-                $0.exitedAt = Self.timestamp(exit.at)
+                $0.exitedAt = TaskSupervisor.timestamp(exit.at)
             })
     }
 
@@ -186,7 +186,7 @@ struct TasksService: Containerd_Services_Tasks_V1_Tasks.ServiceProtocol {
             case .stopped(_, let exit):
                 $0.status = .stopped
                 $0.exitStatus = exit.status
-                $0.exitedAt = timestamp(exit.at)
+                $0.exitedAt = TaskSupervisor.timestamp(exit.at)
             }
         }
     }
@@ -197,12 +197,8 @@ struct TasksService: Containerd_Services_Tasks_V1_Tasks.ServiceProtocol {
             $0.pid = record.phase.pid
             if case .stopped(_, let exit) = record.phase {
                 $0.exitStatus = exit.status
-                $0.exitedAt = timestamp(exit.at)
+                $0.exitedAt = TaskSupervisor.timestamp(exit.at)
             }
         }
-    }
-
-    static func timestamp(_ nanoseconds: Int64) -> Google_Protobuf_Timestamp {
-        Google_Protobuf_Timestamp(seconds: nanoseconds / 1_000_000_000, nanos: Int32(nanoseconds % 1_000_000_000))
     }
 }

@@ -470,7 +470,8 @@ public actor TaskSupervisor: PluginInstance {
         }
     }
 
-    static func timestamp(_ nanoseconds: Int64) -> Google_Protobuf_Timestamp {
+    /// A time in nanoseconds since 1970 (the store's unit) as the API carries it.
+    public static func timestamp(_ nanoseconds: Int64) -> Google_Protobuf_Timestamp {
         Google_Protobuf_Timestamp(seconds: nanoseconds / 1_000_000_000, nanos: Int32(nanoseconds % 1_000_000_000))
     }
 
