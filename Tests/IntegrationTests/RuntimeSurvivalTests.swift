@@ -538,7 +538,9 @@ import Testing
         deinit { task?.cancel() }
 
         private func record(_ envelope: Containerd_Services_Events_V1_Envelope) {
-            let now = Date()
+            // The daemon's time of the event: under load, events reach this client in bursts,
+            // and their arrival times would shrink the gaps between restarts.
+            let now = envelope.timestamp.date
             lock.withLock {
                 if envelope.topic == "/tasks/start", let start = try? Containerd_Events_TaskStart(serializedBytes: envelope.event.value) {
                     startTimes[start.containerID, default: []].append(now)

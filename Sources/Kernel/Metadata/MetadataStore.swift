@@ -40,8 +40,10 @@ public struct NamespaceRecord: Sendable, Equatable {
 /// tables other parts register. Every method is one SQLite transaction, so a crash leaves
 /// either all of a change or none of it (containerd keeps the same facts in bbolt).
 ///
-/// The store runs on a thread of its own (`unownedExecutor`): a transaction ends in fsync, and
-/// that wait must not hold the event-loop thread that serves other clients.
+/// Writes run on the store's own thread (`unownedExecutor`): a transaction ends in fsync, and
+/// that wait must not hold the event-loop thread that serves other clients. Reads (`read`) run
+/// on the caller's thread through a second connection, without that hop: WAL lets them see the
+/// last commit while a write is under way.
 public actor MetadataStore {
     private nonisolated let executor = StoreExecutor()
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -51,6 +53,7 @@ public actor MetadataStore {
     /// known it is answered without a hop to the store's thread (a hop cost ~15% of berthd's
     /// CPU per `ctr version`, measured 2026-12-01).
     private nonisolated let cachedUUID = Mutex<String?>(nil)
+    private nonisolated let reader: ReadConnection
 
     /// The store's own tables.
     static let coreSchema = MetadataSchema(statements: [
@@ -77,6 +80,7 @@ public actor MetadataStore {
             }
         }
         namespacedTables = all.flatMap(\.namespacedTables)
+        reader = ReadConnection(try SQLiteDatabase(path: path, reader: true))
     }
 
     /// The daemon's stable identity (`ctr version` shows it), made on first use.
@@ -115,26 +119,26 @@ public actor MetadataStore {
     }
 
     /// The namespace called `name`; `.notFound` when there is none.
-    public func namespace(_ name: String) throws(BerthError) -> NamespaceRecord {
-        let rows = try database.query("SELECT name, labels FROM namespaces WHERE name=?", [.text(name)])
-        guard let row = rows.first else { throw .notFound("namespace \"\(name)\": not found") }
-        return try record(row)
+    public nonisolated func namespace(_ name: String) async throws(BerthError) -> NamespaceRecord {
+        try read { (db) throws(BerthError) in try namespace(name, db) }
     }
 
     /// Every namespace, sorted by name.
-    public func namespaces() throws(BerthError) -> [NamespaceRecord] {
-        var records = [NamespaceRecord]()
-        for row in try database.query("SELECT name, labels FROM namespaces ORDER BY name") {
-            records.append(try record(row))
+    public nonisolated func namespaces() async throws(BerthError) -> [NamespaceRecord] {
+        try read { (db) throws(BerthError) in
+            var records = [NamespaceRecord]()
+            for row in try db.query("SELECT name, labels FROM namespaces ORDER BY name") {
+                records.append(try record(row))
+            }
+            return records
         }
-        return records
     }
 
     /// Replaces the labels named by `paths` ("labels" or "labels.KEY"); no paths replaces all.
     /// A label path whose new value is absent removes that label.
     public func updateNamespace(_ update: NamespaceRecord, paths: [String]) throws(BerthError) -> NamespaceRecord {
         try database.transaction { () throws(BerthError) in
-            var current = try namespace(update.name)
+            var current = try namespace(update.name, database)
             current.labels = try LabelUpdate.apply(update.labels, to: current.labels, paths: paths, object: "namespace \"\(update.name)\"")
             try Validation.labels(current.labels)
             let now = Self.now()
@@ -161,7 +165,14 @@ public actor MetadataStore {
         }
     }
 
-    /// Runs raw SQL inside one transaction; for parts that registered their own tables.
+    /// Runs raw SQL inside one read transaction, on the caller's thread; for parts that
+    /// registered their own tables. `body` must only read (the connection refuses writes).
+    public nonisolated func read<T>(_ body: (SQLiteDatabase) throws(BerthError) -> T) throws(BerthError) -> T {
+        try reader.withDatabase { (db) throws(BerthError) in try db.snapshot { () throws(BerthError) in try body(db) } }
+    }
+
+    /// Runs raw SQL inside one write transaction, on the store's thread; for parts that
+    /// registered their own tables.
     public func withDatabase<T>(_ body: (SQLiteDatabase) throws(BerthError) -> T) throws(BerthError) -> T {
         try database.transaction { () throws(BerthError) in try body(database) }
     }
@@ -184,7 +195,13 @@ public actor MetadataStore {
         !(try database.query("SELECT 1 FROM namespaces WHERE name=?", [.text(name)]).isEmpty)
     }
 
-    private func record(_ row: [SQLiteValue]) throws(BerthError) -> NamespaceRecord {
+    private nonisolated func namespace(_ name: String, _ db: SQLiteDatabase) throws(BerthError) -> NamespaceRecord {
+        let rows = try db.query("SELECT name, labels FROM namespaces WHERE name=?", [.text(name)])
+        guard let row = rows.first else { throw .notFound("namespace \"\(name)\": not found") }
+        return try record(row)
+    }
+
+    private nonisolated func record(_ row: [SQLiteValue]) throws(BerthError) -> NamespaceRecord {
         let labels = decodeLabels(row[1].text)
         guard let name = row[0].text, let labels else { throw .dataLoss("metadata database: unreadable namespace row") }
         return NamespaceRecord(name: name, labels: labels)
@@ -204,6 +221,20 @@ public actor MetadataStore {
 
 extension BerthError {
     public static func dataLoss(_ message: String) -> BerthError { .init(.dataLoss, message) }
+}
+
+/// The store's read connection and the lock that gives it to one reader at a time (a read is
+/// a few indexed lookups; readers do not wait for the writer).
+final class ReadConnection: Sendable {
+    private let lock = Mutex<Void>(())
+    /// Touched only inside `lock`, which is what makes sharing this class safe.
+    private nonisolated(unsafe) let database: SQLiteDatabase
+
+    init(_ database: SQLiteDatabase) { self.database = database }
+
+    func withDatabase<T>(_ body: (SQLiteDatabase) throws(BerthError) -> T) throws(BerthError) -> T {
+        try lock.withLock { (_) throws(BerthError) in try body(database) }
+    }
 }
 
 /// A serial executor on a dispatch queue of its own, for the metadata store's blocking work.

@@ -5,7 +5,8 @@ import Foundation
 ///
 /// SQLite is the embedded database under Berth's metadata: a committed transaction survives a
 /// crash or power loss (WAL journal with `synchronous=FULL`), and an interrupted one leaves no
-/// trace. Not thread-safe by itself; `MetadataStore` (an actor) is its only owner.
+/// trace. Not thread-safe by itself: `MetadataStore` owns its writer on the store's thread and its
+/// reader behind a lock.
 public final class SQLiteDatabase {
     private var handle: OpaquePointer?
     let path: String
@@ -13,10 +14,12 @@ public final class SQLiteDatabase {
     /// one costs more than running it.
     private var statements = [String: OpaquePointer]()
 
-    /// Opens or creates the database at `path`.
-    public init(path: String) throws(BerthError) {
+    /// Opens or creates the database at `path`. A `reader` connection opens a database a
+    /// writer already made and refuses to change it: WAL lets it read the last committed state
+    /// while the writer's transaction (and its fsync) is still running.
+    public init(path: String, reader: Bool = false) throws(BerthError) {
         self.path = path
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let flags = SQLITE_OPEN_READWRITE | (reader ? 0 : SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
@@ -24,11 +27,12 @@ public final class SQLiteDatabase {
             throw .internal("cannot open metadata database \(path): \(message)")
         }
         sqlite3_busy_timeout(handle, 5000)
-        // One daemon owns the file (the daemon lock keeps a second one out), so the database
-        // is locked once for the life of the handle rather than by each transaction: a read
-        // costs no fcntl calls, and WAL keeps its index in memory instead of a shared file.
-        // Set before the first access, as SQLite requires for that.
-        try execute("PRAGMA locking_mode=EXCLUSIVE")
+        if reader {
+            try execute("PRAGMA query_only=1")
+            return
+        }
+        // Not locking_mode=EXCLUSIVE: that would keep WAL's index in this connection's memory
+        // and lock the reader out (4 fcntl calls per transaction are the price, ~1 µs each).
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=FULL")
         try execute("PRAGMA foreign_keys=ON")
@@ -71,6 +75,13 @@ public final class SQLiteDatabase {
                 throw .internal("metadata database \(path): \(lastError) (in: \(sql.prefix(80)))")
             }
         }
+    }
+
+    /// Runs `body` inside one read transaction: every statement sees the same committed state.
+    public func snapshot<T>(_ body: () throws(BerthError) -> T) throws(BerthError) -> T {
+        try query("BEGIN")
+        defer { _ = try? query("COMMIT") }
+        return try body()
     }
 
     /// Runs `body` inside one write transaction: all of it commits, or none of it does.

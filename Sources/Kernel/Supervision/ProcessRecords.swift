@@ -139,23 +139,23 @@ extension MetadataStore {
 
     /// One process, or nil; public so that the containers service can refuse to delete a
     /// container that still has a task.
-    public func process(namespace: String, containerID: String, execID: String) throws(BerthError) -> ProcessRecord? {
-        try withDatabase { (db) throws(BerthError) in try Self.findProcess(namespace, containerID, execID, db) }
+    public nonisolated func process(namespace: String, containerID: String, execID: String) async throws(BerthError) -> ProcessRecord? {
+        try read { (db) throws(BerthError) in try Self.findProcess(namespace, containerID, execID, db) }
     }
 
     /// Every process of a container, the init first.
-    func processes(namespace: String, containerID: String) throws(BerthError) -> [ProcessRecord] {
+    nonisolated func processes(namespace: String, containerID: String) async throws(BerthError) -> [ProcessRecord] {
         try selectProcesses("WHERE namespace=? AND container_id=? ORDER BY exec_id", [.text(namespace), .text(containerID)])
     }
 
     /// The init processes (tasks) of `namespace`, or of every namespace when nil.
-    func tasks(namespace: String?) throws(BerthError) -> [ProcessRecord] {
+    nonisolated func tasks(namespace: String?) async throws(BerthError) -> [ProcessRecord] {
         guard let namespace else { return try selectProcesses("WHERE exec_id='' ORDER BY namespace, container_id", []) }
         return try selectProcesses("WHERE namespace=? AND exec_id='' ORDER BY container_id", [.text(namespace)])
     }
 
     /// Every process made by runtime plugin `runtime`.
-    func processes(runtime: String) throws(BerthError) -> [ProcessRecord] {
+    nonisolated func processes(runtime: String) async throws(BerthError) -> [ProcessRecord] {
         try selectProcesses("WHERE runtime=? ORDER BY namespace, container_id, exec_id", [.text(runtime)])
     }
 
@@ -172,8 +172,8 @@ extension MetadataStore {
         }
     }
 
-    private func selectProcesses(_ clause: String, _ values: [SQLiteValue]) throws(BerthError) -> [ProcessRecord] {
-        try withDatabase { (db) throws(BerthError) in
+    private nonisolated func selectProcesses(_ clause: String, _ values: [SQLiteValue]) throws(BerthError) -> [ProcessRecord] {
+        try read { (db) throws(BerthError) in
             try db.query("SELECT \(Self.processColumns) FROM processes \(clause)", values).map { row throws(BerthError) in
                 try Self.processRecord(row)
             }

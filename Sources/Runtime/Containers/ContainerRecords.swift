@@ -58,8 +58,8 @@ extension MetadataStore {
     }
 
     /// The container `id`; `.notFound` naming it and the namespace.
-    public func container(namespace: String, id: String) throws(BerthError) -> Container {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func container(namespace: String, id: String) async throws(BerthError) -> Container {
+        try read { (db) throws(BerthError) in
             guard let found = try findContainer(namespace, id, db) else {
                 throw .notFound("container \"\(id)\" in namespace \"\(namespace)\": not found")
             }
@@ -68,8 +68,8 @@ extension MetadataStore {
     }
 
     /// Every container of `namespace`, by id.
-    public func containers(namespace: String) throws(BerthError) -> [Container] {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func containers(namespace: String) async throws(BerthError) -> [Container] {
+        try read { (db) throws(BerthError) in
             try db.query("SELECT message, created, updated FROM containers WHERE namespace=? ORDER BY id", [.text(namespace)])
                 .map { row throws(BerthError) in try Self.decode(row) }
         }
@@ -110,7 +110,7 @@ extension MetadataStore {
         }
     }
 
-    private func findContainer(_ namespace: String, _ id: String, _ db: SQLiteDatabase) throws(BerthError) -> Container? {
+    private nonisolated func findContainer(_ namespace: String, _ id: String, _ db: SQLiteDatabase) throws(BerthError) -> Container? {
         try db.query("SELECT message, created, updated FROM containers WHERE namespace=? AND id=?", [.text(namespace), .text(id)])
             .first.map { row throws(BerthError) in try Self.decode(row) }
     }

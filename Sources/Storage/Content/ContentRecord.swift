@@ -73,15 +73,15 @@ extension MetadataStore {
     }
 
     /// The record of `digest` in `namespace`; `.notFound` naming it when absent.
-    public func content(namespace: String, digest: String) throws(BerthError) -> ContentRecord {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func content(namespace: String, digest: String) async throws(BerthError) -> ContentRecord {
+        try read { (db) throws(BerthError) in
             guard let record = try findContent(namespace, digest, db) else { throw .notFound("content \(digest): not found") }
             return record
         }
     }
 
-    public func contents(namespace: String) throws(BerthError) -> [ContentRecord] {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func contents(namespace: String) async throws(BerthError) -> [ContentRecord] {
+        try read { (db) throws(BerthError) in
             var records = [ContentRecord]()
             for row in try db.query("SELECT \(Self.contentColumns) FROM content WHERE namespace=? ORDER BY digest", [.text(namespace)]) {
                 records.append(try contentRecord(row))
@@ -123,12 +123,12 @@ extension MetadataStore {
         }
     }
 
-    private func findContent(_ namespace: String, _ digest: String, _ db: SQLiteDatabase) throws(BerthError) -> ContentRecord? {
+    private nonisolated func findContent(_ namespace: String, _ digest: String, _ db: SQLiteDatabase) throws(BerthError) -> ContentRecord? {
         let rows = try db.query("SELECT \(Self.contentColumns) FROM content WHERE namespace=? AND digest=?", [.text(namespace), .text(digest)])
         return try rows.first.map { (row) throws(BerthError) in try contentRecord(row) }
     }
 
-    private func contentRecord(_ row: [SQLiteValue]) throws(BerthError) -> ContentRecord {
+    private nonisolated func contentRecord(_ row: [SQLiteValue]) throws(BerthError) -> ContentRecord {
         guard let digest = row[0].text, let size = row[1].integer, let labels = decodeLabels(row[2].text),
             let created = row[3].integer, let updated = row[4].integer
         else {

@@ -96,16 +96,16 @@ extension MetadataStore {
         }
     }
 
-    public func image(namespace: String, name: String) throws(BerthError) -> ImageRecord {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func image(namespace: String, name: String) async throws(BerthError) -> ImageRecord {
+        try read { (db) throws(BerthError) in
             guard let image = try findImage(namespace, name, db) else { throw .notFound("image \"\(name)\": not found") }
             return image
         }
     }
 
     /// Every image of `namespace`, by name.
-    public func images(namespace: String) throws(BerthError) -> [ImageRecord] {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func images(namespace: String) async throws(BerthError) -> [ImageRecord] {
+        try read { (db) throws(BerthError) in
             try db.query("SELECT \(Self.imageColumns) FROM images WHERE namespace=? ORDER BY name", [.text(namespace)])
                 .map { (row) throws(BerthError) in try imageRecord(row) }
         }
@@ -156,12 +156,12 @@ extension MetadataStore {
         }
     }
 
-    private func findImage(_ namespace: String, _ name: String, _ db: SQLiteDatabase) throws(BerthError) -> ImageRecord? {
+    private nonisolated func findImage(_ namespace: String, _ name: String, _ db: SQLiteDatabase) throws(BerthError) -> ImageRecord? {
         let rows = try db.query("SELECT \(Self.imageColumns) FROM images WHERE namespace=? AND name=?", [.text(namespace), .text(name)])
         return try rows.first.map { (row) throws(BerthError) in try imageRecord(row) }
     }
 
-    private func imageRecord(_ row: [SQLiteValue]) throws(BerthError) -> ImageRecord {
+    private nonisolated func imageRecord(_ row: [SQLiteValue]) throws(BerthError) -> ImageRecord {
         guard let name = row[0].text, let mediaType = row[1].text, let digest = row[2].text, let size = row[3].integer,
             let annotations = decodeLabels(row[4].text), let labels = decodeLabels(row[5].text),
             let created = row[6].integer, let updated = row[7].integer

@@ -19,8 +19,8 @@ extension MetadataStore {
     }
 
     /// Every lease of `namespace`, by id.
-    public func leases(namespace: String) throws(BerthError) -> [LeaseRecord] {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func leases(namespace: String) async throws(BerthError) -> [LeaseRecord] {
+        try read { (db) throws(BerthError) in
             try db.query("SELECT id, labels, created FROM leases WHERE namespace=? ORDER BY id", [.text(namespace)])
                 .map { (row) throws(BerthError) in try leaseRecord(row) }
         }
@@ -65,8 +65,8 @@ extension MetadataStore {
     }
 
     /// What lease `id` holds, by type and id.
-    public func leaseResources(namespace: String, lease id: String) throws(BerthError) -> [LeaseResource] {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func leaseResources(namespace: String, lease id: String) async throws(BerthError) -> [LeaseResource] {
+        try read { (db) throws(BerthError) in
             guard try findLease(namespace, id, db) != nil else { throw .notFound("lease \"\(id)\": not found") }
             return try db.query(
                 "SELECT type, resource FROM lease_resources WHERE namespace=? AND lease=? ORDER BY type, resource",
@@ -95,12 +95,12 @@ extension MetadataStore {
             [.text(namespace), .text(id), .text(resource.type), .text(resource.id)])
     }
 
-    private func findLease(_ namespace: String, _ id: String, _ db: SQLiteDatabase) throws(BerthError) -> LeaseRecord? {
+    private nonisolated func findLease(_ namespace: String, _ id: String, _ db: SQLiteDatabase) throws(BerthError) -> LeaseRecord? {
         let rows = try db.query("SELECT id, labels, created FROM leases WHERE namespace=? AND id=?", [.text(namespace), .text(id)])
         return try rows.first.map { (row) throws(BerthError) in try leaseRecord(row) }
     }
 
-    private func leaseRecord(_ row: [SQLiteValue]) throws(BerthError) -> LeaseRecord {
+    private nonisolated func leaseRecord(_ row: [SQLiteValue]) throws(BerthError) -> LeaseRecord {
         guard let id = row[0].text, let labels = decodeLabels(row[1].text), let created = row[2].integer else {
             throw .dataLoss("metadata database: unreadable lease row")
         }

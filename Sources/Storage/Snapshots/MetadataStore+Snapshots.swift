@@ -52,10 +52,10 @@ extension MetadataStore {
     }
 
     /// The snapshot `key`; `.notFound` naming it when absent.
-    public func snapshot(namespace: String, snapshotter: String, key: String) throws(BerthError)
+    public nonisolated func snapshot(namespace: String, snapshotter: String, key: String) async throws(BerthError)
         -> (record: SnapshotRecord, parents: [Int64])
     {
-        try withDatabase { (db) throws(BerthError) in
+        try read { (db) throws(BerthError) in
             guard let record = try findSnapshot(namespace, snapshotter, key, db) else {
                 throw .notFound("snapshot \"\(key)\" does not exist")
             }
@@ -135,8 +135,8 @@ extension MetadataStore {
     }
 
     /// Every snapshot of `snapshotter` in `namespace`, by key.
-    public func snapshots(namespace: String, snapshotter: String) throws(BerthError) -> [SnapshotRecord] {
-        try withDatabase { (db) throws(BerthError) in
+    public nonisolated func snapshots(namespace: String, snapshotter: String) async throws(BerthError) -> [SnapshotRecord] {
+        try read { (db) throws(BerthError) in
             var records = [SnapshotRecord]()
             for row in try db.query(
                 "SELECT \(Self.columns) FROM snapshots WHERE namespace=? AND snapshotter=? ORDER BY key",
@@ -183,7 +183,7 @@ extension MetadataStore {
 
     // MARK: - Helpers inside a transaction
 
-    private func findSnapshot(
+    private nonisolated func findSnapshot(
         _ namespace: String, _ snapshotter: String, _ key: String,
         _ db: SQLiteDatabase
     ) throws(BerthError) -> SnapshotRecord? {
@@ -193,7 +193,7 @@ extension MetadataStore {
         return try rows.first.map { (row) throws(BerthError) in try snapshotRecord(row) }
     }
 
-    private func parentID(of id: Int64, _ db: SQLiteDatabase) throws(BerthError) -> Int64 {
+    private nonisolated func parentID(of id: Int64, _ db: SQLiteDatabase) throws(BerthError) -> Int64 {
         guard let parent = try db.query("SELECT parent_id FROM snapshots WHERE id=?", [.integer(id)]).first?[0].integer else {
             throw .dataLoss("metadata database: snapshot \(id) names a parent that is gone")
         }
@@ -201,7 +201,7 @@ extension MetadataStore {
     }
 
     /// `id` and its ancestors, nearest first.
-    private func chain(from id: Int64, _ db: SQLiteDatabase) throws(BerthError) -> [Int64] {
+    private nonisolated func chain(from id: Int64, _ db: SQLiteDatabase) throws(BerthError) -> [Int64] {
         try db.query(
             """
             WITH RECURSIVE chain(id, parent_id, depth) AS (
@@ -212,7 +212,7 @@ extension MetadataStore {
         ).compactMap { $0[0].integer }
     }
 
-    private func snapshotRecord(_ row: [SQLiteValue]) throws(BerthError) -> SnapshotRecord {
+    private nonisolated func snapshotRecord(_ row: [SQLiteValue]) throws(BerthError) -> SnapshotRecord {
         guard let id = row[0].integer, let namespace = row[1].text, let snapshotter = row[2].text,
             let key = row[3].text, let parent = row[4].text, let kindValue = row[5].integer,
             let kind = SnapshotRecord.Kind(rawValue: Int(kindValue)), let labels = decodeLabels(row[6].text),
