@@ -4,6 +4,10 @@
 Per daemon, each on a fresh ext4 filesystem of its own and after warming free memory (see
 Benchmarks/storage.py for why), with the same busybox image (umoci, busybox-static) imported:
   run --rm      - `ctr run --rm IMAGE ID true`, N times after two warm-ups: median (min, max) ms
+  phases        - where each of those runs spent its time, from the daemon's own event timestamps
+                  (`ctr events`): ctr start -> first event, each event -> the next, last event ->
+                  ctr exit; medians over the N runs. Only the events mark phases, so e.g.
+                  "containers/create -> tasks/create" holds ctr's stdio set-up and Tasks.Create.
   200 starts    - `ctr run -d IMAGE cK sleep 1000000` for K = 1..200, one after the other: seconds
                   in all, while another thread runs `ctr version` in a loop: its median and max ms
   memory        - after 50 and after 200 running: PSS of every helper process the daemon started
@@ -17,7 +21,7 @@ Targets (issue 10): run --rm <= 40 ms; <= 0.3 MiB per container; 200 starts <= 6
 Usage: Benchmarks/runtime.py [--berthd PATH] [--runs N] [--containers C] [--only berthd|containerd]
 Run as root (real namespaces, cgroups, mounts). Everything the run made is removed at the end.
 """
-import argparse, os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+import argparse, calendar, os, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import storage  # noqa: E402  (Scratch, warm_memory, wait_ready, berthd, containerd)
@@ -83,6 +87,34 @@ def running_tasks(sock):
     return {row.split()[0]: row.split()[1] for row in out if row.split() and row.split()[-1] == "RUNNING"}
 
 
+def event_time(line):
+    """Seconds since 1970 of a `ctr events` line ("2026-12-01 06:52:03.399635673 +0000 UTC ...")."""
+    day, clock = line.split()[:2]
+    whole, _, fraction = clock.partition(".")
+    base = calendar.timegm(time.strptime(f"{day} {whole}", "%Y-%m-%d %H:%M:%S"))
+    return base + float("0." + (fraction or "0"))
+
+
+def phases(lines, spans):
+    """Per phase name, the gaps (ms) of every run: `spans` are (start, end) wall times of runs."""
+    events = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[4] == "bench":
+            events.append((event_time(line), fields[5]))
+    gaps, order = {}, []
+    for start, end in spans:
+        inside = sorted(e for e in events if start <= e[0] <= end)
+        marks = [(start, "ctr start")] + inside + [(end, "ctr exit")]
+        for (t0, a), (t1, b) in zip(marks, marks[1:]):
+            name = f"{a} -> {b}"
+            if name not in gaps:
+                gaps[name] = []
+                order.append(name)
+            gaps[name].append((t1 - t0) * 1000)
+    return [(name, gaps[name]) for name in order]
+
+
 def measure(label, start, names, image, runs, count):
     result = {}
     with storage.Scratch("image", 8 << 30) as work:
@@ -93,13 +125,22 @@ def measure(label, start, names, image, runs, count):
         try:
             storage.wait_ready(sock, proc)
             ctr(sock, "images", "import", "--base-name", "docker.io/library/bench", image)
-            samples = []
+            samples, spans = [], []
+            events = subprocess.Popen(["ctr", "--address", sock, "events"], stdout=subprocess.PIPE, text=True)
+            lines = []
+            reader = threading.Thread(target=lambda: lines.extend(events.stdout))
+            reader.start()
+            time.sleep(0.2)
             for i in range(runs + 2):
-                t = time.monotonic()
+                wall, t = time.time(), time.monotonic()
                 ctr(sock, "run", "--rm", IMAGE, f"once{i}", "true")
                 samples.append((time.monotonic() - t) * 1000)
-            samples = samples[2:]
-            result["run"] = samples
+                spans.append((wall, wall + samples[-1] / 1000))
+            time.sleep(0.2)
+            events.terminate()
+            reader.join()
+            result["run"] = samples[2:]
+            result["phases"] = phases(lines, spans[2:])
 
             baseline = pss_kib(proc.pid)
             latencies, done = [], threading.Event()
@@ -168,6 +209,8 @@ def show(label, r):
           f"@all {r['mem_all']:.2f} | restart: API {r['restart_api']:.0f} ms, all running {r['restart_all']:.0f} ms "
           f"(same pids: {r['restart_same']})")
     print(f"{'':<11} run --rm samples: {' '.join(f'{s:.1f}' for s in run)}")
+    for name, gaps in r["phases"]:
+        print(f"{'':<11}   {name:<42} median {statistics.median(gaps):6.1f} ms  (n={len(gaps)})")
 
 
 def main():
