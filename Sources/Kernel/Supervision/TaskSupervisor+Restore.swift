@@ -93,6 +93,8 @@ extension TaskSupervisor {
         case .paused, .pausing: phase = .paused(pid: pid)
         default: phase = .running(pid: pid)
         }
+        // Most survivors are as recorded: no transaction for them (200 took ~30 ms).
+        guard record.phase != phase else { return }
         _ = try await advance(record) { current in current == phase ? nil : phase }
     }
 
