@@ -160,6 +160,7 @@ let package = Package(
             dependencies: [
                 "Kernel", "Storage",
                 .product(name: "BerthPluginKit", package: "SDK"),
+                .product(name: "BerthPluginSDK", package: "SDK"),
                 .product(name: "BerthProto", package: "SDK"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -13,7 +13,13 @@ final class BlobStore: Sendable {
     private let cache = Mutex<(open: [String: Int32], order: [String])>(([:], []))
     private static let cachedDescriptors = 64
 
-    init(root: String) { self.root = root }
+    /// Deleted blobs go there: `delete` answers without waiting for their blocks to be freed.
+    let removal: DeferredRemoval
+
+    init(root: String, removal: DeferredRemoval) {
+        self.root = root
+        self.removal = removal
+    }
 
     func path(hex: String) -> String { "\(root)/\(hex)" }
 
@@ -60,10 +66,7 @@ final class BlobStore: Sendable {
     func delete(_ digest: String) throws {
         let hex = try Digest.hex(digest)
         forget(hex)
-        guard unlink(path(hex: hex)) == 0 else {
-            if errno == ENOENT { throw PluginError(.notFound, "content \(digest) not found") }
-            throw PluginError(.internal, "deleting \(digest): \(String(cString: strerror(errno)))")
-        }
+        guard try removal.remove(path(hex: hex)) else { throw PluginError(.notFound, "content \(digest) not found") }
     }
 
     func walk() throws -> [Berth_Content_V1_BlobInfo] {

@@ -13,7 +13,7 @@ final class ContentPlugin: BerthPlugin {
 
     init(host: PluginHost) {
         self.host = host
-        let blobs = BlobStore(root: host.rootDirectory + "/blobs/sha256")
+        let blobs = BlobStore(root: host.rootDirectory + "/blobs/sha256", removal: DeferredRemoval(trash: host.rootDirectory + "/trash"))
         let ingests = IngestStore(root: host.rootDirectory + "/ingest", blobs: blobs)
         self.blobs = blobs
         self.ingests = ingests
@@ -61,6 +61,7 @@ final class ContentPlugin: BerthPlugin {
                 atPath: folder, withIntermediateDirectories: true,
                 attributes: [.posixPermissions: 0o700])
         }
+        try blobs.removal.open()
     }
 
     func stop() async {

@@ -5,11 +5,13 @@ import Foundation
 /// Layers on disk: `<root>/<id>/fs` holds the files (overlay: this layer's changes; native: the
 /// whole tree), `<root>/<id>/work` is overlayfs's scratch space, made only for a writable layer
 /// with parents (one without parents is mounted as a bind mount). A layer is built under
-/// `new-<id>` and renamed into place, and removed by renaming to `old-<id>` first, so a crash
-/// never leaves a half-made layer under a live id.
+/// `new-<id>` and renamed into place, and removed by a rename into the trash (`removal`), so a
+/// crash never leaves a half-made layer under a live id.
 struct LayerDirectory: Sendable {
     let root: String
     let driver: SnapshotterPlugin.Driver
+    /// Removed layers go there: `remove` answers without waiting for their files to be deleted.
+    let removal: DeferredRemoval
 
     func path(_ id: UInt64) -> String { "\(root)/\(id)" }
 
@@ -71,12 +73,11 @@ struct LayerDirectory: Sendable {
 
     /// Removes layer `id`; a layer already gone is not an error.
     func remove(id: UInt64) throws {
-        let doomed = "\(root)/old-\(id)"
-        guard rename(path(id), doomed) == 0 else {
-            if errno == ENOENT { return }
-            throw PluginError(.internal, "cannot remove layer \(id): \(String(cString: strerror(errno)))")
+        do {
+            try removal.remove(path(id))
+        } catch let error as PluginError {
+            throw PluginError(error.code, "cannot remove layer \(id): \(error.message)")
         }
-        try FileManager.default.removeItem(atPath: doomed)
     }
 
     /// Bytes (allocated blocks) and inodes of the layer's own files.
@@ -114,7 +115,8 @@ struct LayerDirectory: Sendable {
         return (removed.sorted(), keep.subtracting(present).sorted())
     }
 
-    /// Deletes `new-*` and `old-*` entries, which no record can refer to.
+    /// Deletes `new-*` entries and `old-*` ones (removals of earlier versions), which no record
+    /// can refer to.
     func removeLeftovers() {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         where name.hasPrefix("new-") || name.hasPrefix("old-") {

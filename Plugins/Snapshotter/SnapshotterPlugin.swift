@@ -23,7 +23,8 @@ final class SnapshotterPlugin: BerthPlugin {
     init(host: PluginHost, driver: Driver) {
         self.host = host
         self.driver = driver
-        let layers = LayerDirectory(root: host.rootDirectory + "/snapshots", driver: driver)
+        let layers = LayerDirectory(
+            root: host.rootDirectory + "/snapshots", driver: driver, removal: DeferredRemoval(trash: host.rootDirectory + "/trash"))
         self.layers = layers
         var methods = MethodTable()
         // A native layer on a parent is a copy of the parent's tree: long for a large one.
@@ -68,6 +69,7 @@ final class SnapshotterPlugin: BerthPlugin {
         try FileManager.default.createDirectory(
             atPath: layers.root, withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700])
+        try layers.removal.open()
         // Half-made or half-removed layers from a crash carry a prefix; they are never in use.
         layers.removeLeftovers()
     }
