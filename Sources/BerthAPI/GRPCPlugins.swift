@@ -47,10 +47,7 @@ public enum GRPCPlugins {
                 ContainersService(containers: try context.plugins.service(RuntimePlugins.containers, as: ContainerService.self))
             },
             grpc("tasks", requires: [.service]) { context in
-                TasksService(
-                    tasks: TaskService(
-                        containers: try context.plugins.service(RuntimePlugins.containers, as: ContainerService.self),
-                        supervisor: try context.plugins.service(TaskSupervisor.name, as: TaskSupervisor.self)))
+                TasksService(tasks: try TaskService(context.plugins))
             },
         ]
     }

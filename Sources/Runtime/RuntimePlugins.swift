@@ -19,11 +19,8 @@ public enum RuntimePlugins {
             Registration(
                 name: RestartMonitor.name, requires: [.service, .event],
                 origin: .builtin { context in
-                    let tasks = TaskService(
-                        containers: try context.plugins.service(containers, as: ContainerService.self),
-                        supervisor: try context.plugins.service(TaskSupervisor.name, as: TaskSupervisor.self))
-                    return RestartMonitor(
-                        tasks: tasks, snapshots: try context.plugins.service(StoragePlugins.snapshots, as: SnapshotService.self),
+                    RestartMonitor(
+                        tasks: try TaskService(context.plugins), snapshots: try context.plugins.service(StoragePlugins.snapshots, as: SnapshotService.self),
                         events: context.events, logger: context.logger)
                 }),
         ]

@@ -95,7 +95,7 @@ import Testing
                     .with {
                         $0 = good
                         $0.id = "bad id!"
-                    }, "container id \"bad id!\" must be letters and digits with single . _ - between them"
+                    }, "container id \"bad id!\" must be letters and digits joined by single '.', '_' or '-'"
                 ),
                 (
                     .with {

@@ -1,28 +1,49 @@
 /// Input rules shared by every service, with containerd's limits so clients see the same refusals.
 public enum Validation {
-    /// containerd's bound on a namespace name (identifiers package).
+    /// containerd's bound on an identifier: namespace names, container and exec ids.
     public static let maxNameLength = 76
     /// containerd's bound on a label's key plus value (labels package).
     public static let maxLabelSize = 4096
 
-    /// Accepts `[A-Za-z0-9]+` runs joined by single `.`, `_` or `-`, at most 76 characters.
+    /// A namespace name: an identifier.
     public static func namespaceName(_ name: String) throws(BerthError) {
-        guard !name.isEmpty else { throw .invalidArgument("namespace name must not be empty") }
-        guard name.utf8.count <= maxNameLength else {
-            throw .invalidArgument("namespace name \"\(name.prefix(80))\" is longer than \(maxNameLength) characters")
+        try identifier(name, what: "namespace name")
+    }
+
+    /// containerd's identifier rule, for namespace names and container ids: `[A-Za-z0-9]+`
+    /// runs joined by single `.`, `_` or `-`, at most 76 characters. `what` names the field in
+    /// the error ("container id").
+    public static func identifier(_ id: String, what: String) throws(BerthError) {
+        guard !id.isEmpty else { throw .invalidArgument("\(what) must not be empty") }
+        guard id.utf8.count <= maxNameLength else {
+            throw .invalidArgument("\(what) \"\(id.prefix(32))...\" is \(id.utf8.count) characters long; the limit is \(maxNameLength)")
         }
         var previousWasSeparator = true
-        for byte in name.utf8 {
-            let alphanumeric = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-            let separator = byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
-            guard alphanumeric || (separator && !previousWasSeparator) else {
-                throw .invalidArgument("namespace name \"\(name)\" must be letters and digits joined by single '.', '_' or '-'")
+        for byte in id.utf8 {
+            guard isAlphanumeric(byte) || (isSeparator(byte) && !previousWasSeparator) else {
+                throw .invalidArgument("\(what) \"\(id)\" must be letters and digits joined by single '.', '_' or '-'")
             }
-            previousWasSeparator = separator
+            previousWasSeparator = isSeparator(byte)
         }
         guard !previousWasSeparator else {
-            throw .invalidArgument("namespace name \"\(name)\" must not end with a separator")
+            throw .invalidArgument("\(what) \"\(id)\" must not end with '.', '_' or '-'")
         }
+    }
+
+    /// An exec process id: 1 to 76 letters, digits, `.`, `_` or `-` in any order (ctr makes
+    /// them from random hex; containerd 1.6 accepted "a..b" here too).
+    public static func execID(_ execID: String, task containerID: String) throws(BerthError) {
+        guard !execID.isEmpty, execID.utf8.count <= maxNameLength, execID.utf8.allSatisfy({ isAlphanumeric($0) || isSeparator($0) }) else {
+            throw .invalidArgument("task \"\(containerID)\": exec id \"\(execID.prefix(80))\" must be 1-76 letters, digits, '.', '_' or '-'")
+        }
+    }
+
+    private static func isAlphanumeric(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+    }
+
+    private static func isSeparator(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
     }
 
     /// Refuses a label whose key is empty or whose key and value exceed 4096 bytes together.

@@ -192,7 +192,7 @@ public actor TaskSupervisor: PluginInstance {
 
     /// Adds exec process `execID` to a running task, created and not started.
     public func exec(namespace: String, containerID: String, execID: String, spec: [UInt8], stdio: ProcessStdio) async throws(BerthError) {
-        try Self.validateExecID(execID, containerID: containerID)
+        try Validation.execID(execID, task: containerID)
         let task = try await existing(namespace, containerID, "")
         guard case .running = task.phase else {
             throw .failedPrecondition("task \"\(containerID)\" is \(task.phase.name); exec needs a running task")
@@ -473,16 +473,5 @@ public actor TaskSupervisor: PluginInstance {
     /// A time in nanoseconds since 1970 (the store's unit) as the API carries it.
     public static func timestamp(_ nanoseconds: Int64) -> Google_Protobuf_Timestamp {
         Google_Protobuf_Timestamp(seconds: nanoseconds / 1_000_000_000, nanos: Int32(nanoseconds % 1_000_000_000))
-    }
-
-    /// Exec ids follow the keeper's rule, which is containerd's identifier rule.
-    static func validateExecID(_ execID: String, containerID: String) throws(BerthError) {
-        guard !execID.isEmpty, execID.utf8.count <= 76,
-            execID.utf8.allSatisfy({
-                $0 == 0x2D || $0 == 0x2E || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
-            })
-        else {
-            throw .invalidArgument("task \"\(containerID)\": exec id \"\(execID.prefix(80))\" must be 1-76 letters, digits, '.', '_' or '-'")
-        }
     }
 }

@@ -102,7 +102,7 @@ public struct ContainerService: Sendable {
 
     /// What a container must carry (containerd's rules, with its messages' meaning).
     static func validate(_ container: Container) throws(BerthError) {
-        try Identifier.validate(container.id, what: "container id")
+        try Validation.identifier(container.id, what: "container id")
         try Validation.labels(container.labels)
         guard !container.runtime.name.isEmpty else {
             throw .invalidArgument("container \"\(container.id)\": runtime name must be set")
@@ -143,31 +143,6 @@ public struct ContainerService: Sendable {
         case "snapshotkey": container.snapshotKey
         case "labels" where path.count == 2: container.labels[path[1]]
         default: nil
-        }
-    }
-}
-
-/// containerd's identifiers: letters and digits, with single `.`, `_` or `-` between them,
-/// at most 76 characters (its `identifiers` package).
-public enum Identifier {
-    public static let maxLength = 76
-
-    public static func validate(_ id: String, what: String) throws(BerthError) {
-        guard !id.isEmpty else { throw .invalidArgument("\(what) must not be empty") }
-        guard id.utf8.count <= maxLength else {
-            throw .invalidArgument("\(what) \"\(id.prefix(32))...\" is \(id.utf8.count) characters long; the limit is \(maxLength)")
-        }
-        var previousWasSeparator = true
-        for byte in id.utf8 {
-            let alphanumeric = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-            let separator = byte == 0x2E || byte == 0x5F || byte == 0x2D
-            guard alphanumeric || (separator && !previousWasSeparator) else {
-                throw .invalidArgument("\(what) \"\(id)\" must be letters and digits with single . _ - between them")
-            }
-            previousWasSeparator = separator
-        }
-        guard !previousWasSeparator else {
-            throw .invalidArgument("\(what) \"\(id)\" must be letters and digits with single . _ - between them")
         }
     }
 }

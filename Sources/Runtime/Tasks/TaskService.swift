@@ -19,6 +19,14 @@ public struct TaskService: Sendable {
         self.supervisor = supervisor
     }
 
+    /// The task service over the started containers service and supervisor, for the plugins
+    /// that use it (the Tasks API and the restart monitor).
+    public init(_ plugins: PluginDirectory) throws(BerthError) {
+        self.init(
+            containers: try plugins.service(RuntimePlugins.containers, as: ContainerService.self),
+            supervisor: try plugins.service(TaskSupervisor.name, as: TaskSupervisor.self))
+    }
+
     /// Creates the task of container `containerID`. Runtime options given here win over the
     /// container's own, as in containerd.
     public func create(
