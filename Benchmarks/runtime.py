@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Runtime benchmark through containerd's ctr: berthd beside containerd 1.6 + runc, same ctr, same run.
 
-Per daemon, each on a fresh ext4 filesystem of its own and after warming free memory (see
-Benchmarks/storage.py for why), with the same busybox image (umoci, busybox-static) imported:
+Per daemon, each on a fresh ext4 filesystem of its own (its state folder on a tmpfs, as both
+daemons' defaults have it) and after warming free memory (see Benchmarks/storage.py for why),
+with the same busybox image (umoci, busybox-static) imported:
   run --rm      - `ctr run --rm IMAGE ID true`, N times after two warm-ups: median (min, max) ms
   phases        - where each of those runs spent its time, from the daemon's own event timestamps
                   (`ctr events`): ctr start -> first event, each event -> the next, last event ->
@@ -120,6 +121,10 @@ def measure(label, start, names, image, runs, count):
     with storage.Scratch("image", 8 << 30) as work:
         storage.warm_memory()
         os.sync()
+        # The state folder on tmpfs, as both daemons' defaults have it (/run/berth,
+        # /run/containerd): helpers' sockets, pid and exit files live there.
+        os.makedirs(f"{work}/state")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0711", "tmpfs", f"{work}/state"], check=True)
         sock = os.path.join(work, "d.sock")
         proc = start(work, sock)
         try:
@@ -197,6 +202,7 @@ def measure(label, start, names, image, runs, count):
             mounts = [line.split()[1] for line in open("/proc/mounts") if line.split()[1].startswith(work + "/")]
             for mount in sorted(mounts, key=len, reverse=True):
                 subprocess.run(["umount", "-l", mount], check=False)
+            subprocess.run(["umount", "-l", f"{work}/state"], check=False)
     return result
 
 
