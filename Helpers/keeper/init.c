@@ -233,7 +233,7 @@ static int init_namespaces(const struct ctr_plan *c)
     if (c->ns_new[NS_USER] && become_root_in_userns() < 0) return -1;
     for (int k = 0; k < NS_COUNT; k++)  /* a pid namespace was joined by the keeper */
         if (c->ns_path[k] && k != NS_PID && join_ns_path(c->ns_path[k], types[k]) < 0) return -1;
-    /* The cgroup namespace is made after the keeper moved us into the container's cgroup,
+    /* The cgroup namespace is made after we moved into the container's cgroup,
      * so that cgroup becomes the namespace's root (cgroup_namespaces(7)). */
     if (c->ns_new[NS_CGROUP] && unshare(CLONE_NEWCGROUP) < 0) return kerr_set("unshare", "cgroup namespace", errno);
     if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0)
@@ -246,6 +246,7 @@ void child_init(const struct child_args *a)
     const struct ctr_plan *c = a->ctr;
     char adj[32];
     wait_for(a->sync_fd, SYNC_GO);
+    if (cgroup_joins_itself(c) && cgroup_add_self() < 0) child_fail(a->sync_fd);
     if (init_namespaces(c) < 0) child_fail(a->sync_fd);
     if (c->oom_score_adj != INT64_MIN) {
         snprintf(adj, sizeof adj, "%lld", (long long)c->oom_score_adj);
@@ -275,6 +276,7 @@ void child_exec(const struct child_args *a, int init_pid)
     /* Open every namespace first: after joining the mount namespace, /proc is the
      * container's and init_pid means something else there. The pid namespace was joined
      * by the keeper before fork (setns(2): CLONE_NEWPID affects children only). */
+    if (cgroup_joins_itself(c) && cgroup_prepare_self() < 0) child_fail(a->sync_fd);
     for (int k = 0; k < NS_COUNT; k++) {
         fds[k] = -1;
         if (k == NS_PID || !(c->ns_new[k] || c->ns_path[k])) continue;
@@ -289,6 +291,7 @@ void child_exec(const struct child_args *a, int init_pid)
         if (k == NS_USER && become_root_in_userns() < 0) child_fail(a->sync_fd);
     }
     wait_for(a->sync_fd, SYNC_GO);
+    if (cgroup_joins_itself(c) && cgroup_add_self() < 0) child_fail(a->sync_fd);
     process_setup(a);
     _exit(1);
 }

@@ -151,14 +151,15 @@ static int write_map(pid_t pid, const char *file, const struct recv *maps)
     return used ? write_file("write id map", path, buf) : 0;
 }
 
-/** Common tail of creating a process: maps, cgroup, GO, READY. Kills the child on error. */
+/** Common tail of creating a process: maps, cgroup (or the child joins it itself after GO,
+ *  see cgroup_joins_itself), GO, READY. Kills the child on error. */
 static int finish_spawn(struct keeper *k, struct kproc *p, pid_t pid, int sync_fd, int terminal, int is_init)
 {
     const struct ctr_plan *c = &k->plan;
     int rc = 0;
     if (is_init && c->ns_new[NS_USER])
         rc = write_map(pid, "uid_map", &c->uid_maps) < 0 || write_map(pid, "gid_map", &c->gid_maps) < 0 ? -1 : 0;
-    if (rc == 0) rc = cgroup_add(pid);
+    if (rc == 0 && !cgroup_joins_itself(c)) rc = cgroup_add(pid);
     if (rc == 0 && send_byte(sync_fd, SYNC_GO) < 0) rc = kerr_set("sync", "go", errno);
     if (rc == 0) rc = await_ready(p, sync_fd, terminal);
     if (rc == 0 && is_init) rc = cgroup_devices(c);

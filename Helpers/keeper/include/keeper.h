@@ -160,6 +160,9 @@ int cgroup_create(const struct ctr_plan *p);
 int cgroup_use_existing(const struct ctr_plan *p);
 /** Moves pid into the container's cgroups. */
 int cgroup_add(pid_t pid);
+int cgroup_joins_itself(const struct ctr_plan *c);
+int cgroup_prepare_self(void);
+int cgroup_add_self(void);
 /** Freezes (1) or thaws (0) the container. */
 int cgroup_freeze(int frozen);
 /** 1 if the container's cgroup is frozen. */
