@@ -64,22 +64,27 @@ def pss_kib(pid):
     return 0
 
 
-def helpers(names):
-    """Pids of live processes whose comm is one of `names`."""
+def helpers(names, work):
+    """Pids of live processes whose comm is one of `names` and whose command line names `work`
+    (keepers carry their state folder, shims the daemon's socket): this daemon's helpers only,
+    not those of other daemons on the host."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() in names:
+                    if f.read().strip() not in names:
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if work.encode() in f.read():
                         found.append(int(entry))
             except OSError:
                 pass
     return found
 
 
-def memory_per_container(daemon_pid, baseline_kib, names, count):
-    total = sum(pss_kib(pid) for pid in helpers(names)) + (pss_kib(daemon_pid) - baseline_kib)
+def memory_per_container(daemon_pid, baseline_kib, names, work, count):
+    total = sum(pss_kib(pid) for pid in helpers(names, work)) + (pss_kib(daemon_pid) - baseline_kib)
     return total / count / 1024
 
 
@@ -162,13 +167,13 @@ def measure(label, start, names, image, runs, count):
             for k in range(1, count + 1):
                 ctr(sock, "run", "-d", IMAGE, f"c{k}", "sleep", "1000000")
                 if k == 50:
-                    result["mem50"] = memory_per_container(proc.pid, baseline, names, 50)
+                    result["mem50"] = memory_per_container(proc.pid, baseline, names, work, 50)
             result["starts"] = time.monotonic() - t
             done.set()
             prober.join()
             result["version"] = latencies
             time.sleep(1)
-            result["mem_all"] = memory_per_container(proc.pid, baseline, names, count)
+            result["mem_all"] = memory_per_container(proc.pid, baseline, names, work, count)
             before = running_tasks(sock)
 
             proc.send_signal(signal.SIGKILL)
@@ -197,7 +202,7 @@ def measure(label, start, names, image, runs, count):
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            for pid in helpers(names):
+            for pid in helpers(names, work):
                 os.kill(pid, signal.SIGKILL)
             mounts = [line.split()[1] for line in open("/proc/mounts") if line.split()[1].startswith(work + "/")]
             for mount in sorted(mounts, key=len, reverse=True):
