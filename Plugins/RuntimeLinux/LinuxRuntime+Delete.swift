@@ -36,12 +36,18 @@ extension LinuxRuntime {
         }
     }
 
-    /// Waits up to 5 s for the keeper to exit after its DELETE reply.
+    /// Waits up to 5 s for the keeper to exit after its DELETE reply. It exits right after
+    /// replying, so the first looks come soon (0.25 ms, doubling up to 10 ms between looks): a
+    /// fixed 10 ms sleep was most of a `ctr run --rm`'s Tasks.Delete.
     private func waitGone(_ pid: pid_t, container: LiveContainer) async throws {
-        for _ in 0..<500 {
-            guard processRuns(pid) else { return }
-            try await Task.sleep(nanoseconds: 10_000_000)
+        let deadline = ContinuousClock.now + .seconds(5)
+        var pause = Duration.microseconds(250)
+        while processRuns(pid) {
+            guard ContinuousClock.now < deadline else {
+                throw PluginError(.deadlineExceeded, "container \(container.label): delete: keeper \(pid) still runs 5 s after DELETE")
+            }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(10))
         }
-        throw PluginError(.deadlineExceeded, "container \(container.label): delete: keeper \(pid) still runs 5 s after DELETE")
     }
 }

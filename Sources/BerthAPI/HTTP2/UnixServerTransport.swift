@@ -131,11 +131,20 @@ final class ConnectionHub: Sendable {
             let id = state.nextRPC
             state.nextRPC += 1
             // The task cannot finish before it is recorded: it needs this lock to say so.
+            let logger = self.logger
             state.running[id] = Task(executorPreference: rpc.executor) {
+                // At debug level each RPC is logged with its duration, to see where a client's
+                // sequence of calls spends its time.
+                let started = logger.logLevel <= .debug ? ContinuousClock.now : nil
                 if await rpc.requests.firstMessageSize() >= Self.largeMessage {
                     await withTaskExecutorPreference(globalConcurrentExecutor) { await handler(rpc.stream, rpc.context) }
                 } else {
                     await handler(rpc.stream, rpc.context)
+                }
+                if let started {
+                    let elapsed = (ContinuousClock.now - started).components
+                    logger.debug(
+                        "rpc", metadata: ["method": "\(rpc.context.descriptor.fullyQualifiedMethod)", "us": "\(elapsed.seconds * 1_000_000 + elapsed.attoseconds / 1_000_000_000_000)"])
                 }
                 self.finished(id)
                 rpc.finished()
