@@ -144,7 +144,11 @@ final class ConnectionHub: Sendable {
                 if let started {
                     let elapsed = (ContinuousClock.now - started).components
                     logger.debug(
-                        "rpc", metadata: ["method": "\(rpc.context.descriptor.fullyQualifiedMethod)", "us": "\(elapsed.seconds * 1_000_000 + elapsed.attoseconds / 1_000_000_000_000)"])
+                        "rpc",
+                        metadata: [
+                            "method": "\(rpc.context.descriptor.fullyQualifiedMethod)",
+                            "us": "\(elapsed.seconds * 1_000_000 + elapsed.attoseconds / 1_000_000_000_000)",
+                        ])
                 }
                 self.finished(id)
                 rpc.finished()
