@@ -25,7 +25,7 @@ right before the timed command:
 Rounds alternate which daemon goes first; the table shows medians, the samples follow.
 Targets (issue 12): import+unpack <= 0.5x containerd's, gzip <= 0.6x.
 
-Usage: Benchmarks/images.py [--berthd PATH] [--rounds N] [--only berthd|containerd]
+Usage: Benchmarks/images.py [--berthd PATH [--berthd PATH2]] [--rounds N] [--only berthd|containerd]
        [--cache DIR] [--seed S] [--skip-deletes]
 Run as root (loop devices, mounts, drop_caches).
 """
@@ -246,7 +246,7 @@ def fill_layer(archive, target):
 def main():
     parser = argparse.ArgumentParser()
     default = os.path.join(ROOT, ".build/release/berthd")
-    parser.add_argument("--berthd", default=default if os.path.exists(default) else os.path.join(ROOT, ".build/debug/berthd"))
+    parser.add_argument("--berthd", action="append", help="a berthd binary (its plugins beside it); repeat to compare builds")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", choices=["berthd", "containerd"])
     parser.add_argument("--cache", default=os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "berth-bench", "images"))
@@ -256,9 +256,13 @@ def main():
     plain, gz = build_images(args.cache, args.seed)
     # Once: dropping caches returns pages to the guest, which the hypervisor keeps backed.
     storage.warm_memory()
+    args.berthd = args.berthd or [default if os.path.exists(default) else os.path.join(ROOT, ".build/debug/berthd")]
     daemons = []
     if args.only != "containerd":
-        daemons.append(("berthd", storage.berthd(args.berthd)))
+        for binary in args.berthd:
+            # Named by the build folder: berthd <scratch>/release/berthd is "berthd <scratch>".
+            label = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(binary))))
+            daemons.append((f"berthd {label}" if len(args.berthd) > 1 else "berthd", storage.berthd(binary)))
     if args.only != "berthd" and shutil.which("containerd"):
         daemons.append(("containerd", storage.containerd))
     blob = None
@@ -280,7 +284,7 @@ def main():
                 for name, start in order:
                     figure = with_daemon(start, 4 << 30, body)
                     samples[(name, measure)].append(figure)
-                    print(f"round {round + 1} {name:<10} {measure:<19} {figure}", file=sys.stderr)
+                    print(f"round {round + 1} {name:<22} {measure:<19} {figure}", file=sys.stderr, flush=True)
     finally:
         if blob:
             os.unlink(blob)
@@ -291,8 +295,10 @@ def report(args, daemons, measurements, samples, plain, gz):
     sizes = f"{os.path.getsize(plain) / 1e6:.0f} MB plain, {os.path.getsize(gz) / 1e6:.0f} MB gzip"
     print(f"image: 7 layers, ~20,000 files ({sizes}); {args.rounds} rounds alternating; medians; "
           "each measurement on a fresh ext4 loop filesystem, caches dropped before the timed command")
-    print(f"berthd: {args.berthd}")
-    print(f"{'figure':<22}" + "".join(f"{name + ' s':>14}{'CPU s':>8}" for name, _ in daemons) + f"{'ratio':>8}")
+    print("berthd: " + ", ".join(args.berthd))
+    ratios = len(daemons) > 1 and daemons[-1][0] == "containerd"
+    print(f"{'figure':<22}" + "".join(f"{name + ' s':>24}{'CPU s':>8}" for name, _ in daemons)
+          + ("".join(f"{'/ctrd':>8}" for _ in daemons[:-1]) if ratios else ""))
     for measure, _ in measurements:
         if measure == "deletes":
             continue
@@ -301,19 +307,19 @@ def report(args, daemons, measurements, samples, plain, gz):
             values = samples[(name, measure)]
             wall, cpu = statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
             walls.append(wall)
-            row += f"{wall:>14.2f}{cpu:>8.2f}"
-        if len(walls) == 2:
-            row += f"{walls[0] / walls[1]:>8.2f}"
+            row += f"{wall:>24.2f}{cpu:>8.2f}"
+        if ratios:
+            row += "".join(f"{w / walls[-1]:>8.2f}" for w in walls[:-1])
         print(row)
     if any(m == "deletes" for m, _ in measurements):
-        print(f"{'delete, ms to answer':<22}" + "".join(f"{name:>22}" for name, _ in daemons))
+        print(f"{'delete, ms to answer':<22}" + "".join(f"{name:>32}" for name, _ in daemons))
         for index, label in ((0, "content rm 1 GiB"), (1, "snapshots rm 190 MB")):
-            print(f"{label:<22}" + "".join(f"{statistics.median(v[index] for v in samples[(n, 'deletes')]):>22.0f}" for n, _ in daemons))
+            print(f"{label:<22}" + "".join(f"{statistics.median(v[index] for v in samples[(n, 'deletes')]):>32.0f}" for n, _ in daemons))
     print(f"{'target (issue 12)':<22}import+unpack <= 0.5x containerd, gzip <= 0.6x")
     print("samples (wall s / daemon CPU s; deletes: content ms / snapshots ms):")
     for (name, measure), values in samples.items():
         fmt = "{:.0f}/{:.0f}" if measure == "deletes" else "{:.2f}/{:.2f}"
-        print(f"  {name:<10} {measure:<19} " + "  ".join(fmt.format(*v) for v in values))
+        print(f"  {name:<22} {measure:<19} " + "  ".join(fmt.format(*v) for v in values))
 
 
 if __name__ == "__main__":
