@@ -240,7 +240,7 @@ def fill_layer(archive, target):
     with tarfile.open(archive) as outer:
         manifest = json.load(outer.extractfile("manifest.json"))[0]
         for name in manifest["Layers"][1:6]:
-            subprocess.run(["tar", "-x", "-C", target], stdin=outer.extractfile(name), check=True)
+            subprocess.run(["tar", "-x", "-C", target], input=outer.extractfile(name).read(), check=True)
 
 
 def main():
