@@ -15,7 +15,8 @@ let pluginExtras: [String: [Target.Dependency]] = [
     // BoringSSL's SHA-256 uses the CPU's SHA instructions where present.
     "Content": [.product(name: "Crypto", package: "swift-crypto")],
     // zlib writes gzip layers; the layer's diff id is a SHA-256 like a blob's.
-    "Differ": ["CZlib", .product(name: "Crypto", package: "swift-crypto")],
+    // openat2 for resolving entry paths inside the tree (Plugins/CDiffer).
+    "Differ": ["CZlib", "CDiffer", .product(name: "Crypto", package: "swift-crypto")],
     // dladdr and statfs, which Swift's Glibc module does not import.
     "RuntimeLinux": ["CRuntimeLinux"],
 ]
@@ -59,6 +60,8 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]),
         // libc calls of the Linux runtime plugin that need _GNU_SOURCE (Plugins/CRuntimeLinux).
         .target(name: "CRuntimeLinux", path: "Plugins/CRuntimeLinux"),
+        // openat2(2) for the differ plugin, which glibc does not wrap (Plugins/CDiffer).
+        .target(name: "CDiffer", path: "Plugins/CDiffer"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "Kernel",

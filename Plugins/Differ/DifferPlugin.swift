@@ -60,7 +60,7 @@ final class DifferPlugin: BerthPlugin {
         defer { target.release() }
         let reader = try LayerReader(path: request.path, gzip: gzip)
         let tar = TarReader(reader)
-        var applier = LayerApplier(root: target.path)
+        let applier = try LayerApplier(root: target.path)
         var entries: Int64 = 0
         while let entry = try tar.next() {
             try applier.apply(entry, from: tar)

@@ -74,25 +74,23 @@ final class TarReader {
         }
     }
 
-    /// Streams the current entry's content to `body` in pieces.
+    /// Streams the current entry's content to `body` in pieces, which are views into the
+    /// reader's buffer, valid only during the call.
     func content(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while remaining > 0 {
-            let want = Int(min(Int64(buffer.count), remaining))
-            let got = try buffer.withUnsafeMutableBytes { try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<want])) }
-            guard got == want else { throw PluginError(.invalidArgument, "layer is truncated inside entry \(index)") }
-            try buffer.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[..<got])) }
-            remaining -= Int64(got)
+            let piece = try reader.next(upTo: Int(min(remaining, Int64(Int32.max))))
+            guard !piece.isEmpty else { throw PluginError(.invalidArgument, "layer is truncated inside entry \(index)") }
+            try body(piece)
+            remaining -= Int64(piece.count)
         }
     }
 
     private func skipRest() throws {
         try content { _ in }
-        if padding > 0 {
-            var pad = [UInt8](repeating: 0, count: padding)
-            let got = try pad.withUnsafeMutableBytes { try reader.read(into: $0) }
-            guard got == padding else { throw PluginError(.invalidArgument, "layer is truncated after entry \(index)") }
-            padding = 0
+        while padding > 0 {
+            let piece = try reader.next(upTo: padding)
+            guard !piece.isEmpty else { throw PluginError(.invalidArgument, "layer is truncated after entry \(index)") }
+            padding -= piece.count
         }
     }
 

@@ -151,6 +151,90 @@ import Testing
         }
     }
 
+    /// A layer written by hand unpacks as image-spec layer.md says: whiteouts remove a file
+    /// and a whole folder of the parent, an opaque folder hides the parent's entries but keeps
+    /// its own, an entry replaces a folder, a hard link shares its target's inode, owners,
+    /// modes (set-user-ID too) and times are the entries', and an entry under a symlinked
+    /// folder of the parent lands where the symlink points, inside the tree.
+    @Test(arguments: ["overlayfs", "native"])
+    func apply_handWrittenLayer_followsTheLayerSpec(snapshotter: String) async throws {
+        let daemon = try Daemon()
+        try daemon.waitReady()
+        defer { _ = daemon.stop() }
+        func ctr(_ arguments: String...) throws -> RunResult {
+            try daemon.ctr(["snapshots", "--snapshotter", snapshotter] + arguments, namespace: "spec")
+        }
+        @discardableResult
+        func inside(_ key: String, _ script: String) throws -> String {
+            let result = try daemon.inSnapshot(key, snapshotter: snapshotter, namespace: "spec", script)
+            #expect(result.status == 0, "\(script): \(result.stderr)")
+            return result.stdout
+        }
+        #expect(try ctr("prepare", "a").status == 0)
+        try inside("a", "mkdir -p gone/sub keep opq wasdir; echo x > gone/sub/f; echo k > keep/k; echo o > opq/old; echo w > wasdir/w; ln -s /keep linkdir")
+        #expect(try ctr("commit", "base", "a").status == 0)
+        #expect(try ctr("prepare", "t", "base").status == 0)
+
+        let path = daemon.directory + "/spec.tar"
+        let script = """
+            import tarfile, io
+            def add(t, name, kind='file', data=b'', mode=0o644, uid=0, gid=0, link='', mtime=1600000000):
+                i = tarfile.TarInfo(name); i.mode = mode; i.uid = uid; i.gid = gid; i.mtime = mtime
+                if kind == 'file': i.size = len(data); t.addfile(i, io.BytesIO(data))
+                else: i.type = kind; i.linkname = link; t.addfile(i)
+            with tarfile.open('\(path)', 'w') as t:
+                add(t, '.wh.gone')
+                add(t, 'keep/.wh.k')
+                add(t, 'opq/.wh..wh..opq')
+                add(t, 'opq/new', data=b'n')
+                add(t, 'wasdir', data=b'now a file')
+                add(t, 'file2', data=b'two', mode=0o640, uid=1000, gid=1001)
+                add(t, 'hard', tarfile.LNKTYPE, link='file2')
+                add(t, 'linkdir/through', data=b'via')
+                add(t, 'd', tarfile.DIRTYPE, mode=0o750, uid=1000, gid=1000, mtime=1500000000)
+                add(t, 'd/x', data=b'x')
+                add(t, 'setuid', data=b's', mode=0o4755, uid=1000, gid=1000)
+            """
+        let made = try run("/usr/bin/env", ["python3", "-c", script])
+        #expect(made.status == 0, "\(made.stderr)")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let digest = try BadInputTests.sha256(bytes)
+
+        var metadata = Metadata()
+        metadata.addString("spec", forKey: "containerd-namespace")
+        let plain = metadata
+        metadata.addString("keep", forKey: "containerd-lease")
+        let leased = metadata
+        try await withClient(daemon) { client in
+            let diff = Diff(wrapping: client), snapshots = Snapshots(wrapping: client), content = Content(wrapping: client)
+            _ = try await Leases(wrapping: client).create(.with { $0.id = "keep" }, metadata: plain)
+            try await CollectionRaceTests.commit(content, bytes, digest: digest, ref: "spec", metadata: leased)
+            let mounts = try await snapshots.mounts(
+                .with {
+                    $0.key = "t"
+                    $0.snapshotter = snapshotter
+                }, metadata: plain
+            ).mounts
+            _ = try await diff.apply(
+                .with {
+                    $0.diff = .with {
+                        $0.digest = digest
+                        $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
+                        $0.size = Int64(bytes.count)
+                    }
+                    $0.mounts = mounts
+                }, metadata: plain)
+        }
+        #expect(try inside("t", "if test -e gone; then echo kept; fi; ls -A keep; ls -A opq") == "through\nnew\n")
+        #expect(try inside("t", "cat wasdir keep/through; echo; readlink linkdir") == "now a filevia\n/keep\n")
+        let stats = [
+            "file2 1000 1001 640 1600000000 2", "hard 1000 1001 640 1600000000 2", "d 1000 1000 750 1500000000 2",
+            "setuid 1000 1000 4755 1600000000 1",
+        ]
+        #expect(try inside("t", "stat -c '%n %u %g %a %Y %h' file2 hard d setuid") == stats.map { $0 + "\n" }.joined())
+        #expect(try inside("t", "test $(stat -c %i file2) = $(stat -c %i hard) && echo same") == "same\n")
+    }
+
     /// Overlays of ~100 layers pass the one page mount(2) takes for options: the differ must
     /// still mount them to compare and to unpack.
     @Test(arguments: ["overlayfs", "native"])
