@@ -283,9 +283,26 @@ static int delete_container(struct keeper *k, const struct req *r, struct msg *m
     return 0;
 }
 
+/** An exec that was set up and never started (its client went before START, as when berthd
+ *  was killed during `ctr tasks exec`) is ended here: it runs nothing of the client's yet,
+ *  so nothing is lost, and left alone it would wait for START for ever. */
+static void end_unstarted_exec(struct kproc *p)
+{
+    kill(p->pid, SIGKILL);
+    while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
+    /* No exit file and no EVENT_EXIT: the process never ran, and DELETE forgets it now. */
+    p->status = PS_STOPPED;
+    xclose(&p->sync_fd);
+    stream_close(&p->in);
+    stream_close(&p->out);
+    stream_close(&p->err);
+    xclose(&p->pty);
+}
+
 static int do_delete(struct keeper *k, const struct req *r, struct msg *m, struct kproc *p)
 {
     if (p == &k->procs[0]) return delete_container(k, r, m);
+    if (p->status == PS_CREATED && !k->plan.oci) end_unstarted_exec(p);
     if (p->status != PS_STOPPED) {
         if (strcmp(r->f[1], "1")) return reply_err(m, r, "failed_precondition", "exec process is running");
         kill(p->pid, SIGKILL);

@@ -171,7 +171,8 @@ static char **env_with_home(const struct proc_plan *p)
         if (strncmp(p->env.v[i], "HOME=", 5) == 0) return p->env.v;
     char **env = calloc(n + 2, sizeof *env);
     char home[PATH_MAX], *entry = malloc(PATH_MAX + 6);
-    if (!env || !entry) return p->env.v ? p->env.v : (char *[]){ NULL };
+    static char *no_env[] = { NULL };  /* static: a compound literal would die on return */
+    if (!env || !entry) return p->env.v ? p->env.v : no_env;
     home_of(p->uid, home, sizeof home);
     snprintf(entry, PATH_MAX + 6, "HOME=%s", home);
     for (size_t i = 0; i < n; i++) env[i] = p->env.v[i];

@@ -167,7 +167,10 @@ static void keeper_main(struct keeper *k)
     snprintf(line, sizeof line, "o%d\n", (int)k->procs[0].pid);
     xwrite_all(keeper_report_fd, line, strlen(line));
     xclose(&keeper_report_fd);
-    keeper_loop(k);
+    /* Every way out is logged: a keeper that ends without DELETE leaves its container
+     * unsupervised, and DIR/log is all that tells why. */
+    if (keeper_loop(k) < 0) fprintf(stderr, "keeper: exiting: %s\n", kerr);
+    else fprintf(stderr, "keeper: exiting after DELETE\n");
     char sock[KPATH];
     if (spf(sock, sizeof sock, "%s/control.sock", k->dir) == 0) unlink(sock);
     _exit(0);

@@ -160,7 +160,10 @@ static int finish_spawn(struct keeper *k, struct kproc *p, pid_t pid, int sync_f
     if (is_init && c->ns_new[NS_USER])
         rc = write_map(pid, "uid_map", &c->uid_maps) < 0 || write_map(pid, "gid_map", &c->gid_maps) < 0 ? -1 : 0;
     if (rc == 0 && !cgroup_joins_itself(c)) rc = cgroup_add(pid);
-    if (rc == 0 && send_byte(sync_fd, SYNC_GO) < 0) rc = kerr_set("sync", "go", errno);
+    /* A child that failed before GO (exec: joining the namespaces) has sent its error line
+     * and exited, so GO finds no reader: await_ready then reads that line. */
+    if (rc == 0 && send_byte(sync_fd, SYNC_GO) < 0 && errno != EPIPE && errno != ECONNRESET)
+        rc = kerr_set("sync", "go", errno);
     if (rc == 0) rc = await_ready(p, sync_fd, terminal);
     if (rc == 0 && is_init) rc = cgroup_devices(c);
     if (rc < 0) {

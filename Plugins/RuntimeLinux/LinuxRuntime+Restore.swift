@@ -84,13 +84,17 @@ extension LinuxRuntime {
 
     /// A container whose keeper is gone: processes left in its cgroups are killed, the cgroups
     /// and oci mounts removed. With DIR/exits/init, the init's exit is reported and the
-    /// container kept as stopped until Delete (true); without, DIR is removed (false).
+    /// container kept as stopped until Delete (true); without, DIR is removed (false), unless
+    /// `reportLoss`: then the init is reported exited with 255 and kept until Delete (true).
+    /// `reportLoss` is for a keeper that died while this instance held the container: the
+    /// supervisor recorded it running and, told nothing, would list it so for ever. (At
+    /// restore the supervisor records 255 itself for a container Restore does not list.)
     @discardableResult
-    func abandon(_ container: LiveContainer) -> Bool {
+    func abandon(_ container: LiveContainer, reportLoss: Bool = false) -> Bool {
         let record = container.record
         let left = cgroups.removeAbandoned(record.cgroupPath)
         if record.mountedRootfs { RootfsMounts(container: container.label).unmountAll(container.directory.rootfs) }
-        guard let found = container.directory.recordedExit("") else {
+        guard let found = container.directory.recordedExit("") ?? (reportLoss ? container.directory.lostExit() : nil) else {
             host.log(.warning, "container \(container.label): keeper gone and no init exit recorded; removed \(container.directory.path)")
             container.markDeleted()
             container.directory.remove()

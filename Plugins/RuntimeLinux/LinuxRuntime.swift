@@ -222,7 +222,7 @@ final class LinuxRuntime: Sendable {
         }
         guard !container.isDeleting, !stopping.load(ordering: .relaxed), container.directory.liveKeeperPID == nil else { return }
         host.log(.error, "container \(container.label): its keeper died; the container is no longer supervised")
-        abandon(container)
+        abandon(container, reportLoss: true)
     }
 
     /// Closes every keeper connection; containers and keepers keep running.

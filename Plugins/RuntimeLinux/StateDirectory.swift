@@ -97,6 +97,16 @@ struct StateDirectory: Sendable {
         return (pid, status, fields["exited_at"] ?? "")
     }
 
+    /// The init's exit when its keeper died without recording one: status 255 (as containerd
+    /// records a task whose shim is gone), the pid from init.pid, the time now.
+    func lostExit() -> (pid: UInt32, status: UInt32, exitedAt: String) {
+        let text = (try? String(contentsOfFile: path + "/init.pid", encoding: .utf8)) ?? ""
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let pid = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        return (pid, 255, "\(now.tv_sec).\(now.tv_nsec)")
+    }
+
     /// Removes the directory and everything in it.
     func remove() {
         try? FileManager.default.removeItem(atPath: path)

@@ -37,9 +37,17 @@ import Testing
     }
 
     /// Keepers (one per container) alive for `daemon`'s containers: their command line names a
-    /// state directory inside the daemon's folder.
+    /// state directory inside the daemon's folder. A process set up by a keeper and waiting
+    /// for START (an exec whose client went) is a fork of it with the same command line; it
+    /// is the keeper's child, and not counted.
     static func keeperCount(_ daemon: Daemon) throws -> Int {
-        Int(try run("/usr/bin/pgrep", ["-c", "-f", "berth-keeper .*\(daemon.directory)/"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let listed = try run("/usr/bin/pgrep", ["-f", "berth-keeper .*\(daemon.directory)/"]).stdout
+        let pids = Set(listed.split(separator: "\n").compactMap { Int32($0) })
+        return pids.filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && !pids.contains(Int32(fields[1]) ?? 0)
+        }.count
     }
 
     /// `ctr tasks ls` as rows of [task, pid, status].

@@ -19,12 +19,7 @@ import Testing
 
     // MARK: - 1. Kills in the middle of create, start, exec and delete
 
-    // Disabled, with the bug it found still open: in 1 of 3 runs a keeper died when berthd
-    // was killed during an exec (log: "keeper gone and no init exit recorded"), once leaving a
-    // task listed RUNNING whose process had gone. Everything else this test checks passed in the
-    // other runs. Enable it again with the fix (session 6 closing note, issue 10).
-    @Test(.disabled("open bug: a keeper can die when berthd is killed during an exec"))
-    func killDuringRunExecDelete_restart_eachTaskRunningOrStoppedAndNothingLeft() throws {
+    @Test func killDuringRunExecDelete_restart_eachTaskRunningOrStoppedAndNothingLeft() throws {
         let directory = NSTemporaryDirectory() + "survival-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var daemon = try Self.daemonWithImage(directory: directory)

@@ -428,6 +428,27 @@ def test_exec_own_status_and_stdio(b):
     finish(b, c)
 
 
+def test_exec_created_never_started_delete_endsAndForgetsIt(b):
+    """An exec whose client went before START (berthd killed during `ctr tasks exec`): DELETE
+    without force ends it and forgets it; the container runs on."""
+    c, o, e = run_simple(b, ["sleep", "100"])
+    xplan = os.path.join(b.dir, "exec.plan")
+    process_records(Plan(), ["sh", "-c", "exit 3"]).write(xplan)
+    pid = int(c.ok(EXEC, "e1", xplan)[0])
+    eq(c.ok(STATE)[5:7], ["e1", "created"], "exec state before DELETE")
+    c.ok(DELETE, "e1", "0")
+    check(wait_gone(pid), "created exec %d still alive after DELETE" % pid)
+    eq(len(c.ok(STATE)), 5, "exec gone from STATE after DELETE e1")
+    eq(c.ok(STATE)[0], "running", "init still running after the exec's DELETE")
+    check(pid_alive(b.init_pid), "init alive after the exec's DELETE")
+    check(not os.path.exists(os.path.join(b.state, "exits", "exec-e1")), "no exit file for the exec")
+    pid2 = c.ok(EXEC, "e1", xplan)[0]
+    c.ok(START, "e1")
+    ev = c.event(EV_EXIT, exec_id="e1")
+    eq((ev[1], ev[2]) if ev else None, (pid2, "3"), "the id is free again: a new exec e1 runs")
+    finish(b, c)
+
+
 def test_exec_missing_binary_fails(b):
     c, o, e = run_simple(b, ["sleep", "100"])
     xplan = os.path.join(b.dir, "exec.plan")

@@ -163,7 +163,9 @@
  *                                                       yet acked, and all later events
  *   ACK_EXIT      exec_id                        -      the exit is forgotten: never sent
  *                                                       again, exits/NAME is removed
- *   DELETE        exec_id force(0|1)             -      exec: forget a stopped exec; "": the
+ *   DELETE        exec_id force(0|1)             -      exec: forget a stopped exec, or end
+ *                                                and forget one created and never started
+ *                                                (native mode; no EVENT_EXIT); "": the
  *                                                container must be stopped or created
  *                                                (force=1: SIGKILL everything first); the
  *                                                keeper removes its cgroups, replies and
