@@ -55,8 +55,9 @@ struct RunResult {
 }
 
 /// Runs a program to completion, capturing both outputs through files (no pipe can fill up).
+/// `started` is told the process once it runs (to stop one that hangs).
 @discardableResult
-func run(_ executable: String, _ arguments: [String]) throws -> RunResult {
+func run(_ executable: String, _ arguments: [String], started: ((Process) -> Void)? = nil) throws -> RunResult {
     let base = NSTemporaryDirectory() + "run-\(UUID().uuidString)"
     FileManager.default.createFile(atPath: base + ".out", contents: nil)
     FileManager.default.createFile(atPath: base + ".err", contents: nil)
@@ -71,6 +72,7 @@ func run(_ executable: String, _ arguments: [String]) throws -> RunResult {
     process.standardOutput = FileHandle(forWritingAtPath: base + ".out")
     process.standardError = FileHandle(forWritingAtPath: base + ".err")
     try process.run()
+    started?(process)
     process.waitUntilExit()
     return RunResult(
         status: process.terminationStatus,
@@ -174,8 +176,8 @@ final class Daemon: @unchecked Sendable {
     }
 
     /// Runs containerd's ctr against this daemon.
-    func ctr(_ arguments: [String], namespace: String = "default") throws -> RunResult {
-        try run("/usr/bin/ctr", ["--address", socket, "--namespace", namespace] + arguments)
+    func ctr(_ arguments: [String], namespace: String = "default", started: ((Process) -> Void)? = nil) throws -> RunResult {
+        try run("/usr/bin/ctr", ["--address", socket, "--namespace", namespace] + arguments, started: started)
     }
 
     deinit {
