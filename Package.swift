@@ -21,6 +21,9 @@ let pluginExtras: [String: [Target.Dependency]] = [
     "RuntimeLinux": ["CRuntimeLinux"],
 ]
 
+/// A plugin's shared object exports its entry point and nothing else (SDK/plugin-exports.map).
+let pluginExports = "\(Context.packageDirectory)/SDK/plugin-exports.map"
+
 let pluginTargets: [Target] = pluginNames.map {
     .target(
         name: $0,
@@ -29,7 +32,8 @@ let pluginTargets: [Target] = pluginNames.map {
             .product(name: "BerthProto", package: "SDK"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ] + pluginExtras[$0, default: []],
-        path: "Plugins/\($0)"
+        path: "Plugins/\($0)",
+        linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(pluginExports)"])]
     )
 }
 

@@ -8,6 +8,9 @@ import PackageDescription
 
 /// Where the Berth SDK package is: $BERTH_SDK, else the SDK of the Berth tree this folder sits in.
 let sdk = Context.environment["BERTH_SDK"] ?? "../../SDK"
+/// The SDK's export list: the shared object exports `berth_plugin_entry` and nothing else, so
+/// that its copies of the SDK and SwiftProtobuf stay its own (see docs/writing-plugins.md).
+let exports = (sdk.hasPrefix("/") ? sdk : "\(Context.packageDirectory)/\(sdk)") + "/plugin-exports.map"
 
 let package = Package(
     name: "HelloPlugin",
@@ -25,7 +28,8 @@ let package = Package(
                 .product(name: "BerthPluginSDK", package: "SDK"),
                 .product(name: "BerthProto", package: "SDK"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-            ]
+            ],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(exports)"])]
         ),
         // The SDK's conformance kit against this package's own shared object: run
         // `swift build && swift test` as root (the cases mount layers).
