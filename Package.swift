@@ -46,7 +46,8 @@ let package = Package(
     ] + pluginProducts,
     dependencies: [
         .package(path: "SDK"),
-        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        // Default traits off: BinaryDelimitedStreams imports full Foundation, which the daemon does not load.
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0", traits: []),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),

@@ -15,7 +15,7 @@ let package = Package(
         .library(name: "BerthPluginKit", targets: ["BerthPluginKit"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0")
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0", traits: [])
     ],
     targets: [
         .target(name: "CBerthPlugin"),

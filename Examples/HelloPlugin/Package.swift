@@ -19,7 +19,8 @@ let package = Package(
     ],
     dependencies: [
         .package(path: sdk),
-        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        // Default traits off: BinaryDelimitedStreams imports full Foundation, which the daemon does not load.
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0", traits: []),
     ],
     targets: [
         .target(

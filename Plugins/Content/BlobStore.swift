@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Committed blobs, one file per digest under `<root>/<hex>`, written once by a rename.

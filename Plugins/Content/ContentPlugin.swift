@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 
 /// The content store: blobs by digest and ingests by ref, on disk. The kernel keeps which

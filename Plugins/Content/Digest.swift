@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `sha256:<64 lowercase hex>`, the only digest form Berth stores.
 enum Digest {
@@ -17,6 +18,6 @@ enum Digest {
     }
 
     static func string(_ hash: SHA256.Digest) -> String {
-        "sha256:" + hash.map { String(format: "%02x", $0) }.joined()
+        "sha256:" + hexDigits(hash)
     }
 }

@@ -1,7 +1,9 @@
 import BerthPluginSDK
 import BerthProto
 import Crypto
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 import Synchronization
 
@@ -124,7 +126,7 @@ final class IngestStore: Sendable {
     }
 
     private func folder(_ ref: String) -> String {
-        root + "/" + SHA256.hash(data: Data(ref.utf8)).map { String(format: "%02x", $0) }.joined()
+        root + "/" + hexDigits(SHA256.hash(data: Data(ref.utf8)))
     }
 
     func open(ref: String, total: Int64, expected: String) throws -> Berth_Content_V1_IngestState {

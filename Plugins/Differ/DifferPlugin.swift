@@ -1,6 +1,6 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// The walking differ: mounts the two trees read-only, walks them side by side and writes the

@@ -1,6 +1,6 @@
 import BerthPluginSDK
 import CDiffer
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Unpacks layer entries onto a mounted tree, as image-spec layer.md describes: entries replace

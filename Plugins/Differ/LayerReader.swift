@@ -2,7 +2,7 @@ import BerthPluginSDK
 import CZlib
 import Crypto
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Reads a layer file as its uncompressed tar stream (inflating gzip when asked) and hashes
@@ -23,9 +23,7 @@ final class LayerReader {
     init(path: String, gzip: Bool) throws {
         pump = try LayerPump(path: path, gzip: gzip)
         let pump = pump
-        let thread = Thread { pump.run() }
-        thread.name = "layer-reader"
-        thread.start()
+        try startDetachedThread(name: "layer-reader") { pump.run() }
     }
 
     deinit {
@@ -217,6 +215,6 @@ final class LayerPump: @unchecked Sendable {
 /// "sha256:" and the lowercase hex of a SHA-256, the form of every digest in a layer's life.
 enum LayerDigest {
     static func string(_ digest: SHA256Digest) -> String {
-        "sha256:" + digest.map { String(format: "%02x", $0) }.joined()
+        "sha256:" + hexDigits(digest)
     }
 }

@@ -1,7 +1,7 @@
 import BerthPluginSDK
 import CZlib
 import Crypto
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Writes a layer: a POSIX tar stream (ustar headers, with pax records for names, link targets

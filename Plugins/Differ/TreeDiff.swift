@@ -1,5 +1,5 @@
 import BerthPluginSDK
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Compares two mounted trees and writes what changed from `lower` to `upper` as layer

@@ -1,6 +1,6 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// A tree mounted in a private folder for as long as a comparison or an unpacking needs it.

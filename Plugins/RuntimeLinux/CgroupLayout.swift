@@ -1,7 +1,8 @@
 import BerthPluginSDK
 import BerthProto
 import CRuntimeLinux
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 
 /// Where this host keeps cgroups, and what the runtime does with a container's cgroup besides
@@ -86,9 +87,9 @@ struct CgroupMetrics {
     private func number(_ path: String) throws -> UInt64 {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            text = try String(contentsOfFile: path, encoding: .utf8).trimmed
         } catch {
-            throw PluginError(.notFound, "container \(container): metrics: read \(path): \(error.localizedDescription)")
+            throw PluginError(.notFound, "container \(container): metrics: read \(path): \(error)")
         }
         // "max" means no limit; containerd reports 0 then.
         if text == "max" { return 0 }

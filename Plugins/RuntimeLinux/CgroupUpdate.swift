@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 
 /// Update: new limits for a running container, written to its cgroup files (the keeper has no

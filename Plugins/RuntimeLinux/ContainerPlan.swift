@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The container records of a keeper plan (native mode) from a client's OCI spec, with the
 /// checks that make a spec the keeper cannot honour fail by field name.

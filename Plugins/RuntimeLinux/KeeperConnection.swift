@@ -1,5 +1,7 @@
 import BerthPluginSDK
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Requests of the keeper's control protocol (keeper_protocol.h section 3, enum keeper_msg_type).

@@ -1,5 +1,7 @@
 import BerthPluginSDK
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// Runs `berth-keeper create --state DIR` with posix_spawn (the daemon is multithreaded:
 /// never fork(2), FIELD-NOTES.md) and reads its report: exit 0 and "PID\n" on stdout, or exit
@@ -50,7 +52,7 @@ struct KeeperLauncher {
         if DispatchTime.now().uptimeNanoseconds >= deadline { kill(pid, SIGKILL) }
         let status = waitExit(pid)
         // nil: the host reaps children itself (SIGCHLD ignored); the report alone decides then.
-        if status == 0 || status == nil, let initPID = UInt32(out.trimmingCharacters(in: .whitespacesAndNewlines)) {
+        if status == 0 || status == nil, let initPID = UInt32(out.trimmed) {
             return .created(pid: initPID)
         }
         let line = err.split(separator: "\n").first.map(String.init) ?? ""

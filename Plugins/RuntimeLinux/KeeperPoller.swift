@@ -1,5 +1,7 @@
 import BerthPluginSDK
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// One thread that reads every keeper connection of a runtime instance: poll(2) over their
@@ -36,9 +38,12 @@ final class KeeperPoller: Sendable {
             return !state.running
         }
         if start {
-            let thread = Thread { self.run() }
-            thread.name = "berth-keepers"
-            thread.start()
+            do {
+                try startDetachedThread(name: "berth-keepers") { self.run() }
+            } catch {
+                state.withLock { $0.running = false }
+                throw error
+            }
         } else {
             wakeUp()
         }

@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension LinuxRuntime {
     /// Container and exec ids the keeper accepts: [A-Za-z0-9_.-]{1,76} (keeper_protocol.h).
@@ -109,26 +110,26 @@ extension LinuxRuntime {
     private func writeBundle(_ request: Berth_Runtime_V1_CreateRequest, spec: OCISpec, container: LiveContainer) throws -> PlanRecords {
         let directory = container.directory
         let label = container.label
-        guard var document = try? JSONSerialization.jsonObject(with: request.spec) as? [String: Any] else {
+        guard case .object(var document)? = try? JSONDecoder().decode(JSONValue.self, from: request.spec) else {
             throw SpecError.invalid(label, "document", "not a JSON object")
         }
-        var rootObject = document["root"] as? [String: Any] ?? [:]
+        var rootObject = document["root"]?.members ?? [:]
         if request.rootfs.isEmpty {
             guard let path = spec.root?.path, path.hasPrefix("/") else {
                 throw SpecError.invalid(label, "root.path", "with no rootfs mounts in the request the root must be an absolute path")
             }
         } else {
-            rootObject["path"] = directory.rootfs
+            rootObject["path"] = .string(directory.rootfs)
             try RootfsMounts(container: label).mount(request.rootfs, on: directory.rootfs)
         }
-        document["root"] = rootObject
-        var linux = document["linux"] as? [String: Any] ?? [:]
-        linux["cgroupsPath"] = "/" + container.record.cgroupPath
-        document["linux"] = linux
+        document["root"] = .object(rootObject)
+        var linux = document["linux"]?.members ?? [:]
+        linux["cgroupsPath"] = .string("/" + container.record.cgroupPath)
+        document["linux"] = .object(linux)
         do {
-            try StateDirectory.writePrivate(try JSONSerialization.data(withJSONObject: document), to: directory.path + "/config.json")
+            try StateDirectory.writePrivate(try JSONEncoder().encode(JSONValue.object(document)), to: directory.path + "/config.json")
         } catch {
-            throw PluginError(.internal, "container \(label): create: write \(directory.path)/config.json: \(error.localizedDescription)")
+            throw PluginError(.internal, "container \(label): create: write \(directory.path)/config.json: \(error)")
         }
         var plan = PlanRecords(container: label)
         try plan.add("mode", "oci", from: "mode")

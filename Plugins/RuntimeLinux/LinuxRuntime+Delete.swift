@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension LinuxRuntime {
     /// Delete: DELETE "" force=1 (the keeper kills what is left, removes its cgroups, replies

@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Methods on a running container's processes: each is one keeper request
 /// (keeper_protocol.h section 3); the keeper's ERROR codes come back as the SDK's codes.
@@ -40,7 +41,7 @@ extension LinuxRuntime {
             do {
                 try StateDirectory.writePrivate(request.spec, to: json)
             } catch {
-                throw PluginError(.internal, "container \(container.label): exec \(process.execID): write \(json): \(error.localizedDescription)")
+                throw PluginError(.internal, "container \(container.label): exec \(process.execID): write \(json): \(error)")
             }
             try plan.add("oci_process", json, from: "exec process")
             if decoded.terminal == true || request.stdio.terminal { try plan.add("terminal", "1", from: "exec process.terminal") }
@@ -76,7 +77,7 @@ extension LinuxRuntime {
         } catch {
             _ = try? await keeper(container, .kill, [execID, "9", "0"])
             _ = try? await keeper(container, .delete, [execID, "1"])
-            throw PluginError(.internal, "container \(container.label): exec \(execID): write oomScoreAdj to \(path): \(error.localizedDescription)")
+            throw PluginError(.internal, "container \(container.label): exec \(execID): write oomScoreAdj to \(path): \(error)")
         }
     }
 

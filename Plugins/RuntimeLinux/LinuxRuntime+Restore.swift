@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension LinuxRuntime {
     /// At start: takes back every container directory a previous instance left.
@@ -15,7 +16,11 @@ extension LinuxRuntime {
         let clock = ContinuousClock()
         let start = clock.now
         let alive = await withCheckedContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(returning: self.scanDirectories()) }
+            do {
+                try startDetachedThread(name: "berth-restore") { continuation.resume(returning: self.scanDirectories()) }
+            } catch {
+                continuation.resume(returning: self.scanDirectories())
+            }
         }
         let scanned = clock.now
         for container in alive { install(container) }

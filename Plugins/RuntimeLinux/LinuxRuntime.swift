@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// A container this plugin instance holds: its record, its directory and, while its keeper
@@ -210,7 +211,11 @@ final class LinuxRuntime: Sendable {
     /// runs on a thread of its own.
     private func keeperClosed(_ container: LiveContainer) {
         guard !container.isDeleting, !stopping.load(ordering: .relaxed) else { return }
-        Thread.detachNewThread { [weak self] in self?.checkKeeperGone(container) }
+        do {
+            try startDetachedThread(name: "keeper-gone") { [weak self] in self?.checkKeeperGone(container) }
+        } catch {
+            host.log(.error, "container \(container.label): cannot check its closed keeper: \(error)")
+        }
     }
 
     private func checkKeeperGone(_ container: LiveContainer) {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The part of the OCI runtime spec (runtime-spec 1.x, config.md and config-linux.md) that the
 /// Linux runtime reads. Fields the keeper cannot honour are decoded as `JSONPresence`, so that

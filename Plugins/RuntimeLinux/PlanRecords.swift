@@ -1,5 +1,6 @@
 import BerthPluginSDK
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A keeper plan file being written (keeper_protocol.h section 2): `key value\0` records whose
 /// compound values separate fields with ASCII US (0x1f). Starts with `version 1`.
@@ -43,7 +44,7 @@ struct PlanRecords {
         do {
             try StateDirectory.writePrivate(Data(bytes), to: path)
         } catch {
-            throw PluginError(.internal, "container \(container): write plan \(path): \(error.localizedDescription)")
+            throw PluginError(.internal, "container \(container): write plan \(path): \(error)")
         }
     }
 }

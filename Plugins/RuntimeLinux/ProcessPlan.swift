@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Process records of a keeper plan (keeper_protocol.h section 2, "Process records") from an
 /// OCI `process` object: the init's part of the container plan, and the whole of an exec plan.

@@ -1,5 +1,6 @@
 import BerthPluginSDK
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Cgroup limits of a keeper plan from `linux.resources` (config-linux.md "Control groups").
 /// Controllers the keeper does not drive (blkio, hugetlb, rdma, net, cpuset, unified) are

@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Mode oci: runc expects the bundle's root to be a ready tree, so the plugin mounts the
 /// request's rootfs mounts (usually one overlay from the snapshotter) on DIR/rootfs in the

@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import CRuntimeLinux
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The plugin's `config` table (plugin.conf), checked at start:
 ///

@@ -1,5 +1,6 @@
 import BerthPluginSDK
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The seccomp records of a keeper plan from `linux.seccomp` (config-linux.md "Seccomp"),
 /// such as containerd's default profile that `ctr run --seccomp` sends: one `seccomp_rule`

@@ -1,5 +1,6 @@
 import BerthPluginSDK
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What the runtime keeps on disk for one container, in `STATE/containers/HASH`, so that a
 /// new plugin instance (after a daemon restart) finds it again: the keeper's own files
@@ -50,7 +51,7 @@ struct StateDirectory: Sendable {
     /// The keeper's pid, if it wrote one and that process still runs.
     var liveKeeperPID: pid_t? {
         guard let text = try? String(contentsOfFile: path + "/keeper.pid", encoding: .utf8),
-            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+            let pid = pid_t(text.trimmed), pid > 0
         else { return nil }
         return processRuns(pid) ? pid : nil
     }
@@ -103,7 +104,7 @@ struct StateDirectory: Sendable {
         let text = (try? String(contentsOfFile: path + "/init.pid", encoding: .utf8)) ?? ""
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        let pid = UInt32(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let pid = UInt32(text.trimmed) ?? 0
         return (pid, 255, "\(now.tv_sec).\(now.tv_nsec)")
     }
 

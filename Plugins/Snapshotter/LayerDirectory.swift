@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Layers on disk: `<root>/<id>/fs` holds the files (overlay: this layer's changes; native: the
 /// whole tree), `<root>/<id>/work` is overlayfs's scratch space, made only for a writable layer
@@ -86,9 +87,8 @@ struct LayerDirectory: Sendable {
         var seen = Set<UInt64>()
         var size: Int64 = 0
         let top = path(id) + "/fs"
-        let enumerator = FileManager.default.enumerator(atPath: top)
-        var paths = [top]
-        while let next = enumerator?.nextObject() as? String { paths.append(top + "/" + next) }
+        let below = (try? FileManager.default.subpathsOfDirectory(atPath: top)) ?? []
+        let paths = [top] + below.map { top + "/" + $0 }
         for item in paths {
             var info = stat()
             guard lstat(item, &info) == 0, seen.insert(UInt64(info.st_ino)).inserted else { continue }
@@ -151,18 +151,47 @@ struct LayerDirectory: Sendable {
     }
 
     /// A full copy keeping owners, modes, times, links, devices and xattrs (cp -a), sharing
-    /// blocks where the filesystem can (--reflink=auto).
+    /// blocks where the filesystem can (--reflink=auto). posix_spawn, never fork: the daemon
+    /// is multithreaded.
     private func copyTree(from source: String, to destination: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/cp")
-        process.arguments = ["-a", "--reflink=auto", source, destination]
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw PluginError(.internal, "copying \(source) failed: \(message)")
+        var errors: [Int32] = [-1, -1]
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        guard socketpair(AF_UNIX, type, 0, &errors) == 0 else {
+            throw PluginError(.internal, "copying \(source): socketpair: \(String(cString: strerror(errno)))")
         }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+        let words = ["/bin/cp", "-a", "--reflink=auto", source, destination]
+        var argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        defer { for arg in argv { free(arg) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, "/bin/cp", &actions, nil, &argv, environ)
+        close(errors[1])
+        defer { close(errors[0]) }
+        guard spawned == 0 else {
+            throw PluginError(.internal, "copying \(source): cannot run /bin/cp: \(String(cString: strerror(spawned)))")
+        }
+        let message = Self.readBounded(errors[0], limit: 4096)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        guard status == 0 else {
+            throw PluginError(.internal, "copying \(source) failed (wait status \(status)): \(message)")
+        }
+    }
+
+    /// What `fd` gives until end of file, keeping the first `limit` bytes.
+    private static func readBounded(_ fd: Int32, limit: Int) -> String {
+        var kept = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0, errno == EINTR { continue }
+            if count <= 0 { break }
+            if kept.count < limit { kept += buffer[0..<min(count, limit - kept.count)] }
+        }
+        return String(decoding: kept, as: UTF8.self)
     }
 }

@@ -1,6 +1,7 @@
 import BerthPluginSDK
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 
 /// A snapshot driver: layers on disk under numeric ids, nothing else. The kernel keeps keys,

@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Glibc
 import Kernel
 import Logging
 import NIOCore

@@ -1,6 +1,7 @@
 import BerthProto
-import Foundation
+import FoundationEssentials
 import GRPCCore
+import Glibc
 import Kernel
 import Storage
 import SwiftProtobuf

@@ -1,7 +1,8 @@
 import BerthProto
 import Filters
-import Foundation
+import FoundationEssentials
 import GRPCCore
+import Glibc
 import Kernel
 import SwiftProtobuf
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// Makes the listening unix socket before gRPC takes it over, so that its mode is 0660 from
@@ -9,7 +10,7 @@ enum UnixListener {
     /// Binds and listens on `path`, replacing a stale socket file left by a dead daemon.
     /// The caller must hold the daemon lock, so no live daemon owns that file.
     static func listen(at path: String) throws -> Int32 {
-        let folder = (path as NSString).deletingLastPathComponent
+        let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         if !FileManager.default.fileExists(atPath: folder) {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             guard chmod(folder, 0o711) == 0 else { throw SyscallError("chmod \(folder)", errno: errno) }

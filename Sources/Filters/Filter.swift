@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// containerd's filter language, used by Introspection.Plugins, event subscriptions and lists.
@@ -52,7 +53,7 @@ public struct FilterSet: Sendable {
     /// Parses each string; empty strings are ignored.
     public init(_ texts: [String]) throws(BerthError) {
         var filters = [Filter]()
-        for text in texts where !text.trimmingCharacters(in: .whitespaces).isEmpty {
+        for text in texts where !text.trimmed.isEmpty {
             filters.append(try Filter(parsing: text))
         }
         self.filters = filters
@@ -130,7 +131,7 @@ private struct FilterParser {
         if peek() == "\"" { return try parseQuoted() }
         let start = position
         while let c = peek(), c != "," { position += 1 }
-        let value = String(scalars[start..<position]).trimmingCharacters(in: .whitespaces)
+        let value = String(scalars[start..<position]).trimmed
         guard !value.isEmpty else { throw error("expected a value") }
         return value
     }

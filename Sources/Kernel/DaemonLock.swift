@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// An exclusive lock on a root directory, held for the daemon's life, so that a second berthd
 /// on the same root refuses to start instead of corrupting the first one's data.
@@ -13,7 +14,7 @@ public final class DaemonLock: Sendable {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .internal("cannot open lock file \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmed ?? ""
             close(fd)
             throw .unavailable("another berthd (pid \(holder.isEmpty ? "unknown" : holder)) is already using root \(root); stop it or choose another --root")
         }

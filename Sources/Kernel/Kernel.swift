@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import ServiceLifecycle
 
@@ -213,7 +214,7 @@ public actor Kernel: Service {
                     atPath: directory, withIntermediateDirectories: true,
                     attributes: [.posixPermissions: 0o700])
             } catch {
-                throw .internal("cannot create directory \(directory) for plugin \(registration.name): \(error.localizedDescription)")
+                throw .internal("cannot create directory \(directory) for plugin \(registration.name): \(error)")
             }
         }
         var logger = logger

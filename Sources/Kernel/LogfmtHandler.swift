@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// A swift-log handler writing one logfmt line per record to standard error:
@@ -27,7 +28,7 @@ public struct LogfmtHandler: LogHandler {
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
             fields += " \(key)=\(Self.quote(value.description))"
         }
-        FileHandle.standardError.write(Data((fields + "\n").utf8))
+        writeToStandardError(fields + "\n")
     }
 
     private static func quote(_ text: String) -> String {

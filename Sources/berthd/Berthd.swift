@@ -1,6 +1,7 @@
 import ArgumentParser
 import BerthAPI
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 import Logging
 import NIOCore
@@ -59,10 +60,10 @@ struct Berthd: AsyncParsableCommand {
         do {
             try await serve()
         } catch let error as BerthError {
-            FileHandle.standardError.write(Data("berthd: \(error.message)\n".utf8))
+            writeToStandardError("berthd: \(error.message)\n")
             throw ExitCode.failure
         } catch let error as ServiceGroupError {
-            FileHandle.standardError.write(Data("berthd: \(error)\n".utf8))
+            writeToStandardError("berthd: \(error)\n")
             throw ExitCode.failure
         }
     }

@@ -6,7 +6,7 @@ import Testing
 /// an import at build time; this test names the rule and the file that breaks it.
 @Suite struct LayeringTests {
     static let allowedImports: Set<String> = [
-        "BerthProto", "CBerthPlugin", "CSQLite", "Dispatch", "Foundation", "Glibc", "Logging", "ServiceLifecycle",
+        "BerthProto", "CBerthPlugin", "CSQLite", "Dispatch", "FoundationEssentials", "Glibc", "Logging", "ServiceLifecycle",
         "SwiftProtobuf", "Synchronization", "TOMLKit",
     ]
 

@@ -1,5 +1,6 @@
 import CBerthPlugin
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// One live instance behind the C `instance` pointer: the host wrapper and the plugin, or the

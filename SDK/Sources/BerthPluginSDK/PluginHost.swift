@@ -1,5 +1,6 @@
 import CBerthPlugin
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 import Synchronization
 

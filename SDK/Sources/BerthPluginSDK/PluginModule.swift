@@ -1,5 +1,6 @@
 import CBerthPlugin
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One plugin inside a module, as data: what the host reads before it runs any code.
 public struct PluginRegistration: Sendable {

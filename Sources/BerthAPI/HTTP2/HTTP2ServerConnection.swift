@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import GRPCCore
+import Glibc
 import NIOCore
 import NIOHPACK
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import TOMLKit
 
 /// berthd's configuration, read from plugin.conf (TOML). docs/plugin-conf.md lists every key.
@@ -214,9 +215,9 @@ enum ConfigLines {
         var current: String? = nil
         var sectionLine: Int? = nil
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmed
             if line.hasPrefix("[") {
-                current = normalize(line.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
+                current = normalize(String(line.drop { $0 == "[" }.reversed().drop { $0 == "]" }.reversed()))
                 if let section, current == normalize(section) { sectionLine = index + 1 }
                 if let section, let key, current == normalize(section + "." + quoteIfDotted(key)) { return index + 1 }
                 if section == nil, let key, current == normalize(key) || current?.hasPrefix(normalize(key) + ".") == true { return index + 1 }

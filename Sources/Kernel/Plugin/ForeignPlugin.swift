@@ -1,5 +1,6 @@
 import CBerthPlugin
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A plugin instance living in a shared object, driven through its C ops table.
 ///

@@ -1,5 +1,6 @@
 import CBerthPlugin
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A plugin shared object that passed the loader's checks, with its registrations read out.
 /// Immutable after load, hence Sendable; the pointers it keeps are the module's static data.

@@ -1,5 +1,6 @@
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 
 /// One process, as a dictionary key.

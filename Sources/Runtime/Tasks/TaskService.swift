@@ -1,6 +1,7 @@
 import BerthProto
 import Filters
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 import SwiftProtobuf
 

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// What one garbage collection removed from the metadata store; the caller then removes the

@@ -1,5 +1,6 @@
 import BerthProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 import SwiftProtobuf
 
@@ -118,17 +119,17 @@ public struct DiffService: Sendable {
     }
 
     private func copy(_ blob: ContentBlob, to path: String) async throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
-            let file = FileHandle(forWritingAtPath: path)
-        else {
-            throw BerthError.internal("cannot create \(path) to unpack content \(blob.record.digest)")
+        let file: PlainFile
+        do {
+            file = try PlainFile.create(path, mode: 0o600)
+        } catch {
+            throw BerthError.internal("cannot create \(path) to unpack content \(blob.record.digest): \(error)")
         }
-        defer { try? file.close() }
         var offset: Int64 = 0
         while offset < blob.record.size {
             let data = try await blob.read(offset: offset, size: min(1 << 20, blob.record.size - offset))
             guard !data.isEmpty else { break }
-            try file.write(contentsOf: data)
+            try file.write(data)
             offset += Int64(data.count)
         }
     }
@@ -144,14 +145,16 @@ public struct DiffService: Sendable {
         _ path: String, namespace: String, ref: String, labels: [String: String],
         lease: String
     ) async throws -> (String, Int64) {
-        guard let file = FileHandle(forReadingAtPath: path) else {
-            throw BerthError.internal("the differ's layer \(path) cannot be read")
+        let file: PlainFile
+        do {
+            file = try PlainFile.open(path)
+        } catch {
+            throw BerthError.internal("the differ's layer cannot be read: \(error)")
         }
-        defer { try? file.close() }
         let writer = try await content.openWriter(namespace: namespace, ref: ref, total: 0, expected: "", lease: lease)
         do {
             var offset: Int64 = 0
-            while let chunk = try file.read(upToCount: 1 << 20), !chunk.isEmpty {
+            while case let chunk = try file.read(upTo: 1 << 20), !chunk.isEmpty {
                 _ = try await writer.write(offset: offset, data: chunk, total: 0, expected: "")
                 offset += Int64(chunk.count)
             }

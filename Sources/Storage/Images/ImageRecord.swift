@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// One image as a namespace sees it: a name, the root descriptor it points at, labels, times.

@@ -1,6 +1,7 @@
 import BerthProto
 import Filters
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// The image contract, kept by the kernel: names mapped to root descriptors, per namespace.

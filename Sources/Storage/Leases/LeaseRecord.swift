@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// A lease as one namespace sees it: what the Leases service lists.
@@ -70,10 +71,8 @@ public enum CollectionLabel {
 
     /// Parses an expiry value; nil when it is not an RFC 3339 time.
     public static func expiry(_ value: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        if let date = formatter.date(from: value) { return date }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: value)
+        if let date = try? Date(value, strategy: .iso8601) { return date }
+        return try? Date(value, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 }
 

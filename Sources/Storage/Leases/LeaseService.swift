@@ -1,5 +1,6 @@
 import Filters
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// The lease contract, kept by the kernel.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// Snapshot records in the metadata store. Each method is one transaction, which is what makes

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kernel
 
 /// One snapshot as the kernel's metadata knows it; what `Stat` and `Walk` return.
