@@ -7,25 +7,7 @@ import Testing
 @Suite(.serialized) struct CtrImagesTests {
     /// An OCI layout tarball holding busybox and a greeting, and its manifest digest.
     static func buildImage(in directory: String) throws -> (tarball: String, manifest: String) {
-        let script = """
-            cd \(directory)
-            umoci init --layout oci
-            umoci new --image oci:latest
-            umoci unpack --rootless --image oci:latest bundle
-            mkdir -p bundle/rootfs/bin
-            cp /bin/busybox bundle/rootfs/bin/busybox
-            ln -s busybox bundle/rootfs/bin/sh
-            echo hello > bundle/rootfs/greeting
-            umoci repack --image oci:latest bundle
-            cd oci && tar -cf ../image.tar .
-            """
-        let built = try run("/bin/sh", ["-ec", script])
-        guard built.status == 0 else { throw Failure("building the test image failed: \(built.stderr)") }
-        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/oci/index.json"))) as? [String: Any]
-        guard let manifests = index?["manifests"] as? [[String: Any]], let digest = manifests.first?["digest"] as? String else {
-            throw Failure("the test image has no manifest")
-        }
-        return (directory + "/image.tar", digest)
+        try TestImage.build(in: directory, applets: "sh", files: ["greeting": "hello"])
     }
 
     @Test(arguments: ["overlayfs", "native"])

@@ -18,22 +18,10 @@ import Testing
     /// An OCI layout with two tags: `latest` (busybox applets, no command) and `cmd` (runs
     /// `echo started; exit 2`). The unpacked tree stays at DIR/bundle/rootfs for `--rootfs`.
     static func buildImage(in directory: String) throws -> String {
-        let applets = "sh true false echo cat sleep hostname ps id ls touch kill pwd env head tty grep"
-        let script = """
-            cd \(directory)
-            umoci init --layout oci
-            umoci new --image oci:latest
-            umoci unpack --rootless --image oci:latest bundle
-            mkdir -p bundle/rootfs/bin
-            cp /bin/busybox bundle/rootfs/bin/busybox
-            for applet in \(applets); do ln -s busybox bundle/rootfs/bin/$applet; done
-            umoci repack --image oci:latest bundle
-            umoci config --image oci:latest --tag cmd --config.cmd /bin/sh --config.cmd -c --config.cmd 'echo started; exit 2'
-            cd oci && tar -cf ../image.tar .
-            """
-        let built = try run("/bin/sh", ["-ec", script])
-        guard built.status == 0 else { throw Failure("building the test image failed: \(built.stderr)") }
-        return directory + "/image.tar"
+        try TestImage.build(
+            in: directory, applets: TestImage.runtimeApplets + " tty grep",
+            commandTags: ["cmd": ["/bin/sh", "-c", "echo started; exit 2"]]
+        ).tarball
     }
 
     /// The in-tree plugins with the Linux runtime in OCI mode (runc on a bundle).

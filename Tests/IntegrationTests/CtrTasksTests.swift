@@ -9,21 +9,7 @@ import Testing
 
     /// An OCI layout tarball holding busybox with the applets the tests run.
     static func buildImage(in directory: String) throws -> String {
-        let applets = "sh true false echo cat sleep hostname ps id ls touch kill pwd env head"
-        let script = """
-            cd \(directory)
-            umoci init --layout oci
-            umoci new --image oci:latest
-            umoci unpack --rootless --image oci:latest bundle
-            mkdir -p bundle/rootfs/bin
-            cp /bin/busybox bundle/rootfs/bin/busybox
-            for applet in \(applets); do ln -s busybox bundle/rootfs/bin/$applet; done
-            umoci repack --image oci:latest bundle
-            cd oci && tar -cf ../image.tar .
-            """
-        let built = try run("/bin/sh", ["-ec", script])
-        guard built.status == 0 else { throw Failure("building the test image failed: \(built.stderr)") }
-        return directory + "/image.tar"
+        try TestImage.build(in: directory, applets: TestImage.runtimeApplets).tarball
     }
 
     /// A daemon with the test image imported in namespace "run".

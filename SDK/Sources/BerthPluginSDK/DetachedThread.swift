@@ -18,12 +18,14 @@ public func startDetachedThread(name: String, _ body: @escaping @Sendable () -> 
     pthread_attr_init(&attributes)
     defer { pthread_attr_destroy(&attributes) }
     pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-    let result = pthread_create(&thread, &attributes, { argument in
-        let start = Unmanaged<Start>.fromOpaque(argument!).takeRetainedValue()
-        nameThisThread(start.name)
-        start.body()
-        return nil
-    }, start)
+    let result = pthread_create(
+        &thread, &attributes,
+        { argument in
+            let start = Unmanaged<Start>.fromOpaque(argument!).takeRetainedValue()
+            nameThisThread(start.name)
+            start.body()
+            return nil
+        }, start)
     guard result == 0 else {
         Unmanaged<Start>.fromOpaque(start).release()
         throw PluginError(.internal, "cannot start thread \(name): \(String(cString: strerror(result)))")
