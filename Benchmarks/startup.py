@@ -4,10 +4,12 @@
 For each daemon, RUNS times: start it on a fresh temporary root, then measure
   ready   - from exec to the socket accepting a connection,
   version - from exec to the first `ctr version` that succeeds (ctr's own start included),
-  rss     - resident memory (VmRSS) one second after ready, idle.
-Prints medians side by side with the targets of issue 2 (ready <= 30 ms, idle RSS <= 12 MiB).
+  rss     - resident memory (VmRSS) one second after ready, idle, and PSS beside it (each
+            shared page counted once per process mapping it).
+Prints medians side by side with the targets (ready <= 30 ms, idle RSS <= 12 MiB). With --map,
+also where the last run's memory sits: RSS, PSS and private dirty KiB per mapped file.
 
-Usage: Benchmarks/startup.py [--berthd PATH] [--runs N]
+Usage: Benchmarks/startup.py [--berthd PATH [--berthd PATH2]] [--runs N] [--map]
 """
 import argparse, os, shutil, signal, socket, statistics, subprocess, tempfile, time
 
@@ -43,8 +45,30 @@ def rss_kib(pid):
     return 0
 
 
+def pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_map(pid):
+    """{file name or [anon]: [rss, pss, private dirty]} in KiB, from /proc/PID/smaps."""
+    rows, current = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                name = os.path.basename(head[5]) if len(head) > 5 else "[anon]"
+                current = rows.setdefault(name, [0, 0, 0])
+            elif head[0] in ("Rss:", "Pss:", "Private_Dirty:"):
+                current[("Rss:", "Pss:", "Private_Dirty:").index(head[0])] += int(head[1])
+    return rows
+
+
 def measure(start, runs):
-    ready, version, rss = [], [], []
+    ready, version, rss, pss, layout = [], [], [], [], {}
     for _ in range(runs):
         work = tempfile.mkdtemp(prefix="bench-")
         try:
@@ -57,6 +81,8 @@ def measure(start, runs):
                         ready.append((wait_socket(sock, proc, t0 + 20) - t0) * 1000)
                         time.sleep(1.0)
                         rss.append(rss_kib(proc.pid) / 1024)
+                        pss.append(pss_kib(proc.pid) / 1024)
+                        layout = memory_map(proc.pid)
                     else:
                         version.append((wait_version(sock, t0 + 20) - t0) * 1000)
                 finally:
@@ -64,7 +90,7 @@ def measure(start, runs):
                     proc.wait(timeout=20)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    return statistics.median(ready), statistics.median(version), statistics.median(rss)
+    return statistics.median(ready), statistics.median(version), statistics.median(rss), statistics.median(pss), layout
 
 
 def berthd_starter(binary):
@@ -87,20 +113,27 @@ def containerd_starter(work, sock, mode):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--berthd", default=os.path.join(ROOT, ".build/release/berthd")
-                        if os.path.exists(os.path.join(ROOT, ".build/release/berthd"))
-                        else os.path.join(ROOT, ".build/debug/berthd"))
+    parser.add_argument("--berthd", action="append", help="a berthd binary (plugins beside it); repeat to compare builds")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--map", action="store_true", help="print RSS/PSS per mapped file of the last run")
     args = parser.parse_args()
-    rows = [("berthd (" + os.path.relpath(args.berthd, ROOT) + ")", measure(berthd_starter(args.berthd), args.runs))]
+    default = os.path.join(ROOT, ".build/release/berthd")
+    binaries = args.berthd or [default if os.path.exists(default) else os.path.join(ROOT, ".build/debug/berthd")]
+    rows = [("berthd (" + os.path.relpath(b, ROOT) + ")", measure(berthd_starter(b), args.runs)) for b in binaries]
     if shutil.which("containerd"):
         rows.append(("containerd " + subprocess.run(["containerd", "--version"], capture_output=True, text=True)
                      .stdout.split()[2], measure(containerd_starter, args.runs)))
     print(f"median of {args.runs} runs; ready = exec to socket accepting; version = exec to first ctr version")
-    print(f"{'daemon':<34}{'ready ms':>10}{'version ms':>12}{'idle RSS MiB':>14}")
-    for name, (ready, version, rss) in rows:
-        print(f"{name:<34}{ready:>10.1f}{version:>12.1f}{rss:>14.1f}")
-    print(f"{'target (issue 2)':<34}{'<= 30':>10}{'':>12}{'<= 12':>14}")
+    print(f"{'daemon':<34}{'ready ms':>10}{'version ms':>12}{'idle RSS MiB':>14}{'PSS MiB':>9}")
+    for name, (ready, version, rss, pss, _) in rows:
+        print(f"{name:<34}{ready:>10.1f}{version:>12.1f}{rss:>14.1f}{pss:>9.1f}")
+    print(f"{'target':<34}{'<= 30':>10}{'':>12}{'<= 12':>14}")
+    if args.map:
+        for name, (*_, layout) in rows:
+            print(f"\n{name}, last run: KiB per mapping (RSS / PSS / private dirty), largest first")
+            for file, (r, p, d) in sorted(layout.items(), key=lambda item: -item[1][0]):
+                if r >= 64:
+                    print(f"  {file:<44}{r:>8}{p:>8}{d:>8}")
 
 
 if __name__ == "__main__":
