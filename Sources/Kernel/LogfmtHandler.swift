@@ -35,8 +35,7 @@ public struct LogfmtHandler: LogHandler {
         let plain = !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || "._-/:".contains($0) }
         if plain { return text }
         return "\""
-            + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n") + "\""
+            + text.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n") + "\""
     }
 
     private static func timestamp() -> String {

@@ -7,7 +7,7 @@ import Testing
 @Suite struct LayeringTests {
     static let allowedImports: Set<String> = [
         "BerthProto", "CBerthPlugin", "CSQLite", "Dispatch", "FoundationEssentials", "Glibc", "Logging", "ServiceLifecycle",
-        "SwiftProtobuf", "Synchronization", "TOMLKit",
+        "SwiftProtobuf", "Synchronization",
     ]
 
     @Test func kernelSources_importNoServiceLayer() throws {

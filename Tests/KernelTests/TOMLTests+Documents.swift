@@ -4,18 +4,24 @@
 extension TOMLTests {
     static let validDocuments: [TOMLCase] = [
         TOMLCase("empty", ""),
-        TOMLCase("commentsOnly", #"""
+        TOMLCase(
+            "commentsOnly",
+            #"""
             # a comment
                # indented
 
 
             """#),
-        TOMLCase("crlfLines", #"""
+        TOMLCase(
+            "crlfLines",
+            #"""
             a = 1\#r
             b = 'x' # c\#r
 
             """#),
-        TOMLCase("bareKeys", #"""
+        TOMLCase(
+            "bareKeys",
+            #"""
             key = 1
             bare_key = 2
             bare-key = 3
@@ -24,7 +30,9 @@ extension TOMLTests {
             ABC = 6
 
             """#),
-        TOMLCase("quotedKeys", #"""
+        TOMLCase(
+            "quotedKeys",
+            #"""
             "127.0.0.1" = 1
             "character encoding" = 2
             "ʎǝʞ" = 3
@@ -33,67 +41,91 @@ extension TOMLTests {
             "" = 6
 
             """#),
-        TOMLCase("quotedKeyEscapes", #"""
+        TOMLCase(
+            "quotedKeyEscapes",
+            #"""
             "a\tb\u00e9" = 1
             "\"" = 2
 
             """#),
-        TOMLCase("dottedKeys", #"""
+        TOMLCase(
+            "dottedKeys",
+            #"""
             name = "Orange"
             physical.color = "orange"
             physical.shape = "round"
             site."google.com" = true
 
             """#),
-        TOMLCase("dottedKeysWhitespace", #"""
+        TOMLCase(
+            "dottedKeysWhitespace",
+            #"""
             fruit.name = 1
             fruit. color = 2
             fruit . flavor = 3
 
             """#),
-        TOMLCase("floatLikeKey", #"""
+        TOMLCase(
+            "floatLikeKey",
+            #"""
             3.14159 = "pi"
 
             """#),
-        TOMLCase("dottedKeysOutOfOrder", #"""
+        TOMLCase(
+            "dottedKeysOutOfOrder",
+            #"""
             apple.type = "fruit"
             orange.type = "fruit"
             apple.skin = "thin"
             orange.skin = "thick"
 
             """#),
-        TOMLCase("basicStrings", #"""
+        TOMLCase(
+            "basicStrings",
+            #"""
             str = "I'm a string. \"You can quote me\". Name\tJos\u00E9\nLocation\tSF."
 
             """#),
-        TOMLCase("allEscapes", #"""
+        TOMLCase(
+            "allEscapes",
+            #"""
             s = "\b\t\n\f\r\"\\\u0041\U0001F600\u00e9\U0010FFFF"
 
             """#),
-        TOMLCase("tabInStrings", #"""
+        TOMLCase(
+            "tabInStrings",
+            #"""
             a = "x\#ty"
             b = 'x\#ty'
             c = """x\#ty"""
 
             """#),
-        TOMLCase("unicodeRaw", #"""
+        TOMLCase(
+            "unicodeRaw",
+            #"""
             a = "日本語 ☃ 😀"
 
             """#),
-        TOMLCase("multilineBasic", #"""
+        TOMLCase(
+            "multilineBasic",
+            #"""
             s = """
             Roses are red
             Violets are blue"""
 
             """#),
-        TOMLCase("multilineBasicCRLF", #"""
+        TOMLCase(
+            "multilineBasicCRLF",
+            #"""
             s = """\#r
             line1\#r
             line2\#r
             """\#r
 
             """#),
-        TOMLCase("lineEndingBackslash", #"""
+        TOMLCase(
+            "lineEndingBackslash",
+            #"""
             a = """
             The quick brown \
 
@@ -107,19 +139,25 @@ extension TOMLTests {
                    """
 
             """#),
-        TOMLCase("lineEndingBackslashTrailingSpace", #"""
+        TOMLCase(
+            "lineEndingBackslashTrailingSpace",
+            #"""
             a = """x \  \#t
                y"""
 
             """#),
-        TOMLCase("multilineQuotes", #"""
+        TOMLCase(
+            "multilineQuotes",
+            #"""
             a = """Here are two quotation marks: "". Simple enough."""
             b = """Here are three quotation marks: ""\"."""
             c = """Here are fifteen quotation marks: ""\"""\"""\"""\"""\"."""
             d = """"This," she said, "is just a pointless statement.""""
 
             """#),
-        TOMLCase("multilineQuotesAtEnd", #"""
+        TOMLCase(
+            "multilineQuotesAtEnd",
+            #"""
             a = """x""""
             b = """x"""""
             c = """"""
@@ -127,14 +165,18 @@ extension TOMLTests {
             e = '''y'''''
 
             """#),
-        TOMLCase("literalStrings", #"""
+        TOMLCase(
+            "literalStrings",
+            #"""
             winpath = 'C:\Users\nodejs\templates'
             winpath2 = '\\ServerX\admin$\system32\'
             quoted = 'Tom "Dubs" Preston-Werner'
             regex = '<\i\c*\s*>'
 
             """#),
-        TOMLCase("multilineLiteral", #"""
+        TOMLCase(
+            "multilineLiteral",
+            #"""
             regex2 = '''I [dw]on't need \d{2} apples'''
             lines = '''
             The first newline is
@@ -147,14 +189,18 @@ extension TOMLTests {
             str = ''''That,' she said, 'is still pointless.''''
 
             """#),
-        TOMLCase("multilineEmpty", #"""
+        TOMLCase(
+            "multilineEmpty",
+            #"""
             a = """"""
             b = ''''''
             c = """
             """
 
             """#),
-        TOMLCase("integers", #"""
+        TOMLCase(
+            "integers",
+            #"""
             a = +99
             b = 42
             c = 0
@@ -167,13 +213,17 @@ extension TOMLTests {
             j = -0
 
             """#),
-        TOMLCase("integerLimits", #"""
+        TOMLCase(
+            "integerLimits",
+            #"""
             max = 9223372036854775807
             min = -9223372036854775808
             hexmax = 0x7FFFFFFFFFFFFFFF
 
             """#),
-        TOMLCase("prefixedIntegers", #"""
+        TOMLCase(
+            "prefixedIntegers",
+            #"""
             hex1 = 0xDEADBEEF
             hex2 = 0xdeadbeef
             hex3 = 0xdead_beef
@@ -185,7 +235,9 @@ extension TOMLTests {
             lead = 0x00ff
 
             """#),
-        TOMLCase("floats", #"""
+        TOMLCase(
+            "floats",
+            #"""
             a = +1.0
             b = 3.1415
             c = -0.01
@@ -202,7 +254,9 @@ extension TOMLTests {
             n = 1_0.0_1e1_0
 
             """#),
-        TOMLCase("floatSpecials", #"""
+        TOMLCase(
+            "floatSpecials",
+            #"""
             a = inf
             b = +inf
             c = -inf
@@ -211,19 +265,25 @@ extension TOMLTests {
             f = -nan
 
             """#),
-        TOMLCase("floatPrecision", #"""
+        TOMLCase(
+            "floatPrecision",
+            #"""
             a = 0.1
             b = 1.7976931348623157e308
             c = 5e-324
             d = 123456789.123456789
 
             """#),
-        TOMLCase("booleans", #"""
+        TOMLCase(
+            "booleans",
+            #"""
             t = true
             f = false
 
             """#),
-        TOMLCase("offsetDateTimes", #"""
+        TOMLCase(
+            "offsetDateTimes",
+            #"""
             a = 1979-05-27T07:32:00Z
             b = 1979-05-27T00:32:00-07:00
             c = 1979-05-27T00:32:00.999999-07:00
@@ -232,31 +292,41 @@ extension TOMLTests {
             f = 2000-01-01T00:00:00+23:59
 
             """#),
-        TOMLCase("localDateTimes", #"""
+        TOMLCase(
+            "localDateTimes",
+            #"""
             a = 1979-05-27T07:32:00
             b = 1979-05-27T00:32:00.999999
             c = 1979-05-27 07:32:00.5
 
             """#),
-        TOMLCase("localDatesAndTimes", #"""
+        TOMLCase(
+            "localDatesAndTimes",
+            #"""
             d = 1979-05-27
             t1 = 07:32:00
             t2 = 00:32:00.999999
             t3 = 23:59:59.1234
 
             """#),
-        TOMLCase("dateThenComment", #"""
+        TOMLCase(
+            "dateThenComment",
+            #"""
             d = 1979-05-27 # a date
             t = 07:32:00# a time
 
             """#),
-        TOMLCase("leapDay", #"""
+        TOMLCase(
+            "leapDay",
+            #"""
             a = 2000-02-29
             b = 2024-02-29T12:00:00Z
             c = 1900-02-28
 
             """#),
-        TOMLCase("arrays", #"""
+        TOMLCase(
+            "arrays",
+            #"""
             integers = [ 1, 2, 3 ]
             colors = [ "red", "yellow", "green" ]
             nested_arrays_of_ints = [ [ 1, 2 ], [3, 4, 5] ]
@@ -269,7 +339,9 @@ extension TOMLTests {
             ]
 
             """#),
-        TOMLCase("multilineArrays", #"""
+        TOMLCase(
+            "multilineArrays",
+            #"""
             integers2 = [
               1, 2, 3
             ]
@@ -288,11 +360,15 @@ extension TOMLTests {
             ]
 
             """#),
-        TOMLCase("arrayOfDates", #"""
+        TOMLCase(
+            "arrayOfDates",
+            #"""
             a = [1979-05-27, 07:32:00, 1979-05-27T07:32:00Z]
 
             """#),
-        TOMLCase("tables", #"""
+        TOMLCase(
+            "tables",
+            #"""
             [table-1]
             key1 = "some string"
             key2 = 123
@@ -302,32 +378,42 @@ extension TOMLTests {
             key2 = 456
 
             """#),
-        TOMLCase("tableQuotedHeader", #"""
+        TOMLCase(
+            "tableQuotedHeader",
+            #"""
             [dog."tater.man"]
             type.name = "pug"
             [ j . "ʞ" . 'l' ]
             x = 1
 
             """#),
-        TOMLCase("implicitSuperTables", #"""
+        TOMLCase(
+            "implicitSuperTables",
+            #"""
             [x.y.z.w]
             a = 1
             [x]
             b = 2
 
             """#),
-        TOMLCase("emptyTable", #"""
+        TOMLCase(
+            "emptyTable",
+            #"""
             [empty]
             [other]
 
             """#),
-        TOMLCase("tablesAnyOrder", #"""
+        TOMLCase(
+            "tablesAnyOrder",
+            #"""
             [fruit.apple]
             [animal]
             [fruit.orange]
 
             """#),
-        TOMLCase("dottedThenSubtableHeader", #"""
+        TOMLCase(
+            "dottedThenSubtableHeader",
+            #"""
             [fruit]
             apple.color = "red"
             apple.taste.sweet = true
@@ -335,20 +421,26 @@ extension TOMLTests {
             smooth = true
 
             """#),
-        TOMLCase("rootDottedThenHeaderBelow", #"""
+        TOMLCase(
+            "rootDottedThenHeaderBelow",
+            #"""
             a.b = 1
             [a.c]
             d = 2
 
             """#),
-        TOMLCase("implicitThenDotted", #"""
+        TOMLCase(
+            "implicitThenDotted",
+            #"""
             [a.b.c]
             z = 1
             [a]
             b.d = 2
 
             """#),
-        TOMLCase("inlineTables", #"""
+        TOMLCase(
+            "inlineTables",
+            #"""
             name = { first = "Tom", last = "Preston-Werner" }
             point = { x = 1, y = 2 }
             animal = { type.name = "pug" }
@@ -356,14 +448,18 @@ extension TOMLTests {
             nested = { a = { b = { c = [1, {d = 2}] } } }
 
             """#),
-        TOMLCase("inlineTableMultilineValues", #"""
+        TOMLCase(
+            "inlineTableMultilineValues",
+            #"""
             a = { b = [
              1,
              2 ], c = """x
             y""" }
 
             """#),
-        TOMLCase("arrayOfTables", #"""
+        TOMLCase(
+            "arrayOfTables",
+            #"""
             [[products]]
             name = "Hammer"
             sku = 738594937
@@ -376,7 +472,9 @@ extension TOMLTests {
             color = "gray"
 
             """#),
-        TOMLCase("nestedArrayOfTables", #"""
+        TOMLCase(
+            "nestedArrayOfTables",
+            #"""
             [[fruits]]
             name = "apple"
             [fruits.physical]
@@ -392,7 +490,9 @@ extension TOMLTests {
             name = "plantain"
 
             """#),
-        TOMLCase("arrayOfTablesSubtableEachElement", #"""
+        TOMLCase(
+            "arrayOfTablesSubtableEachElement",
+            #"""
             [[a]]
             [a.b]
             x = 1
@@ -401,14 +501,18 @@ extension TOMLTests {
             x = 2
 
             """#),
-        TOMLCase("whitespaceEverywhere", #"""
+        TOMLCase(
+            "whitespaceEverywhere",
+            #"""
               a   =   1   # c
             \#t[ t ]\#t# c
             \#tb\#t=\#t"x"
              [[ arr ]]\#u{20}
 
             """#),
-        TOMLCase("commentAfterEverything", #"""
+        TOMLCase(
+            "commentAfterEverything",
+            #"""
             a = [1, # one
             2] # two
             [t] # three
@@ -416,7 +520,9 @@ extension TOMLTests {
             b = {x=1} # five
 
             """#),
-        TOMLCase("keysLikeValues", #"""
+        TOMLCase(
+            "keysLikeValues",
+            #"""
             true = 1
             false = 2
             inf = 3
@@ -424,14 +530,18 @@ extension TOMLTests {
             1979-05-27 = 5
 
             """#),
-        TOMLCase("documentOrderAndDepth", #"""
+        TOMLCase(
+            "documentOrderAndDepth",
+            #"""
             z = 1
             a = 2
             [m]
             q = [1, [2, [3, [4]]]]
 
             """#),
-        TOMLCase("plugin.conf", #"""
+        TOMLCase(
+            "plugin.conf",
+            #"""
             version = 1
             root = "/var/lib/berth"
             [grpc]
@@ -445,14 +555,20 @@ extension TOMLTests {
             mode = "oci"
 
             """#),
-        TOMLCase("noTrailingNewline", #"""
+        TOMLCase(
+            "noTrailingNewline",
+            #"""
             a = 1
             b = "x"
             """#),
-        TOMLCase("commentNoNewline", #"""
+        TOMLCase(
+            "commentNoNewline",
+            #"""
             a = 1 # end
             """#),
-        TOMLCase("mixedKeyQuoting", #"""
+        TOMLCase(
+            "mixedKeyQuoting",
+            #"""
             "a" . 'b'.c = 1
             a."".d = 2
             [""]
@@ -460,28 +576,38 @@ extension TOMLTests {
             [a."b".x]
 
             """#),
-        TOMLCase("superTableAfterArrayOfTables", #"""
+        TOMLCase(
+            "superTableAfterArrayOfTables",
+            #"""
             [[a.b]]
             c = 1
             [a]
             d = 2
 
             """#),
-        TOMLCase("noSpaces", #"""
+        TOMLCase(
+            "noSpaces",
+            #"""
             a=1
             "b"='c'
             d={e=1,f=[2,3]}
 
             """#),
-        TOMLCase("escapedNulAndControls", #"""
+        TOMLCase(
+            "escapedNulAndControls",
+            #"""
             a = "\u0000\u001f\u007f"
 
             """#),
-        TOMLCase("commentWithTab", #"""
+        TOMLCase(
+            "commentWithTab",
+            #"""
             #\#ttab\#ta = 1
 
             """#),
-        TOMLCase("arrayCommentBeforeClose", #"""
+        TOMLCase(
+            "arrayCommentBeforeClose",
+            #"""
             a = [ # c
             ]
             b = [
@@ -491,7 +617,9 @@ extension TOMLTests {
             ]
 
             """#),
-        TOMLCase("exponentUnderscoresAndCase", #"""
+        TOMLCase(
+            "exponentUnderscoresAndCase",
+            #"""
             a = 1e+1_0
             b = 0.1e-1_0
             c = 1E+5
@@ -499,19 +627,25 @@ extension TOMLTests {
             e = 0.0e-0
 
             """#),
-        TOMLCase("offsetWithFraction", #"""
+        TOMLCase(
+            "offsetWithFraction",
+            #"""
             a = 1979-05-27T07:32:00.5+01:30
             b = 1979-05-27\#u{20}
             c = 1979-05-27 07:32:00\#u{20}
 
             """#),
-        TOMLCase("inlineSameKeyAsParent", #"""
+        TOMLCase(
+            "inlineSameKeyAsParent",
+            #"""
             a = {a = 1}
             a2.b.c = {d = 1}
             a2.b.e = 2
 
             """#),
-        TOMLCase("nonAsciiInComment", #"""
+        TOMLCase(
+            "nonAsciiInComment",
+            #"""
             # ünïcödé ☃ comment
             a = 1
 
@@ -520,526 +654,768 @@ extension TOMLTests {
 
     /// Each refused by tomllib too; the position is where our error points.
     static let invalidDocuments: [TOMLCase] = [
-        TOMLCase("bareCarriageReturn", #"""
+        TOMLCase(
+            "bareCarriageReturn",
+            #"""
             a = 1\#rb = 2
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("controlInComment", #"""
+        TOMLCase(
+            "controlInComment",
+            #"""
             # bell \#u{7} here
             a = 1
 
             """#, refusedAt: (1, 8)),
-        TOMLCase("delInComment", #"""
+        TOMLCase(
+            "delInComment",
+            #"""
             # del \#u{7F}
 
             """#, refusedAt: (1, 7)),
-        TOMLCase("controlInString", #"""
+        TOMLCase(
+            "controlInString",
+            #"""
             a = "x\#u{1}y"
 
             """#, refusedAt: (1, 7)),
-        TOMLCase("controlInLiteral", #"""
+        TOMLCase(
+            "controlInLiteral",
+            #"""
             a = 'x\#u{1F}y'
 
             """#, refusedAt: (1, 7)),
-        TOMLCase("delInString", #"""
+        TOMLCase(
+            "delInString",
+            #"""
             a = "x\#u{7F}"
 
             """#, refusedAt: (1, 7)),
-        TOMLCase("controlInMultiline", #"""
+        TOMLCase(
+            "controlInMultiline",
+            #"""
             a = """x\#u{0}y"""
 
             """#, refusedAt: (1, 9)),
-        TOMLCase("bareCRInMultiline", #"""
+        TOMLCase(
+            "bareCRInMultiline",
+            #"""
             a = '''x\#ry'''
 
             """#, refusedAt: (1, 9)),
-        TOMLCase("newlineInBasicString", #"""
+        TOMLCase(
+            "newlineInBasicString",
+            #"""
             a = "x
             y"
 
             """#, refusedAt: (1, 7)),
-        TOMLCase("newlineInLiteralString", #"""
+        TOMLCase(
+            "newlineInLiteralString",
+            #"""
             a = 'x
             y'
 
             """#, refusedAt: (1, 7)),
-        TOMLCase("unterminatedString", #"""
+        TOMLCase(
+            "unterminatedString",
+            #"""
             a = "abc
 
             """#, refusedAt: (1, 9)),
-        TOMLCase("unterminatedMultiline", #"""
+        TOMLCase(
+            "unterminatedMultiline",
+            #"""
             a = """abc
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("invalidEscape", #"""
+        TOMLCase(
+            "invalidEscape",
+            #"""
             a = "\q"
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("escapeE11", #"""
+        TOMLCase(
+            "escapeE11",
+            #"""
             a = "\e"
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("escapeX11", #"""
+        TOMLCase(
+            "escapeX11",
+            #"""
             a = "\x41"
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("shortUnicodeEscape", #"""
+        TOMLCase(
+            "shortUnicodeEscape",
+            #"""
             a = "\u00G1"
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("surrogateEscape", #"""
+        TOMLCase(
+            "surrogateEscape",
+            #"""
             a = "\uD800"
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("beyondUnicodeEscape", #"""
+        TOMLCase(
+            "beyondUnicodeEscape",
+            #"""
             a = "\U00110000"
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("escapeInLiteral", #"""
+        TOMLCase(
+            "escapeInLiteral",
+            #"""
             a = 'x' \n
 
             """#, refusedAt: (1, 9)),
-        TOMLCase("backslashSpaceNotAtLineEnd", #"""
+        TOMLCase(
+            "backslashSpaceNotAtLineEnd",
+            #"""
             a = """x\ y"""
 
             """#, refusedAt: (1, 9)),
-        TOMLCase("sixQuotesInMultiline", #"""
+        TOMLCase(
+            "sixQuotesInMultiline",
+            #"""
             a = """x""""""
 
             """#, refusedAt: (1, 9)),
-        TOMLCase("multilineKey", #"""
+        TOMLCase(
+            "multilineKey",
+            #"""
             """k""" = 1
 
             """#, refusedAt: (1, 3)),
-        TOMLCase("noValue", #"""
+        TOMLCase(
+            "noValue",
+            #"""
             a =
 
             """#, refusedAt: (1, 4)),
-        TOMLCase("noEquals", #"""
+        TOMLCase(
+            "noEquals",
+            #"""
             a 1
 
             """#, refusedAt: (1, 3)),
-        TOMLCase("noKey", #"""
+        TOMLCase(
+            "noKey",
+            #"""
             = 1
 
             """#, refusedAt: (1, 1)),
-        TOMLCase("emptyBareKey", #"""
+        TOMLCase(
+            "emptyBareKey",
+            #"""
             a. = 1
 
             """#, refusedAt: (1, 4)),
-        TOMLCase("invalidBareKeyChar", #"""
+        TOMLCase(
+            "invalidBareKeyChar",
+            #"""
             a!b = 1
 
             """#, refusedAt: (1, 2)),
-        TOMLCase("twoKeyValuesOnOneLine", #"""
+        TOMLCase(
+            "twoKeyValuesOnOneLine",
+            #"""
             a = 1 b = 2
 
             """#, refusedAt: (1, 7)),
-        TOMLCase("duplicateKey", #"""
+        TOMLCase(
+            "duplicateKey",
+            #"""
             a = 1
             a = 2
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("duplicateKeyQuotedSpelling", #"""
+        TOMLCase(
+            "duplicateKeyQuotedSpelling",
+            #"""
             spelling = 1
             "spelling" = 2
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("duplicateDottedKey", #"""
+        TOMLCase(
+            "duplicateDottedKey",
+            #"""
             a.b = 1
             a.b = 2
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("dottedKeyOverValue", #"""
+        TOMLCase(
+            "dottedKeyOverValue",
+            #"""
             a = 1
             a.b = 2
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("tableDefinedTwice", #"""
+        TOMLCase(
+            "tableDefinedTwice",
+            #"""
             [a]
             b = 1
             [a]
             c = 2
 
             """#, refusedAt: (3, 1)),
-        TOMLCase("tableDefinedTwiceViaSuper", #"""
+        TOMLCase(
+            "tableDefinedTwiceViaSuper",
+            #"""
             [a]
             b = 1
             [a.b]
             c = 2
 
             """#, refusedAt: (3, 1)),
-        TOMLCase("headerOverDottedTable", #"""
+        TOMLCase(
+            "headerOverDottedTable",
+            #"""
             [fruit]
             apple.color = "red"
             [fruit.apple]
 
             """#, refusedAt: (3, 1)),
-        TOMLCase("headerOverDeeperDottedTable", #"""
+        TOMLCase(
+            "headerOverDeeperDottedTable",
+            #"""
             [fruit]
             apple.taste.sweet = true
             [fruit.apple.taste]
 
             """#, refusedAt: (3, 1)),
-        TOMLCase("rootDottedThenHeader", #"""
+        TOMLCase(
+            "rootDottedThenHeader",
+            #"""
             a.b = 1
             [a]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("dottedIntoHeaderTable", #"""
+        TOMLCase(
+            "dottedIntoHeaderTable",
+            #"""
             [a.b.c]
             z = 9
             [a]
             b.c.t = 1
 
             """#, refusedAt: (4, 1)),
-        TOMLCase("dottedIntoDeeperHeaderTable", #"""
+        TOMLCase(
+            "dottedIntoDeeperHeaderTable",
+            #"""
             [a.b.c.d]
             z = 9
             [a]
             b.c.d.k.t = 1
 
             """#, refusedAt: (4, 1)),
-        TOMLCase("implicitMadeDottedThenHeader", #"""
+        TOMLCase(
+            "implicitMadeDottedThenHeader",
+            #"""
             [a.b.c]
             [a]
             b.d = 1
             [a.b]
 
             """#, refusedAt: (4, 1)),
-        TOMLCase("headerOverInlineTable", #"""
+        TOMLCase(
+            "headerOverInlineTable",
+            #"""
             a = {b = 1}
             [a]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("subheaderOfInlineTable", #"""
+        TOMLCase(
+            "subheaderOfInlineTable",
+            #"""
             a = {b = 1}
             [a.c]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("dottedKeyIntoInlineTable", #"""
+        TOMLCase(
+            "dottedKeyIntoInlineTable",
+            #"""
             a = {b = 1}
             a.c = 2
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("inlineTableTrailingComma", #"""
+        TOMLCase(
+            "inlineTableTrailingComma",
+            #"""
             a = {b = 1,}
 
             """#, refusedAt: (1, 12)),
-        TOMLCase("inlineTableNewline", #"""
+        TOMLCase(
+            "inlineTableNewline",
+            #"""
             a = {b = 1,
             c = 2}
 
             """#, refusedAt: (1, 12)),
-        TOMLCase("inlineTableDuplicate", #"""
+        TOMLCase(
+            "inlineTableDuplicate",
+            #"""
             a = {b = 1, b = 2}
 
             """#, refusedAt: (1, 13)),
-        TOMLCase("inlineTableDottedConflict", #"""
+        TOMLCase(
+            "inlineTableDottedConflict",
+            #"""
             a = {b.c = 1, b = 2}
 
             """#, refusedAt: (1, 15)),
-        TOMLCase("inlineTableNestedFrozen", #"""
+        TOMLCase(
+            "inlineTableNestedFrozen",
+            #"""
             a = {b = {c = 1}, b.d = 2}
 
             """#, refusedAt: (1, 19)),
-        TOMLCase("inlineTableMissingComma", #"""
+        TOMLCase(
+            "inlineTableMissingComma",
+            #"""
             a = {b = 1 c = 2}
 
             """#, refusedAt: (1, 12)),
-        TOMLCase("inlineTableUnclosed", #"""
+        TOMLCase(
+            "inlineTableUnclosed",
+            #"""
             a = {b = 1
 
             """#, refusedAt: (1, 11)),
-        TOMLCase("arrayOfTablesOverStaticArray", #"""
+        TOMLCase(
+            "arrayOfTablesOverStaticArray",
+            #"""
             a = []
             [[a]]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("arrayOfTablesOverTable", #"""
+        TOMLCase(
+            "arrayOfTablesOverTable",
+            #"""
             [a]
             [[a]]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("tableOverArrayOfTables", #"""
+        TOMLCase(
+            "tableOverArrayOfTables",
+            #"""
             [[a]]
             [a]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("subtableOfStaticArray", #"""
+        TOMLCase(
+            "subtableOfStaticArray",
+            #"""
             a = [{b = 1}]
             [a.c]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("dottedIntoArrayOfTables", #"""
+        TOMLCase(
+            "dottedIntoArrayOfTables",
+            #"""
             [[t.arr]]
             [t]
             arr.x = 1
 
             """#, refusedAt: (3, 1)),
-        TOMLCase("arrayMissingComma", #"""
+        TOMLCase(
+            "arrayMissingComma",
+            #"""
             a = [1 2]
 
             """#, refusedAt: (1, 8)),
-        TOMLCase("arrayLeadingComma", #"""
+        TOMLCase(
+            "arrayLeadingComma",
+            #"""
             a = [,1]
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("arrayDoubleComma", #"""
+        TOMLCase(
+            "arrayDoubleComma",
+            #"""
             a = [1,,2]
 
             """#, refusedAt: (1, 8)),
-        TOMLCase("arrayUnclosed", #"""
+        TOMLCase(
+            "arrayUnclosed",
+            #"""
             a = [1, 2
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("headerUnclosed", #"""
+        TOMLCase(
+            "headerUnclosed",
+            #"""
             [a
             b = 1
 
             """#, refusedAt: (1, 3)),
-        TOMLCase("headerEmpty", #"""
+        TOMLCase(
+            "headerEmpty",
+            #"""
             []
 
             """#, refusedAt: (1, 2)),
-        TOMLCase("arrayHeaderSpaced", #"""
+        TOMLCase(
+            "arrayHeaderSpaced",
+            #"""
             [[a] ]
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("headerTrailingText", #"""
+        TOMLCase(
+            "headerTrailingText",
+            #"""
             [a] b = 1
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("leadingZero", #"""
+        TOMLCase(
+            "leadingZero",
+            #"""
             a = 01
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("leadingZeroNegative", #"""
+        TOMLCase(
+            "leadingZeroNegative",
+            #"""
             a = -01
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("leadingZeroFloat", #"""
+        TOMLCase(
+            "leadingZeroFloat",
+            #"""
             a = 03.14
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("doubleUnderscore", #"""
+        TOMLCase(
+            "doubleUnderscore",
+            #"""
             a = 1__000
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("leadingUnderscore", #"""
+        TOMLCase(
+            "leadingUnderscore",
+            #"""
             a = _1
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("trailingUnderscore", #"""
+        TOMLCase(
+            "trailingUnderscore",
+            #"""
             a = 1_
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("underscoreAfterPrefix", #"""
+        TOMLCase(
+            "underscoreAfterPrefix",
+            #"""
             a = 0x_1
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("signedHex", #"""
+        TOMLCase(
+            "signedHex",
+            #"""
             a = +0xFF
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("signedOctal", #"""
+        TOMLCase(
+            "signedOctal",
+            #"""
             a = -0o7
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("uppercasePrefix", #"""
+        TOMLCase(
+            "uppercasePrefix",
+            #"""
             a = 0XFF
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("badOctalDigit", #"""
+        TOMLCase(
+            "badOctalDigit",
+            #"""
             a = 0o8
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("badBinaryDigit", #"""
+        TOMLCase(
+            "badBinaryDigit",
+            #"""
             a = 0b102
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("emptyHex", #"""
+        TOMLCase(
+            "emptyHex",
+            #"""
             a = 0x
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("doubleSign", #"""
+        TOMLCase(
+            "doubleSign",
+            #"""
             a = +-1
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatNoFraction", #"""
+        TOMLCase(
+            "floatNoFraction",
+            #"""
             a = 1.
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatNoInteger", #"""
+        TOMLCase(
+            "floatNoInteger",
+            #"""
             a = .5
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatDotExponent", #"""
+        TOMLCase(
+            "floatDotExponent",
+            #"""
             a = 1.e5
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatEmptyExponent", #"""
+        TOMLCase(
+            "floatEmptyExponent",
+            #"""
             a = 1e
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatUnderscoreBeforeDot", #"""
+        TOMLCase(
+            "floatUnderscoreBeforeDot",
+            #"""
             a = 1_.5
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatUnderscoreAfterDot", #"""
+        TOMLCase(
+            "floatUnderscoreAfterDot",
+            #"""
             a = 1._5
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatUnderscoreInExponentStart", #"""
+        TOMLCase(
+            "floatUnderscoreInExponentStart",
+            #"""
             a = 1e_5
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("floatTwoDots", #"""
+        TOMLCase(
+            "floatTwoDots",
+            #"""
             a = 1.2.3
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("capitalInf", #"""
+        TOMLCase(
+            "capitalInf",
+            #"""
             a = Inf
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("capitalNan", #"""
+        TOMLCase(
+            "capitalNan",
+            #"""
             a = NaN
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("infinity", #"""
+        TOMLCase(
+            "infinity",
+            #"""
             a = infinity
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("capitalTrue", #"""
+        TOMLCase(
+            "capitalTrue",
+            #"""
             a = True
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("trueWithSuffix", #"""
+        TOMLCase(
+            "trueWithSuffix",
+            #"""
             a = truex
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("badMonth", #"""
+        TOMLCase(
+            "badMonth",
+            #"""
             a = 1979-13-27
 
             """#, refusedAt: (1, 10)),
-        TOMLCase("badDay", #"""
+        TOMLCase(
+            "badDay",
+            #"""
             a = 1979-04-31
 
             """#, refusedAt: (1, 13)),
-        TOMLCase("notLeapDay", #"""
+        TOMLCase(
+            "notLeapDay",
+            #"""
             a = 2023-02-29
 
             """#, refusedAt: (1, 13)),
-        TOMLCase("centuryNotLeap", #"""
+        TOMLCase(
+            "centuryNotLeap",
+            #"""
             a = 1900-02-29
 
             """#, refusedAt: (1, 13)),
-        TOMLCase("badHour", #"""
+        TOMLCase(
+            "badHour",
+            #"""
             a = 24:00:00
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("badMinute", #"""
+        TOMLCase(
+            "badMinute",
+            #"""
             a = 12:60:00
 
             """#, refusedAt: (1, 8)),
-        TOMLCase("timeWithoutSeconds", #"""
+        TOMLCase(
+            "timeWithoutSeconds",
+            #"""
             a = 12:30
 
             """#, refusedAt: (1, 10)),
-        TOMLCase("dateTimeWithoutSeconds", #"""
+        TOMLCase(
+            "dateTimeWithoutSeconds",
+            #"""
             a = 1979-05-27T07:32Z
 
             """#, refusedAt: (1, 21)),
-        TOMLCase("shortYear", #"""
+        TOMLCase(
+            "shortYear",
+            #"""
             a = 979-05-27
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("singleDigitMonth", #"""
+        TOMLCase(
+            "singleDigitMonth",
+            #"""
             a = 1979-5-27
 
             """#, refusedAt: (1, 10)),
-        TOMLCase("fractionWithoutDigits", #"""
+        TOMLCase(
+            "fractionWithoutDigits",
+            #"""
             a = 07:32:00.
 
             """#, refusedAt: (1, 14)),
-        TOMLCase("badOffset", #"""
+        TOMLCase(
+            "badOffset",
+            #"""
             a = 1979-05-27T07:32:00+7:00
 
             """#, refusedAt: (1, 25)),
-        TOMLCase("offsetHourRange", #"""
+        TOMLCase(
+            "offsetHourRange",
+            #"""
             a = 1979-05-27T07:32:00+24:00
 
             """#, refusedAt: (1, 25)),
-        TOMLCase("offsetWithoutColon", #"""
+        TOMLCase(
+            "offsetWithoutColon",
+            #"""
             a = 1979-05-27T07:32:00+0700
 
             """#, refusedAt: (1, 27)),
-        TOMLCase("offsetOnLocalTime", #"""
+        TOMLCase(
+            "offsetOnLocalTime",
+            #"""
             a = 07:32:00Z
 
             """#, refusedAt: (1, 13)),
-        TOMLCase("dateTrailingT", #"""
+        TOMLCase(
+            "dateTrailingT",
+            #"""
             a = 1979-05-27T
 
             """#, refusedAt: (1, 16)),
-        TOMLCase("valueOnNextLine", #"""
+        TOMLCase(
+            "valueOnNextLine",
+            #"""
             a =
             1
 
             """#, refusedAt: (1, 4)),
-        TOMLCase("apostropheInLiteral", #"""
+        TOMLCase(
+            "apostropheInLiteral",
+            #"""
             a = 'it''s'
 
             """#, refusedAt: (1, 9)),
-        TOMLCase("underscoreAfterInf", #"""
+        TOMLCase(
+            "underscoreAfterInf",
+            #"""
             a = inf_
 
             """#, refusedAt: (1, 5)),
-        TOMLCase("spaceBeforeZ", #"""
+        TOMLCase(
+            "spaceBeforeZ",
+            #"""
             a = 1979-05-27T07:32:00 Z
 
             """#, refusedAt: (1, 25)),
-        TOMLCase("nonAsciiBareKey", #"""
+        TOMLCase(
+            "nonAsciiBareKey",
+            #"""
             é = 1
 
             """#, refusedAt: (1, 1)),
-        TOMLCase("keyAtEnd", #"""
+        TOMLCase(
+            "keyAtEnd",
+            #"""
             a
             """#, refusedAt: (1, 2)),
-        TOMLCase("backslashAtEnd", #"""
+        TOMLCase(
+            "backslashAtEnd",
+            #"""
             a = "\
             """#, refusedAt: (1, 6)),
-        TOMLCase("literalAtEnd", #"""
+        TOMLCase(
+            "literalAtEnd",
+            #"""
             a = 'abc
             """#, refusedAt: (1, 9)),
-        TOMLCase("multilineBackslashAtEnd", #"""
+        TOMLCase(
+            "multilineBackslashAtEnd",
+            #"""
             a = """\
             """#, refusedAt: (1, 8)),
-        TOMLCase("singleDigitHour", #"""
+        TOMLCase(
+            "singleDigitHour",
+            #"""
             a = 7:32:00
 
             """#, refusedAt: (1, 6)),
-        TOMLCase("headerReopenedAfterSubtable", #"""
+        TOMLCase(
+            "headerReopenedAfterSubtable",
+            #"""
             [a]
             [a.b]
             [a]
 
             """#, refusedAt: (3, 1)),
-        TOMLCase("arrayOfTablesUnderInlineArray", #"""
+        TOMLCase(
+            "arrayOfTablesUnderInlineArray",
+            #"""
             a = [{}]
             [[a]]
 
             """#, refusedAt: (2, 1)),
-        TOMLCase("equalsInHeader", #"""
+        TOMLCase(
+            "equalsInHeader",
+            #"""
             [a = 1]
 
             """#, refusedAt: (1, 4)),
-        TOMLCase("literalWithNewlineKey", #"""
+        TOMLCase(
+            "literalWithNewlineKey",
+            #"""
             'a
             b' = 1
 
             """#, refusedAt: (1, 3)),
-        TOMLCase("bareWordValue", #"""
+        TOMLCase(
+            "bareWordValue",
+            #"""
             a = hello
 
             """#, refusedAt: (1, 5)),

@@ -1,6 +1,5 @@
 import FoundationEssentials
 import Glibc
-import TOMLKit
 
 /// berthd's configuration, read from plugin.conf (TOML). docs/plugin-conf.md lists every key.
 ///
@@ -65,13 +64,11 @@ public struct DaemonConfig: Sendable, Equatable {
 
     /// Parses `text`; `file` names the source in errors.
     public init(text: String, file: String) throws(BerthError) {
-        let table: TOMLTable
+        let table: TOML.Table
         do {
-            table = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw .invalidArgument("\(file):\(error.source.begin.line): \(error.description)")
+            table = try TOML.parse(text)
         } catch {
-            throw .invalidArgument("\(file): \(error)")
+            throw .invalidArgument("\(file):\(error.line): \(error.message)")
         }
         let reader = ConfigReader(text: text, file: file)
         try reader.read(table, into: &self)
@@ -83,7 +80,7 @@ private struct ConfigReader {
     let text: String
     let file: String
 
-    func read(_ table: TOMLTable, into config: inout DaemonConfig) throws(BerthError) {
+    func read(_ table: TOML.Table, into config: inout DaemonConfig) throws(BerthError) {
         for key in table.keys.sorted() {
             let value = table[key]!
             switch key {
@@ -108,19 +105,19 @@ private struct ConfigReader {
         }
     }
 
-    private func readGRPC(_ table: TOMLTable, into config: inout DaemonConfig) throws(BerthError) {
+    private func readGRPC(_ table: TOML.Table, into config: inout DaemonConfig) throws(BerthError) {
         for key in table.keys {
             guard key == "address" else { throw error("unknown key \"grpc.\(key)\"", key: key, section: "grpc") }
             config.address = try string(table[key]!, key: key, section: "grpc")
         }
     }
 
-    private func readGC(_ table: TOMLTable, into config: inout DaemonConfig) throws(BerthError) {
+    private func readGC(_ table: TOML.Table, into config: inout DaemonConfig) throws(BerthError) {
         for key in table.keys {
             let value = table[key]!
             switch key {
             case "pause_threshold":
-                guard let share = value.double ?? value.int.map(Double.init) else { throw typeError(value, "a number", key: key, section: "gc") }
+                guard let share = value.float ?? value.integer.map(Double.init) else { throw typeError(value, "a number", key: key, section: "gc") }
                 guard share > 0, share < 1 else { throw error("gc.pause_threshold must be above 0 and below 1, found \(share)", key: key, section: "gc") }
                 config.gcPauseThreshold = share
             case "ingest_expiry_seconds":
@@ -133,13 +130,13 @@ private struct ConfigReader {
         }
     }
 
-    private func aliases(_ table: TOMLTable) throws(BerthError) -> [String: String] {
+    private func aliases(_ table: TOML.Table) throws(BerthError) -> [String: String] {
         var result = [String: String]()
         for key in table.keys { result[key] = try string(table[key]!, key: key, section: "runtime_aliases") }
         return result
     }
 
-    private func plugins(_ table: TOMLTable) throws(BerthError) -> [DaemonConfig.PluginEntry] {
+    private func plugins(_ table: TOML.Table) throws(BerthError) -> [DaemonConfig.PluginEntry] {
         var entries = [DaemonConfig.PluginEntry]()
         for key in table.keys.sorted() {
             let section = "plugins.\"\(key)\""
@@ -152,7 +149,7 @@ private struct ConfigReader {
         return entries
     }
 
-    private func plugin(_ table: TOMLTable, name: PluginName, section: String) throws(BerthError) -> DaemonConfig.PluginEntry {
+    private func plugin(_ table: TOML.Table, name: PluginName, section: String) throws(BerthError) -> DaemonConfig.PluginEntry {
         var entry = DaemonConfig.PluginEntry(name: name, path: "", enabled: true, required: false, configJSON: "{}")
         for key in table.keys {
             let value = table[key]!
@@ -160,7 +157,13 @@ private struct ConfigReader {
             case "path": entry.path = try string(value, key: key, section: section)
             case "enabled": entry.enabled = try bool(value, key: key, section: section)
             case "required": entry.required = try bool(value, key: key, section: section)
-            case "config": entry.configJSON = try subtable(value, key: key, section: section).convert(to: .json)
+            case "config":
+                let config = try subtable(value, key: key, section: section)
+                do {
+                    entry.configJSON = try config.json()
+                } catch {
+                    throw self.error("plugin \(name): \(error.message)", key: key, section: section)
+                }
             default: throw error("unknown key \"\(key)\" in plugin \(name)", key: key, section: section)
             }
         }
@@ -168,7 +171,7 @@ private struct ConfigReader {
         return entry
     }
 
-    private func logLevel(_ value: any TOMLValueConvertible, key: String) throws(BerthError) -> String {
+    private func logLevel(_ value: TOML.Value, key: String) throws(BerthError) -> String {
         let level = try string(value, key: key, section: nil)
         let known = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         guard known.contains(level) else {
@@ -177,28 +180,28 @@ private struct ConfigReader {
         return level
     }
 
-    private func string(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> String {
+    private func string(_ value: TOML.Value, key: String, section: String?) throws(BerthError) -> String {
         guard let string = value.string else { throw typeError(value, "a string", key: key, section: section) }
         return string
     }
 
-    private func bool(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> Bool {
-        guard let bool = value.bool else { throw typeError(value, "a boolean", key: key, section: section) }
+    private func bool(_ value: TOML.Value, key: String, section: String?) throws(BerthError) -> Bool {
+        guard let bool = value.boolean else { throw typeError(value, "a boolean", key: key, section: section) }
         return bool
     }
 
-    private func int(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> Int {
-        guard let int = value.int else { throw typeError(value, "an integer", key: key, section: section) }
+    private func int(_ value: TOML.Value, key: String, section: String?) throws(BerthError) -> Int {
+        guard let integer = value.integer, let int = Int(exactly: integer) else { throw typeError(value, "an integer", key: key, section: section) }
         return int
     }
 
-    private func subtable(_ value: any TOMLValueConvertible, key: String, section: String?) throws(BerthError) -> TOMLTable {
+    private func subtable(_ value: TOML.Value, key: String, section: String?) throws(BerthError) -> TOML.Table {
         guard let table = value.table else { throw typeError(value, "a table", key: key, section: section) }
         return table
     }
 
-    private func typeError(_ value: any TOMLValueConvertible, _ expected: String, key: String, section: String?) -> BerthError {
-        error("key \"\(key)\" must be \(expected), found \(value.type)", key: key, section: section)
+    private func typeError(_ value: TOML.Value, _ expected: String, key: String, section: String?) -> BerthError {
+        error("key \"\(key)\" must be \(expected), found \(value.typeName)", key: key, section: section)
     }
 
     private func error(_ message: String, key: String?, section: String?) -> BerthError {
@@ -207,7 +210,7 @@ private struct ConfigReader {
     }
 }
 
-/// Finds the line of a key for error messages (the TOML parser does not keep node positions).
+/// Finds the line of a key for error messages (the parsed tree keeps no positions).
 enum ConfigLines {
     /// The 1-based line where `key` is assigned inside table `section` (nil: the top level),
     /// or where the table itself is opened when `key` is nil or not found.
@@ -231,7 +234,7 @@ enum ConfigLines {
     }
 
     private static func normalize(_ text: String) -> String {
-        text.replacingOccurrences(of: " ", with: "")
+        text.replacing(" ", with: "")
     }
 
     private static func quoteIfDotted(_ key: String) -> String {

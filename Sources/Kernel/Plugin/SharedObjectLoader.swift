@@ -73,14 +73,18 @@ public enum SharedObjectLoader {
             entries: try readEntries(module, path: path))
     }
 
+    /// `value` as 0x and sixteen hexadecimal digits.
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     /// Checks the descriptor field by field, trusting each only once the ones before it passed.
     private static func readHeader(_ raw: UnsafeRawPointer, path: String) throws(BerthError) -> berth_module {
         let signature = raw.loadUnaligned(as: UInt64.self)
         guard signature == BERTH_MODULE_SIGNATURE else {
             throw .failedPrecondition(
-                String(
-                    format: "plugin file %@ is not a Berth plugin module: expected signature 0x%016llx, found 0x%016llx",
-                    path, BERTH_MODULE_SIGNATURE, signature))
+                "plugin file \(path) is not a Berth plugin module: expected signature \(hex(BERTH_MODULE_SIGNATURE)), found \(hex(signature))")
         }
         let major = raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self)
         let minor = raw.loadUnaligned(fromByteOffset: 10, as: UInt16.self)
