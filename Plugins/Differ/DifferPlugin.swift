@@ -54,29 +54,6 @@ final class DifferPlugin: BerthPlugin {
         return gzip
     }
 
-    static func apply(_ request: Berth_Diff_V1_ApplyLayerRequest, work: String) throws -> Berth_Diff_V1_ApplyLayerReply {
-        let gzip = try isGzip(request.mediaType)
-        let target = try TreeMount(request.mounts, under: work, writable: true)
-        defer { target.release() }
-        let reader = try LayerReader(path: request.path, gzip: gzip)
-        let tar = TarReader(reader)
-        let applier = try LayerApplier(root: target.path)
-        var entries: Int64 = 0
-        while let entry = try tar.next() {
-            try applier.apply(entry, from: tar)
-            entries += 1
-        }
-        try applier.finish()
-        // Read to the end, so that the digest covers the whole stream (padding after the end blocks).
-        var rest = [UInt8](repeating: 0, count: 1 << 16)
-        while try rest.withUnsafeMutableBytes({ try reader.read(into: $0) }) > 0 {}
-        return .with {
-            $0.uncompressedDigest = reader.digest
-            $0.uncompressedSize = reader.total
-            $0.entries = entries
-        }
-    }
-
     static func compare(_ request: Berth_Diff_V1_CompareRequest, work: String) throws -> Berth_Diff_V1_CompareReply {
         let gzip = try isGzip(request.mediaType)
         let lower = try TreeMount(request.lower, under: work)
