@@ -32,6 +32,13 @@ extension DifferPlugin {
 
     /// Unpacks the layer file at `path` into `root`; answers the uncompressed digest and size.
     static func unpack(_ path: String, gzip: Bool, into root: String, target: LayerApplier.Target) throws -> Berth_Diff_V1_ApplyLayerReply {
+        try unpackKeepingApplier(path, gzip: gzip, into: root, target: target).reply
+    }
+
+    /// `unpack`, also answering the applier for what it recorded (implicit parents, opaque folders).
+    static func unpackKeepingApplier(
+        _ path: String, gzip: Bool, into root: String, target: LayerApplier.Target
+    ) throws -> (reply: Berth_Diff_V1_ApplyLayerReply, applier: LayerApplier) {
         let reader = try LayerReader(path: path, gzip: gzip)
         let tar = TarReader(reader)
         let applier = try LayerApplier(root: root, target: target)
@@ -44,11 +51,12 @@ extension DifferPlugin {
         // Read to the end, so that the digest covers the whole stream (padding after the end blocks).
         var rest = [UInt8](repeating: 0, count: 1 << 16)
         while try rest.withUnsafeMutableBytes({ try reader.read(into: $0) }) > 0 {}
-        return .with {
+        let reply = Berth_Diff_V1_ApplyLayerReply.with {
             $0.uncompressedDigest = reader.digest
             $0.uncompressedSize = reader.total
             $0.entries = entries
         }
+        return (reply, applier)
     }
 
     /// The upper directory and lower directories (topmost first) of a single writable overlay

@@ -20,6 +20,7 @@ extension LayerApplier {
         // As on a whole tree, where removing these names does nothing.
         guard !name.isEmpty, name != ".", name != ".." else { return }
         try create("whiteout", entry.path, name, in: parent.fd) { mknodat(parent.fd, name, S_IFCHR, 0) }
+        wroteOverlayMarks = true
         try setOwner(entry, name, in: parent)
     }
 
@@ -33,6 +34,7 @@ extension LayerApplier {
             throw NeedsMergedView(reason: "setting \(OverlayLowers.opaqueXattr): \(String(cString: strerror(errno)))")
         }
         opaque.insert(components.joined(separator: "/"))
+        wroteOverlayMarks = true
     }
 
     /// The upper directory at `components`, never through a symlink; a missing one is made
@@ -45,7 +47,9 @@ extension LayerApplier {
             throw NeedsMergedView(reason: "directory \(key): \(String(cString: strerror(failure)))")
         }
         let parent = try directory(components.dropLast(), create: true)
-        let shown = try lowers!.directory(components) { opaque.contains($0) }
+        // A staging target learns the lower layers only when it is adopted.
+        let shown = try lowers?.directory(components) { opaque.contains($0) }
+        if lowers == nil { implicitParents.insert(key) }
         let mode = shown.map { $0.st_mode & 0o7777 } ?? 0o755
         guard mkdirat(parent.fd, name, mode & 0o777) == 0 else {
             throw NeedsMergedView(reason: "mkdir \(key): \(String(cString: strerror(errno)))")

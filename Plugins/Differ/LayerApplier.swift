@@ -32,6 +32,10 @@ final class LayerApplier {
         /// An overlay's upper directory, empty when the unpacking starts, over `lowers`
         /// (directories, topmost first).
         case overlayUpper(lowers: [String])
+        /// A staging folder, empty when the unpacking starts, written as an upper directory
+        /// whose lower layers are not known yet: missing parents are made 0755 and listed in
+        /// `implicitParents`, for the adoption to give them the lower layers' attributes.
+        case staging
     }
 
     /// The layer cannot be written into the upper directory alone (a symlink to follow, a
@@ -66,6 +70,10 @@ final class LayerApplier {
     private var retired = [Int32]()
     /// Upper directories this layer made opaque (paths in the layer).
     var opaque = Set<String>()
+    /// Parents made for a staging target that the layer does not contain (paths in the layer).
+    var implicitParents = Set<String>()
+    /// Whether a whiteout or an opaque mark was written (upper and staging targets).
+    var wroteOverlayMarks = false
     /// More kept directories than this and they are all closed (the next ones are reopened).
     private static let keptLimit = 256
 
@@ -88,9 +96,10 @@ final class LayerApplier {
         close(rootFD)
     }
 
+    /// Whether whiteouts and opaque folders are written in overlayfs' form.
     var isUpper: Bool {
-        if case .overlayUpper = target { return true }
-        return false
+        if case .tree = target { return false }
+        return true
     }
 
     func apply(_ entry: TarEntry, from tar: TarReader) throws {
@@ -180,6 +189,7 @@ final class LayerApplier {
         }
         let fd = openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         try check(fd < 0 ? -1 : 0, "open", entry.path)
+        implicitParents.remove(components.joined(separator: "/"))
         do {
             try setOwnerAndMode(fd, entry, created: created ? parent : nil, directory: true)
             try setXattrs(entry, fd: fd)

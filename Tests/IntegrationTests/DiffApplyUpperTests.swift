@@ -29,8 +29,10 @@ import Testing
         let plain: Metadata
         let leased: Metadata
 
-        init() throws {
-            daemon = try Daemon()
+        /// `settings`: plugin.conf lines; by default unpacking ahead is off, so that these tests
+        /// see the Apply path alone (UnpackAheadTests turn it on).
+        init(settings: String = "[unpack]\nahead = false", directory: String? = nil) throws {
+            daemon = try Daemon(directory: directory, settings: settings)
             try daemon.waitReady()
             var metadata = Metadata()
             metadata.addString("upper", forKey: "containerd-namespace")
@@ -54,9 +56,14 @@ import Testing
             return result.stdout
         }
 
+        /// The upper directory of `mounts`.
+        static func upper(_ mounts: [Containerd_Types_Mount]) -> String {
+            mounts.first?.options.first { $0.hasPrefix("upperdir=") }.map { String($0.dropFirst("upperdir=".count)) } ?? "/nonexistent"
+        }
+
         /// Runs `script` in the upper directory of `mounts` (not mounted); returns its output.
         func inUpper(_ mounts: [Containerd_Types_Mount], _ script: String) throws -> String {
-            let upper = mounts.first?.options.first { $0.hasPrefix("upperdir=") }.map { String($0.dropFirst("upperdir=".count)) } ?? "/nonexistent"
+            let upper = Self.upper(mounts)
             let result = try run("/bin/sh", ["-ec", "cd \(upper); \(script)"])
             #expect(result.status == 0, "\(script): \(result.stderr)")
             return result.stdout
@@ -81,14 +88,26 @@ import Testing
             return try Data(contentsOf: URL(fileURLWithPath: path))
         }
 
-        /// Prepares `key` on "base", applies `bytes` to it; answers its mounts and the failure, if any.
-        func apply(_ bytes: Data, to key: String) async throws -> ([Containerd_Types_Mount], (RPCError.Code, String)?) {
-            var result: ([Containerd_Types_Mount], (RPCError.Code, String)?) = ([], nil)
+        /// Commits `bytes` as a blob (under lease "keep"); answers its digest.
+        @discardableResult
+        func commit(_ bytes: Data, ref: String) async throws -> String {
+            let digest = try BadInputTests.sha256(bytes)
             try await withClient(daemon) { client in
-                let diff = Diff(wrapping: client), snapshots = Snapshots(wrapping: client), content = Content(wrapping: client)
                 _ = try? await Leases(wrapping: client).create(.with { $0.id = "keep" }, metadata: plain)
-                let digest = try BadInputTests.sha256(bytes)
-                try await CollectionRaceTests.commit(content, bytes, digest: digest, ref: key, metadata: leased)
+                try await CollectionRaceTests.commit(Content(wrapping: client), bytes, digest: digest, ref: ref, metadata: leased)
+            }
+            return digest
+        }
+
+        /// Prepares `key` on "base", applies `bytes` to it; answers its mounts and the failure, if any.
+        /// `prepared` runs between the Prepare and the Apply.
+        func apply(
+            _ bytes: Data, to key: String, committed: Bool = false, prepared: ([Containerd_Types_Mount]) throws -> Void = { _ in }
+        ) async throws -> ([Containerd_Types_Mount], (RPCError.Code, String)?) {
+            var result: ([Containerd_Types_Mount], (RPCError.Code, String)?) = ([], nil)
+            let digest = committed ? try BadInputTests.sha256(bytes) : try await commit(bytes, ref: key)
+            try await withClient(daemon) { client in
+                let diff = Diff(wrapping: client), snapshots = Snapshots(wrapping: client)
                 let mounts = try await snapshots.prepare(
                     .with {
                         $0.key = key
@@ -96,6 +115,7 @@ import Testing
                         $0.snapshotter = "overlayfs"
                     }, metadata: plain
                 ).mounts
+                try prepared(mounts)
                 let failure = await rpcFailure {
                     _ = try await diff.apply(
                         .with {
