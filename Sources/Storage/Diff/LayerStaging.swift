@@ -110,6 +110,9 @@ public actor LayerStaging: Service, PluginInstance {
             self.workInput.finish()
             group.cancelAll()
         }
+        // An Apply still waiting does the work itself.
+        for entry in entries.values { entry.waiters.forEach { $0.resume() } }
+        entries.removeAll()
     }
 
     /// The finished staging of `digest`, removed from the table (the caller adopts or discards
