@@ -104,6 +104,37 @@ import Testing
         #expect(Self.waitForStagings(fixture.daemon, 0, seconds: 5), "the refused staging is removed")
     }
 
+    /// Something written into the snapshot before its Apply: the staged tree cannot take the
+    /// upper directory's place, and the ordinary apply merges the layer with it.
+    @Test func stagingForANonEmptyUpperDirectory_isRefused() async throws {
+        let fixture = try Fixture(settings: "")
+        defer { _ = fixture.daemon.stop() }
+        let bytes = try fixture.layer("busy", ["add(t, 'fromlayer', data=b'l' * 3000)"])
+        try await fixture.commit(bytes, ref: "busy")
+        #expect(Self.waitForStagings(fixture.daemon, 1))
+        var before: UInt64 = 0
+        let (mounts, failure) = try await fixture.apply(bytes, to: "t", committed: true) {
+            before = Self.inode(Fixture.upper($0))
+            try "mine\n".write(toFile: Fixture.upper($0) + "/mine", atomically: false, encoding: .utf8)
+        }
+        #expect(failure == nil, "\(String(describing: failure))")
+        #expect(Self.inode(Fixture.upper(mounts)) == before, "not adopted")
+        #expect(try fixture.inside("t", "cat mine; wc -c < fromlayer") == "mine\n3000\n")
+        #expect(Self.waitForStagings(fixture.daemon, 0, seconds: 5))
+    }
+
+    /// A hostile layer fails to stage; its Apply reports the error as it always did.
+    @Test func failedStaging_leavesTheErrorToApply() async throws {
+        let fixture = try Fixture(settings: "")
+        defer { _ = fixture.daemon.stop() }
+        let bytes = try fixture.layer("bad", ["add(t, 'made/first', data=b'1' * 2000)", "add(t, '../../escape', data=b'x')"])
+        let (mounts, failure) = try await fixture.apply(bytes, to: "t")
+        #expect(failure?.0 == .invalidArgument, "\(String(describing: failure))")
+        #expect(try fixture.inUpper(mounts, "ls -A") == "")
+        #expect(Self.waitForStagings(fixture.daemon, 0, seconds: 5), "a failed staging leaves nothing")
+        #expect(!FileManager.default.fileExists(atPath: fixture.daemon.directory + "/escape"))
+    }
+
     @Test func deletedBlob_dropsItsStaging() async throws {
         let fixture = try Fixture(settings: "")
         defer { _ = fixture.daemon.stop() }
