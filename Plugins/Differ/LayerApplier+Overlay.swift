@@ -120,7 +120,9 @@ final class OverlayLowers {
                 if kind != S_IFDIR {
                     // The topmost thing there is not a directory: the merged view has a file or
                     // a symlink where the layer needs a parent.
-                    if last, next.isEmpty { throw LayerApplier.NeedsMergedView(reason: "a lower layer has a non-directory at \(components.joined(separator: "/"))") }
+                    if last, next.isEmpty {
+                        throw LayerApplier.NeedsMergedView(reason: "a lower layer has a non-directory at \(components.joined(separator: "/"))")
+                    }
                     break
                 }
                 let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

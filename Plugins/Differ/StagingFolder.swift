@@ -141,7 +141,9 @@ final class StagingFolder: Sendable {
 
     /// The staging folder of `name`, which the kernel chooses: letters, digits and '-' only.
     private func folder(_ name: String) throws -> String {
-        guard (1...128).contains(name.utf8.count), name.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) || (0x41...0x5a).contains($0) }) else {
+        guard (1...128).contains(name.utf8.count),
+            name.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) || (0x41...0x5a).contains($0) })
+        else {
             throw PluginError(.invalidArgument, "staging name \"\(name.prefix(130))\" must be 1 to 128 letters, digits or '-'")
         }
         return path + "/" + name
