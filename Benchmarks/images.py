@@ -17,7 +17,9 @@ right before the timed command:
   import+unpack       `ctr images import ARCHIVE` (ingest, image create, unpack): wall seconds,
                       and the daemon's CPU seconds meanwhile
   unpack only         `ctr images import --no-unpack`, then `ctr images mount IMAGE DIR`, which
-                      unpacks the layers and mounts the result (one Prepare + mount more)
+                      unpacks the layers and mounts the result (one Prepare + mount more); with berthd's
+                      unpacking ahead ([unpack] ahead, on by default) the layers were unpacked
+                      during the import already, so this measures adopting them
   gzip import+unpack  the first figure with the gzip archive
   content rm 1 GiB    `ctr content rm` of a 1 GiB blob ingested (and synced) before: ms to answer
                       (page cache dropped, then one `ctr version` so that ctr starts warm)

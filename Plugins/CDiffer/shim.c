@@ -10,11 +10,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int berth_differ_open_in_root(int root, const char *path, int flags)
+static int open_resolving(int root, const char *path, int flags, uint64_t resolve)
 {
     struct open_how how = {
         .flags = (uint64_t)(flags | O_CLOEXEC),
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        .resolve = resolve,
     };
     int fd = -1;
     /* EAGAIN: the kernel saw a rename or mount race while resolving and asks to retry. */
@@ -23,4 +23,14 @@ int berth_differ_open_in_root(int root, const char *path, int flags)
         if (fd >= 0 || (errno != EINTR && errno != EAGAIN)) break;
     }
     return fd;
+}
+
+int berth_differ_open_in_root(int root, const char *path, int flags)
+{
+    return open_resolving(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+}
+
+int berth_differ_open_beneath(int root, const char *path, int flags)
+{
+    return open_resolving(root, path, flags, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 }

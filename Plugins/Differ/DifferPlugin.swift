@@ -9,6 +9,8 @@ import Glibc
 final class DifferPlugin: BerthPlugin {
     private let host: PluginHost
     let methods: MethodTable
+    /// Layers unpacked ahead of their Apply.
+    let staging: StagingFolder
     /// Media types it writes, and whether each is gzip-compressed.
     static let mediaTypes: [String: Bool] = [
         "application/vnd.oci.image.layer.v1.tar+gzip": true,
@@ -20,6 +22,8 @@ final class DifferPlugin: BerthPlugin {
     init(host: PluginHost) {
         self.host = host
         let work = host.stateDirectory
+        let staging = StagingFolder(root: host.rootDirectory)
+        self.staging = staging
         var methods = MethodTable()
         // Both walk whole trees and write or read whole layers.
         methods.serve(BerthContracts.Differ.compare, blocking: true) { request, _ in
@@ -28,6 +32,10 @@ final class DifferPlugin: BerthPlugin {
         methods.serve(BerthContracts.Differ.apply, blocking: true) { request, _ in
             try Self.apply(request, work: work)
         }
+        // Stage unpacks a whole layer; Adopt and Discard may fix up or move whole trees.
+        methods.serve(BerthContracts.Differ.stage, blocking: true) { request, _ in try staging.stage(request) }
+        methods.serve(BerthContracts.Differ.adopt, blocking: true) { request, _ in try staging.adopt(request) }
+        methods.serve(BerthContracts.Differ.discard, blocking: true) { request, _ in try staging.discard(request) }
         self.methods = methods
     }
 
@@ -44,6 +52,7 @@ final class DifferPlugin: BerthPlugin {
             }
             if name.hasPrefix("layer-") { unlink(path) }
         }
+        try staging.open()
     }
 
     /// Whether layers of `mediaType` are gzip-compressed; `.unimplemented` for a type it cannot handle.
@@ -52,29 +61,6 @@ final class DifferPlugin: BerthPlugin {
             throw PluginError(.unimplemented, "media type \"\(mediaType)\" is not supported; use one of \(mediaTypes.keys.sorted().joined(separator: ", "))")
         }
         return gzip
-    }
-
-    static func apply(_ request: Berth_Diff_V1_ApplyLayerRequest, work: String) throws -> Berth_Diff_V1_ApplyLayerReply {
-        let gzip = try isGzip(request.mediaType)
-        let target = try TreeMount(request.mounts, under: work, writable: true)
-        defer { target.release() }
-        let reader = try LayerReader(path: request.path, gzip: gzip)
-        let tar = TarReader(reader)
-        let applier = try LayerApplier(root: target.path)
-        var entries: Int64 = 0
-        while let entry = try tar.next() {
-            try applier.apply(entry, from: tar)
-            entries += 1
-        }
-        try applier.finish()
-        // Read to the end, so that the digest covers the whole stream (padding after the end blocks).
-        var rest = [UInt8](repeating: 0, count: 1 << 16)
-        while try rest.withUnsafeMutableBytes({ try reader.read(into: $0) }) > 0 {}
-        return .with {
-            $0.uncompressedDigest = reader.digest
-            $0.uncompressedSize = reader.total
-            $0.entries = entries
-        }
     }
 
     static func compare(_ request: Berth_Diff_V1_CompareRequest, work: String) throws -> Berth_Diff_V1_CompareReply {

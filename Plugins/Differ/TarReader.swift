@@ -14,6 +14,9 @@ struct TarEntry {
     var link: String
     var major: UInt32
     var minor: UInt32
+    /// Extended attributes from pax `SCHILY.xattr.<name>` records (the form GNU tar, Docker and
+    /// containerd write), values as raw bytes.
+    var xattrs: [(name: String, value: [UInt8])] = []
 }
 
 /// Reads ustar/pax/GNU tar headers from a layer stream (POSIX.1-2001 pax format; GNU 'L' and
@@ -35,6 +38,7 @@ final class TarReader {
     func next() throws -> TarEntry? {
         try skipRest()
         var overrides = [String: String]()
+        var xattrs = [(name: String, value: [UInt8])]()
         while true {
             guard try readBlock() else { return nil }
             if block.allSatisfy({ $0 == 0 }) { return nil }
@@ -52,11 +56,21 @@ final class TarReader {
                 default: break
                 }
             }
+            entry.xattrs = xattrs
             remaining = entry.size
             padding = Int((512 - entry.size % 512) % 512)
             switch entry.type {
             case UInt8(ascii: "x"):
-                for (key, value) in Self.paxRecords(try readAll(entry.size)) { overrides[key] = value }
+                for (key, value) in Self.paxRecords(try readAll(entry.size)) {
+                    if key.hasPrefix(Self.xattrPrefix) {
+                        xattrs.append((String(key.dropFirst(Self.xattrPrefix.count)), Array(value)))
+                    } else {
+                        overrides[key] = String(decoding: value, as: UTF8.self)
+                    }
+                }
+                guard xattrs.count <= Self.xattrLimit else {
+                    throw PluginError(.invalidArgument, "entry \(index) has more than \(Self.xattrLimit) extended attributes")
+                }
             case UInt8(ascii: "g"):
                 _ = try readAll(entry.size)
             case UInt8(ascii: "L"):
@@ -143,16 +157,22 @@ final class TarReader {
         String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
     }
 
-    /// "<length> <key>=<value>\n" records.
-    private static func paxRecords(_ bytes: [UInt8]) -> [(String, String)] {
-        var records = [(String, String)]()
+    /// The pax key prefix of an extended attribute (its name follows).
+    static let xattrPrefix = "SCHILY.xattr."
+    /// Extended attributes per entry at most; Linux keeps a few per file in practice, and the
+    /// records of one entry are already bounded by `readAll`'s 1 MiB.
+    static let xattrLimit = 1024
+
+    /// "<length> <key>=<value>\n" records; values stay bytes (an xattr value may be binary).
+    private static func paxRecords(_ bytes: [UInt8]) -> [(String, ArraySlice<UInt8>)] {
+        var records = [(String, ArraySlice<UInt8>)]()
         var rest = bytes[...]
         while let space = rest.firstIndex(of: 0x20), let length = Int(String(decoding: rest[rest.startIndex..<space], as: UTF8.self)),
             length > 0, rest.count >= length
         {
             let record = rest[(space + 1)..<(rest.startIndex + length - 1)]
             if let equals = record.firstIndex(of: UInt8(ascii: "=")) {
-                records.append((String(decoding: record[..<equals], as: UTF8.self), String(decoding: record[(equals + 1)...], as: UTF8.self)))
+                records.append((String(decoding: record[..<equals], as: UTF8.self), record[(equals + 1)...]))
             }
             rest = rest[(rest.startIndex + length)...]
         }

@@ -16,6 +16,7 @@ public enum StoragePlugins {
     public static let leases = PluginName(type: .service, id: "leases-service")
     public static let images = PluginName(type: .service, id: "images-service")
     public static let diff = PluginName(type: .service, id: "diff-service")
+    public static let staging = PluginName(type: .service, id: "layer-staging")
 
     public static func registrations() -> [Registration] {
         let collection = CollectionTrigger()
@@ -43,7 +44,20 @@ public enum StoragePlugins {
             Registration(
                 name: diff, requires: [.metadata, .differ],
                 origin: .builtin { context in
-                    DiffService(plugins: context.plugins, scratch: context.stateDirectory) {
+                    DiffService(
+                        plugins: context.plugins, scratch: context.stateDirectory,
+                        content: { try context.plugins.service(content, as: ContentService.self) },
+                        staging: { try? context.plugins.service(staging, as: LayerStaging.self) })
+                }),
+            Registration(
+                name: staging, requires: [.event, .differ],
+                origin: .builtin { context in
+                    let daemon = context.daemon
+                    guard daemon.unpackAhead else { throw PluginStartOutcome.skipped("unpack.ahead is false in the configuration") }
+                    let limits = LayerStaging.Limits(
+                        layers: daemon.unpackAheadLayers, bytes: Int64(daemon.unpackAheadBytes),
+                        ttl: .seconds(daemon.unpackAheadTTLSeconds))
+                    return LayerStaging(plugins: context.plugins, events: context.events, limits: limits, logger: context.logger) {
                         try context.plugins.service(content, as: ContentService.self)
                     }
                 }),

@@ -56,16 +56,23 @@ struct Berthd: AsyncParsableCommand {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical (overrides the file's log_level).")
     var logLevel: String?
 
+    /// Ends the process itself, here, instead of returning to Swift's async main: that one
+    /// finishes on the main actor, whose queue libdispatch drains only until Foundation is
+    /// loaded. berthd does not link Foundation, but a plugin may (the SDK's example does), and
+    /// Foundation's start hands the main queue to a run loop that nothing runs here: the
+    /// return would wait for ever after "berthd stopped".
     func run() async throws {
         do {
             try await serve()
+            Glibc.exit(EXIT_SUCCESS)
         } catch let error as BerthError {
             writeToStandardError("berthd: \(error.message)\n")
-            throw ExitCode.failure
         } catch let error as ServiceGroupError {
             writeToStandardError("berthd: \(error)\n")
-            throw ExitCode.failure
+        } catch {
+            writeToStandardError("berthd: \(error)\n")
         }
+        Glibc.exit(EXIT_FAILURE)
     }
 
     private func loadConfig() throws(BerthError) -> DaemonConfig {

@@ -74,6 +74,7 @@ import Testing
                 "io.containerd.service.v1.leases-service": "ok",
                 "io.containerd.service.v1.images-service": "ok",
                 "io.containerd.service.v1.diff-service": "ok",
+                "io.containerd.service.v1.layer-staging": "ok",
                 "io.containerd.service.v1.containers-service": "ok",
                 "io.containerd.grpc.v1.containers": "ok",
                 "io.containerd.grpc.v1.diff": "ok",

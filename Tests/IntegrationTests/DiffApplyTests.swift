@@ -178,11 +178,12 @@ import Testing
         let path = daemon.directory + "/spec.tar"
         let script = """
             import tarfile, io
-            def add(t, name, kind='file', data=b'', mode=0o644, uid=0, gid=0, link='', mtime=1600000000):
+            def add(t, name, kind='file', data=b'', mode=0o644, uid=0, gid=0, link='', mtime=1600000000, xattrs={}):
                 i = tarfile.TarInfo(name); i.mode = mode; i.uid = uid; i.gid = gid; i.mtime = mtime
+                i.pax_headers = {'SCHILY.xattr.' + k: v for k, v in xattrs.items()}
                 if kind == 'file': i.size = len(data); t.addfile(i, io.BytesIO(data))
                 else: i.type = kind; i.linkname = link; t.addfile(i)
-            with tarfile.open('\(path)', 'w') as t:
+            with tarfile.open('\(path)', 'w', format=tarfile.PAX_FORMAT) as t:
                 add(t, '.wh.gone')
                 add(t, 'keep/.wh.k')
                 add(t, 'opq/.wh..wh..opq')
@@ -194,6 +195,12 @@ import Testing
                 add(t, 'd', tarfile.DIRTYPE, mode=0o750, uid=1000, gid=1000, mtime=1500000000)
                 add(t, 'd/x', data=b'x')
                 add(t, 'setuid', data=b's', mode=0o4755, uid=1000, gid=1000)
+                add(t, 'sg', tarfile.DIRTYPE, mode=0o2775, gid=1000)
+                add(t, 'sg/f', data=b'f', xattrs={'user.berth': 'in sg'})
+                add(t, 'sg/d', tarfile.DIRTYPE, mode=0o755, gid=1000)
+                add(t, 'sg/d2', tarfile.DIRTYPE, mode=0o2755, gid=1000)
+                add(t, 'plain', data=b'p', mode=0o600)
+                add(t, 'plain-link', tarfile.SYMTYPE, link='plain', uid=1000, gid=1000)
             """
         let made = try run("/usr/bin/env", ["python3", "-c", script])
         #expect(made.status == 0, "\(made.stderr)")
@@ -233,6 +240,11 @@ import Testing
         ]
         #expect(try inside("t", "stat -c '%n %u %g %a %Y %h' file2 hard d setuid") == stats.map { $0 + "\n" }.joined())
         #expect(try inside("t", "test $(stat -c %i file2) = $(stat -c %i hard) && echo same") == "same\n")
+        // Owners and modes the creation alone would get wrong: the set-group-ID folder's group on
+        // a file asked as 0:0, its bit on a sub-folder asked without it.
+        let created = ["sg 0 1000 2775", "sg/f 0 0 644", "sg/d 0 1000 755", "sg/d2 0 1000 2755", "plain 0 0 600", "plain-link 1000 1000 777"]
+        #expect(try inside("t", "stat -c '%n %u %g %a' sg sg/f sg/d sg/d2 plain plain-link") == created.map { $0 + "\n" }.joined())
+        #expect(try inside("t", "python3 -c \"import os; print(os.getxattr('sg/f', 'user.berth'))\"") == "b'in sg'\n")
     }
 
     /// Overlays of ~100 layers pass the one page mount(2) takes for options: the differ must

@@ -49,6 +49,19 @@ import Testing
         }
     }
 
+    @Test func config_unpackTable_setsUnpackAheadAndItsBounds() throws {
+        let defaults = try DaemonConfig(text: "version = 1\n", file: "t.conf")
+        #expect(defaults.unpackAhead && defaults.unpackAheadLayers == 16 && defaults.unpackAheadBytes == 4 << 30 && defaults.unpackAheadTTLSeconds == 600)
+        let set = try DaemonConfig(text: "[unpack]\nahead = false\nahead_layers = 2\nahead_bytes = 1048576\nahead_ttl_seconds = 5\n", file: "t.conf")
+        #expect(!set.unpackAhead && set.unpackAheadLayers == 2 && set.unpackAheadBytes == 1_048_576 && set.unpackAheadTTLSeconds == 5)
+        #expect(throws: BerthError(.invalidArgument, "t.conf:2: unpack.ahead_layers must be positive, found 0")) {
+            try DaemonConfig(text: "[unpack]\nahead_layers = 0\n", file: "t.conf")
+        }
+        #expect(throws: BerthError(.invalidArgument, "t.conf:2: unknown key \"unpack.behind\"")) {
+            try DaemonConfig(text: "[unpack]\nbehind = 1\n", file: "t.conf")
+        }
+    }
+
     @Test func config_unknownTopLevelKey_namesKeyAndLine() {
         #expect(throws: BerthError(.invalidArgument, "t.conf:3: unknown key \"rot\"")) {
             try DaemonConfig(text: "version = 1\n\nrot = \"/x\"\n", file: "t.conf")

@@ -47,6 +47,15 @@ public struct DaemonConfig: Sendable, Equatable {
     public var gcPauseThreshold: Double = 0.05
     /// `[gc] ingest_expiry_seconds`: how long an ingest nobody holds, leases or writes to is kept.
     public var ingestExpirySeconds: Int = 24 * 3600
+    /// `[unpack] ahead`: whether layer blobs are unpacked while an import still sends the
+    /// next ones (Sources/Storage/Diff/LayerStaging.swift).
+    public var unpackAhead: Bool = true
+    /// `[unpack] ahead_layers`: layers unpacked ahead and not yet applied, at most.
+    public var unpackAheadLayers: Int = 16
+    /// `[unpack] ahead_bytes`: their bytes (blob, or uncompressed once known), at most.
+    public var unpackAheadBytes: Int = 4 << 30
+    /// `[unpack] ahead_ttl_seconds`: how long a layer unpacked ahead waits for its Apply.
+    public var unpackAheadTTLSeconds: Int = 600
     /// `plugin_call_timeout_seconds`: how long a call into a shared-object plugin may take when
     /// its caller sets no deadline of its own; then the call fails with DEADLINE_EXCEEDED and
     /// the plugin is told to cancel it. Calls that wait by nature (a task's Wait) are exempt.
@@ -98,6 +107,7 @@ private struct ConfigReader {
                 config.pluginCallTimeoutSeconds = seconds
             case "grpc": try readGRPC(try subtable(value, key: key, section: nil), into: &config)
             case "gc": try readGC(try subtable(value, key: key, section: nil), into: &config)
+            case "unpack": try readUnpack(try subtable(value, key: key, section: nil), into: &config)
             case "runtime_aliases": config.runtimeAliases = try aliases(try subtable(value, key: key, section: nil))
             case "plugins": config.plugins = try plugins(try subtable(value, key: key, section: nil))
             default: throw error("unknown key \"\(key)\"", key: key, section: nil)
@@ -126,6 +136,24 @@ private struct ConfigReader {
                 config.ingestExpirySeconds = seconds
             default:
                 throw error("unknown key \"gc.\(key)\"", key: key, section: "gc")
+            }
+        }
+    }
+
+    private func readUnpack(_ table: TOML.Table, into config: inout DaemonConfig) throws(BerthError) {
+        for key in table.keys {
+            let value = table[key]!
+            if key == "ahead" {
+                config.unpackAhead = try bool(value, key: key, section: "unpack")
+                continue
+            }
+            let number = try int(value, key: key, section: "unpack")
+            guard number > 0 else { throw error("unpack.\(key) must be positive, found \(number)", key: key, section: "unpack") }
+            switch key {
+            case "ahead_layers": config.unpackAheadLayers = number
+            case "ahead_bytes": config.unpackAheadBytes = number
+            case "ahead_ttl_seconds": config.unpackAheadTTLSeconds = number
+            default: throw error("unknown key \"unpack.\(key)\"", key: key, section: "unpack")
             }
         }
     }

@@ -128,7 +128,8 @@ final class ForeignPlugin: PluginInstance, @unchecked Sendable {
     }
 }
 
-/// A start that did not end in "ok" but is not an error either.
-enum PluginStartOutcome: Error {
+/// A start that did not end in "ok" but is not an error either; a built-in's init throws it
+/// to be recorded as skipped (turned off in the configuration, say).
+public enum PluginStartOutcome: Error {
     case skipped(String)
 }

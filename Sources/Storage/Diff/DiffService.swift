@@ -29,15 +29,21 @@ public struct DiffService: Sendable {
     let plugins: PluginDirectory
     /// Where a blob is copied for the differ to unpack.
     let scratch: String
+    /// Layers unpacked ahead of their Apply, looked up per call (nil when turned off).
+    private let resolveStaging: @Sendable () -> LayerStaging?
 
     public init(content: ContentService, plugins: PluginDirectory, scratch: String) {
-        self.init(plugins: plugins, scratch: scratch) { content }
+        self.init(plugins: plugins, scratch: scratch, content: { content })
     }
 
-    public init(plugins: PluginDirectory, scratch: String, content: @escaping @Sendable () throws -> ContentService) {
+    public init(
+        plugins: PluginDirectory, scratch: String, content: @escaping @Sendable () throws -> ContentService,
+        staging: @escaping @Sendable () -> LayerStaging? = { nil }
+    ) {
         self.resolveContent = content
         self.plugins = plugins
         self.scratch = scratch
+        self.resolveStaging = staging
     }
 
     private var content: ContentService {
@@ -85,6 +91,7 @@ public struct DiffService: Sendable {
         let differ = try runningDiffer()
         try ContentDigest.validate(diff.digest)
         let blob = try await content.open(namespace: namespace, digest: diff.digest)
+        if let adopted = await adoptStaged(diff, mounts: mounts, differ: differ) { return adopted }
         // The differ reads the blob where the store keeps it, through a descriptor the store
         // opened (/proc/self/fd/N: plugins share the daemon's process); a store without
         // OpenRead gets its blob copied to a scratch file first.
@@ -115,6 +122,40 @@ public struct DiffService: Sendable {
             $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
             $0.digest = reply.uncompressedDigest
             $0.size = reply.uncompressedSize
+        }
+    }
+
+    /// The layer unpacked ahead for `diff`, moved into `mounts`' directory; nil when there is
+    /// none or it cannot be used there (then the ordinary apply does the work).
+    private func adoptStaged(_ diff: Containerd_Types_Descriptor, mounts: [Mount], differ: any PluginInstance) async -> Containerd_Types_Descriptor? {
+        guard let staging = resolveStaging(), let staged = await staging.take(diff.digest) else { return nil }
+        let mediaType = diff.mediaType.isEmpty ? Self.defaultMediaType : diff.mediaType
+        // The staging read the blob as its bytes say; the request's type must agree.
+        let gzip = mediaType.hasSuffix("+gzip") || mediaType.hasSuffix(".tar.gzip")
+        guard gzip == staged.gzip, gzip || mediaType.hasSuffix(".tar") else {
+            await staging.discard(staged.name)
+            return nil
+        }
+        do {
+            let reply = try await differ.call(
+                BerthContracts.Differ.adopt,
+                Berth_Diff_V1_AdoptLayerRequest.with {
+                    $0.name = staged.name
+                    $0.mounts = mounts
+                    $0.implicitParents = staged.reply.implicitParents
+                    $0.opaque = staged.reply.opaque
+                    $0.overlayMarks = staged.reply.overlayMarks
+                })
+            // Not adopted: the plugin removed the staging already.
+            guard reply.adopted else { return nil }
+        } catch {
+            await staging.discard(staged.name)
+            return nil
+        }
+        return .with {
+            $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
+            $0.digest = staged.reply.uncompressedDigest
+            $0.size = staged.reply.uncompressedSize
         }
     }
 

@@ -35,6 +35,9 @@ public enum BerthContracts {
     public enum Differ {
         public static let compare = ContractMethod<Berth_Diff_V1_CompareRequest, Berth_Diff_V1_CompareReply>(path: "/berth.diff.v1.Differ/Compare")
         public static let apply = ContractMethod<Berth_Diff_V1_ApplyLayerRequest, Berth_Diff_V1_ApplyLayerReply>(path: "/berth.diff.v1.Differ/Apply")
+        public static let stage = ContractMethod<Berth_Diff_V1_StageLayerRequest, Berth_Diff_V1_StageLayerReply>(path: "/berth.diff.v1.Differ/Stage")
+        public static let adopt = ContractMethod<Berth_Diff_V1_AdoptLayerRequest, Berth_Diff_V1_AdoptLayerReply>(path: "/berth.diff.v1.Differ/Adopt")
+        public static let discard = ContractMethod<Berth_Diff_V1_DiscardLayerRequest, Berth_Diff_V1_DiscardLayerReply>(path: "/berth.diff.v1.Differ/Discard")
     }
 
     /// `berth.runtime.v1.Runtime` (Protos/berth/runtime/v1/runtime.proto).

@@ -19,6 +19,14 @@
 ///     INVALID_ARGUMENT for a mount it cannot mount, UNIMPLEMENTED for a media type it cannot write.
 ///   /berth.diff.v1.Differ/Apply    ApplyLayerRequest -> ApplyLayerReply
 ///     INVALID_ARGUMENT for a malformed archive or an entry that would leave the tree.
+///   /berth.diff.v1.Differ/Stage    StageLayerRequest -> StageLayerReply
+///     Unpacks a layer ahead of its Apply into a staging tree the plugin keeps under its root
+///     folder (on the snapshots' filesystem), named by the kernel. An error leaves nothing.
+///   /berth.diff.v1.Differ/Adopt    AdoptLayerRequest -> AdoptLayerReply
+///     Moves a staged tree into the upper (or bind) directory of an active snapshot's mounts,
+///     or answers adopted = false with the reason; either way the staging is gone after.
+///   /berth.diff.v1.Differ/Discard  DiscardLayerRequest -> DiscardLayerReply
+///     Removes a staging tree; one that does not exist is not an error.
 
 import SwiftProtobuf
 
@@ -100,6 +108,117 @@ public nonisolated struct Berth_Diff_V1_ApplyLayerReply: Sendable {
   public var uncompressedSize: Int64 = 0
 
   public var entries: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_StageLayerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The layer blob, as a file the plugin may read.
+  public var path: String = String()
+
+  public var mediaType: String = String()
+
+  /// The staging's name: letters, digits and '-' only.
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_StageLayerReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var uncompressedDigest: String = String()
+
+  public var uncompressedSize: Int64 = 0
+
+  public var entries: Int64 = 0
+
+  /// False when the tree cannot be adopted without the lower layers (a symlink on an entry's
+  /// path, a hard link out of the layer); the staging is then already removed.
+  public var adoptable: Bool = false
+
+  public var reason: String = String()
+
+  /// Folders the layer needs but does not contain, made 0755 root; Adopt gives them what the
+  /// lower layers show there.
+  public var implicitParents: [String] = []
+
+  /// Folders the layer made opaque.
+  public var opaque: [String] = []
+
+  /// Whether the tree holds whiteouts or opaque marks (then only an overlay upper can take it).
+  public var overlayMarks: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_AdoptLayerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// The active snapshot's mounts: one overlay mount with an empty upper directory, or one
+  /// writable bind mount of an empty directory.
+  public var mounts: [Containerd_Types_Mount] = []
+
+  public var implicitParents: [String] = []
+
+  public var opaque: [String] = []
+
+  public var overlayMarks: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_AdoptLayerReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var adopted: Bool = false
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_DiscardLayerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Berth_Diff_V1_DiscardLayerReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Whether a staging of that name existed.
+  public var removed: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -265,6 +384,256 @@ nonisolated extension Berth_Diff_V1_ApplyLayerReply: SwiftProtobuf.Message, Swif
     if lhs.uncompressedDigest != rhs.uncompressedDigest {return false}
     if lhs.uncompressedSize != rhs.uncompressedSize {return false}
     if lhs.entries != rhs.entries {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_StageLayerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StageLayerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}media_type\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.mediaType) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if !self.mediaType.isEmpty {
+      try visitor.visitSingularStringField(value: self.mediaType, fieldNumber: 2)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_StageLayerRequest, rhs: Berth_Diff_V1_StageLayerRequest) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.mediaType != rhs.mediaType {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_StageLayerReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StageLayerReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}uncompressed_digest\0\u{3}uncompressed_size\0\u{1}entries\0\u{1}adoptable\0\u{1}reason\0\u{3}implicit_parents\0\u{1}opaque\0\u{3}overlay_marks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.uncompressedDigest) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.uncompressedSize) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.entries) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.adoptable) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.implicitParents) }()
+      case 7: try { try decoder.decodeRepeatedStringField(value: &self.opaque) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.overlayMarks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.uncompressedDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.uncompressedDigest, fieldNumber: 1)
+    }
+    if self.uncompressedSize != 0 {
+      try visitor.visitSingularInt64Field(value: self.uncompressedSize, fieldNumber: 2)
+    }
+    if self.entries != 0 {
+      try visitor.visitSingularInt64Field(value: self.entries, fieldNumber: 3)
+    }
+    if self.adoptable != false {
+      try visitor.visitSingularBoolField(value: self.adoptable, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    if !self.implicitParents.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.implicitParents, fieldNumber: 6)
+    }
+    if !self.opaque.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.opaque, fieldNumber: 7)
+    }
+    if self.overlayMarks != false {
+      try visitor.visitSingularBoolField(value: self.overlayMarks, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_StageLayerReply, rhs: Berth_Diff_V1_StageLayerReply) -> Bool {
+    if lhs.uncompressedDigest != rhs.uncompressedDigest {return false}
+    if lhs.uncompressedSize != rhs.uncompressedSize {return false}
+    if lhs.entries != rhs.entries {return false}
+    if lhs.adoptable != rhs.adoptable {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.implicitParents != rhs.implicitParents {return false}
+    if lhs.opaque != rhs.opaque {return false}
+    if lhs.overlayMarks != rhs.overlayMarks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_AdoptLayerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdoptLayerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}mounts\0\u{3}implicit_parents\0\u{1}opaque\0\u{3}overlay_marks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.mounts) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.implicitParents) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.opaque) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.overlayMarks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.mounts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mounts, fieldNumber: 2)
+    }
+    if !self.implicitParents.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.implicitParents, fieldNumber: 3)
+    }
+    if !self.opaque.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.opaque, fieldNumber: 4)
+    }
+    if self.overlayMarks != false {
+      try visitor.visitSingularBoolField(value: self.overlayMarks, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_AdoptLayerRequest, rhs: Berth_Diff_V1_AdoptLayerRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.mounts != rhs.mounts {return false}
+    if lhs.implicitParents != rhs.implicitParents {return false}
+    if lhs.opaque != rhs.opaque {return false}
+    if lhs.overlayMarks != rhs.overlayMarks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_AdoptLayerReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdoptLayerReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}adopted\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.adopted) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.adopted != false {
+      try visitor.visitSingularBoolField(value: self.adopted, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_AdoptLayerReply, rhs: Berth_Diff_V1_AdoptLayerReply) -> Bool {
+    if lhs.adopted != rhs.adopted {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_DiscardLayerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DiscardLayerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_DiscardLayerRequest, rhs: Berth_Diff_V1_DiscardLayerRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Berth_Diff_V1_DiscardLayerReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DiscardLayerReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}removed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.removed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.removed != false {
+      try visitor.visitSingularBoolField(value: self.removed, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Berth_Diff_V1_DiscardLayerReply, rhs: Berth_Diff_V1_DiscardLayerReply) -> Bool {
+    if lhs.removed != rhs.removed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -20,6 +20,9 @@
 /* berth.diff.v1.Differ (Protos/berth/diff/v1/differ.proto) */
 #define BERTH_DIFFER_COMPARE "/berth.diff.v1.Differ/Compare"
 #define BERTH_DIFFER_APPLY "/berth.diff.v1.Differ/Apply"
+#define BERTH_DIFFER_STAGE "/berth.diff.v1.Differ/Stage"
+#define BERTH_DIFFER_ADOPT "/berth.diff.v1.Differ/Adopt"
+#define BERTH_DIFFER_DISCARD "/berth.diff.v1.Differ/Discard"
 
 /* berth.runtime.v1.Runtime (Protos/berth/runtime/v1/runtime.proto) */
 #define BERTH_RUNTIME_CONTRACT_CREATE "/berth.runtime.v1.Runtime/Create"
