@@ -37,9 +37,9 @@ extension DifferPlugin {
 
     /// `unpack`, also answering the applier for what it recorded (implicit parents, opaque folders).
     static func unpackKeepingApplier(
-        _ path: String, gzip: Bool, into root: String, target: LayerApplier.Target
+        _ path: String, gzip: Bool, into root: String, target: LayerApplier.Target, limit: Int64 = 0
     ) throws -> (reply: Berth_Diff_V1_ApplyLayerReply, applier: LayerApplier) {
-        let reader = try LayerReader(path: path, gzip: gzip)
+        let reader = try LayerReader(path: path, gzip: gzip, limit: limit)
         let tar = TarReader(reader)
         let applier = try LayerApplier(root: root, target: target)
         var entries: Int64 = 0

@@ -20,8 +20,9 @@ final class LayerReader {
     private var end = 0
     private var ended = false
 
-    init(path: String, gzip: Bool) throws {
-        pump = try LayerPump(path: path, gzip: gzip)
+    /// `limit` > 0: reading fails once the uncompressed stream passes `limit` bytes.
+    init(path: String, gzip: Bool, limit: Int64 = 0) throws {
+        pump = try LayerPump(path: path, gzip: gzip, limit: limit)
         let pump = pump
         try startDetachedThread(name: "layer-reader") { pump.run() }
     }
@@ -105,8 +106,11 @@ final class LayerPump: @unchecked Sendable {
     private var hasher = SHA256()
     private(set) var total: Int64 = 0
     private(set) var digest = ""
+    /// 0, or the most uncompressed bytes the stream may have.
+    private let limit: Int64
 
-    init(path: String, gzip: Bool) throws {
+    init(path: String, gzip: Bool, limit: Int64) throws {
+        self.limit = limit
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw PluginError(.internal, "opening layer \(path): \(String(cString: strerror(errno)))") }
         self.gzip = gzip
@@ -176,6 +180,9 @@ final class LayerPump: @unchecked Sendable {
         }
         hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: end))
         total += Int64(end)
+        if limit > 0, total > limit {
+            throw PluginError(.resourceExhausted, "the layer expands to more than \(limit) bytes")
+        }
         return end
     }
 

@@ -42,7 +42,8 @@ final class StagingFolder: Sendable {
             throw PluginError(errno == EEXIST ? .alreadyExists : .internal, "staging \(request.name): \(String(cString: strerror(errno)))")
         }
         do {
-            let (reply, applier) = try DifferPlugin.unpackKeepingApplier(request.path, gzip: gzip, into: tree, target: .staging)
+            let (reply, applier) = try DifferPlugin.unpackKeepingApplier(
+                request.path, gzip: gzip, into: tree, target: .staging, limit: request.maxUncompressedBytes)
             return .with {
                 $0.uncompressedDigest = reply.uncompressedDigest
                 $0.uncompressedSize = reply.uncompressedSize

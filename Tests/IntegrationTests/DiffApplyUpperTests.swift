@@ -70,8 +70,8 @@ import Testing
         }
 
         /// A tar layer of `entries`, Python lines calling add(t, name, kind, data, mode, uid,
-        /// gid, link, mtime, xattrs).
-        func layer(_ name: String, _ entries: [String]) throws -> Data {
+        /// gid, link, mtime, xattrs); gzip-compressed when `gzip`.
+        func layer(_ name: String, _ entries: [String], gzip: Bool = false) throws -> Data {
             let path = daemon.directory + "/\(name).tar"
             let script = """
                 import tarfile, io
@@ -80,7 +80,7 @@ import Testing
                     i.pax_headers = {'SCHILY.xattr.' + k: v for k, v in xattrs.items()}
                     if kind == 'file': i.size = len(data); t.addfile(i, io.BytesIO(data))
                     else: i.type = kind; i.linkname = link; t.addfile(i)
-                with tarfile.open('\(path)', 'w', format=tarfile.PAX_FORMAT) as t:
+                with tarfile.open('\(path)', '\(gzip ? "w:gz" : "w")', format=tarfile.PAX_FORMAT) as t:
                 \(entries.map { "    " + $0 }.joined(separator: "\n"))
                 """
             let made = try run("/usr/bin/env", ["python3", "-c", script])
@@ -102,7 +102,8 @@ import Testing
         /// Prepares `key` on "base", applies `bytes` to it; answers its mounts and the failure, if any.
         /// `prepared` runs between the Prepare and the Apply.
         func apply(
-            _ bytes: Data, to key: String, committed: Bool = false, prepared: ([Containerd_Types_Mount]) throws -> Void = { _ in }
+            _ bytes: Data, to key: String, committed: Bool = false, mediaType: String = "application/vnd.oci.image.layer.v1.tar",
+            prepared: ([Containerd_Types_Mount]) throws -> Void = { _ in }
         ) async throws -> ([Containerd_Types_Mount], (RPCError.Code, String)?) {
             var result: ([Containerd_Types_Mount], (RPCError.Code, String)?) = ([], nil)
             let digest = committed ? try BadInputTests.sha256(bytes) : try await commit(bytes, ref: key)
@@ -121,7 +122,7 @@ import Testing
                         .with {
                             $0.diff = .with {
                                 $0.digest = digest
-                                $0.mediaType = "application/vnd.oci.image.layer.v1.tar"
+                                $0.mediaType = mediaType
                                 $0.size = Int64(bytes.count)
                             }
                             $0.mounts = mounts

@@ -169,6 +169,42 @@ import Testing
         #expect(Self.stagings(fixture.daemon).count == 1, "the first one is still held")
     }
 
+    @Test func byteBound_stopsAStagingThatExpandsPastIt_andApplyStillUnpacks() async throws {
+        let fixture = try Fixture(settings: "[unpack]\nahead_bytes = 1048576")
+        defer { _ = fixture.daemon.stop() }
+        // 8 MiB of zeros compress to a few KiB: admitted by the blob's size, stopped by what it expands to.
+        let bomb = try fixture.layer("bomb", ["add(t, 'zeros', data=bytes(8 << 20))"], gzip: true)
+        #expect(bomb.count < 64 << 10)
+        try await fixture.commit(bomb, ref: "bomb")
+        var largest: Int64 = 0
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !fixture.daemon.log.contains("expands to more than 1048576 bytes") {
+            largest = max(largest, Self.stagedBytes(fixture.daemon))
+            usleep(2_000)
+        }
+        #expect(fixture.daemon.log.contains("expands to more than 1048576 bytes"))
+        #expect(largest <= 6 << 20, "the staging stopped within the bound and the reader's few buffers ahead")
+        #expect(Self.waitForStagings(fixture.daemon, 0))
+        let gzip = "application/vnd.oci.image.layer.v1.tar+gzip"
+        let (mounts, failure) = try await fixture.apply(bomb, to: "t", committed: true, mediaType: gzip)
+        #expect(failure == nil, "\(String(describing: failure))")
+        #expect(try fixture.inUpper(mounts, "stat -c %s zeros") == "\(8 << 20)\n")
+    }
+
+    /// Bytes of the files in the differ's staging folders now.
+    static func stagedBytes(_ daemon: Daemon) -> Int64 {
+        let root = daemon.directory + "/root"
+        let plugins = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+        guard let differ = plugins.first(where: { $0.contains("differ") }) else { return 0 }
+        let folder = root + "/" + differ + "/staging"
+        var total: Int64 = 0
+        for path in (try? FileManager.default.subpathsOfDirectory(atPath: folder)) ?? [] {
+            var status = stat()
+            if lstat(folder + "/" + path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG { total += Int64(status.st_size) }
+        }
+        return total
+    }
+
     @Test func restart_sweepsLeftoverStagings() async throws {
         let directory = NSTemporaryDirectory() + "berthd-ahead-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: directory) }

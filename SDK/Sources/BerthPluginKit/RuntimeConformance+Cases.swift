@@ -61,7 +61,10 @@ extension RuntimeConformance {
         Case(name: "terminal_resizePty_processSeesNewSize") { d in
             let out = try d.fifo("out")
             defer { close(out.reader) }
-            let spec = d.spec(["sh", "-c", "sleep 0.5; tty; stty size"], id: "c1") { object in
+            // The process waits (up to 10 s) for the new size rather than a fixed time: under
+            // load the resize may come later than any fixed sleep.
+            let script = "i=0; while [ \"$(stty size 2>/dev/null)\" != '30 100' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; tty; stty size"
+            let spec = d.spec(["sh", "-c", script], id: "c1") { object in
                 var process = object["process"] as? [String: Any] ?? [:]
                 process["terminal"] = true
                 object["process"] = process

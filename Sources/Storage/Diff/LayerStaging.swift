@@ -204,6 +204,8 @@ public actor LayerStaging: Service, PluginInstance {
 
     /// Sniffs the blob and has the differ stage it.
     private func unpack(_ digest: String, _ entry: Entry) async -> State {
+        // What the byte bound leaves this staging, beyond the others held.
+        let budget = max(1, limits.bytes - (heldBytes - entry.bytes))
         do {
             guard let differ = differ() else { return .unusable }
             let content = try resolveContent()
@@ -225,6 +227,7 @@ public actor LayerStaging: Service, PluginInstance {
                     $0.path = "/proc/self/fd/\(fd)"
                     $0.mediaType = gzip ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar"
                     $0.name = entry.name
+                    $0.maxUncompressedBytes = budget
                 })
             guard reply.adoptable else {
                 logger.debug("layer unpacked ahead is not adoptable: \(reply.reason)", metadata: ["digest": "\(digest)"])
@@ -232,7 +235,8 @@ public actor LayerStaging: Service, PluginInstance {
             }
             return .staged(Staged(name: entry.name, gzip: gzip, reply: reply))
         } catch {
-            logger.debug("unpacking ahead failed: \(error)", metadata: ["digest": "\(digest)"])
+            // Rare (a blob that looks like a layer and is not one, or one past the byte bound): worth a line.
+            logger.info("unpacking ahead failed, Apply will unpack: \(error)", metadata: ["digest": "\(digest)"])
             return .unusable
         }
     }

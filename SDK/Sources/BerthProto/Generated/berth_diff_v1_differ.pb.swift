@@ -127,6 +127,11 @@ public nonisolated struct Berth_Diff_V1_StageLayerRequest: Sendable {
   /// The staging's name: letters, digits and '-' only.
   public var name: String = String()
 
+  /// 0: no limit. Otherwise the staging stops, and is removed, once the uncompressed stream
+  /// passes this many bytes: nobody has asked for this unpack yet, and a small gzip blob can
+  /// expand to far more than its own size.
+  public var maxUncompressedBytes: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -391,7 +396,7 @@ nonisolated extension Berth_Diff_V1_ApplyLayerReply: SwiftProtobuf.Message, Swif
 
 nonisolated extension Berth_Diff_V1_StageLayerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StageLayerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}media_type\0\u{1}name\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}media_type\0\u{1}name\0\u{3}max_uncompressed_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -402,6 +407,7 @@ nonisolated extension Berth_Diff_V1_StageLayerRequest: SwiftProtobuf.Message, Sw
       case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.mediaType) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.maxUncompressedBytes) }()
       default: break
       }
     }
@@ -417,6 +423,9 @@ nonisolated extension Berth_Diff_V1_StageLayerRequest: SwiftProtobuf.Message, Sw
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 3)
     }
+    if self.maxUncompressedBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.maxUncompressedBytes, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -424,6 +433,7 @@ nonisolated extension Berth_Diff_V1_StageLayerRequest: SwiftProtobuf.Message, Sw
     if lhs.path != rhs.path {return false}
     if lhs.mediaType != rhs.mediaType {return false}
     if lhs.name != rhs.name {return false}
+    if lhs.maxUncompressedBytes != rhs.maxUncompressedBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
