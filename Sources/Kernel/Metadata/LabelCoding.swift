@@ -7,9 +7,9 @@ public enum LabelCoding {
         var text = "{"
         for (index, key) in labels.keys.sorted().enumerated() {
             if index > 0 { text += "," }
-            append(key, to: &text)
+            appendJSONString(key, to: &text)
             text += ":"
-            append(labels[key]!, to: &text)
+            appendJSONString(labels[key]!, to: &text)
         }
         return text + "}"
     }
@@ -18,24 +18,6 @@ public enum LabelCoding {
         if text == "{}" { return [:] }
         var parser = Parser(bytes: Array(text.utf8))
         return parser.object()
-    }
-
-    private static func append(_ string: String, to text: inout String) {
-        text += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
     }
 
     /// A parser for exactly one JSON object whose values are strings.
